@@ -1,0 +1,66 @@
+"""`sdbridge make-test-model`: tiny random-weight checkpoints in the real single-file layout.
+
+They exercise the real loader and pipelines; their pictures are noise. The family and the tiny
+configs are recorded in the safetensors header (`sdbridge.*` keys) — real checkpoints carry no
+such keys and are loaded with the packaged configs of `arch.REAL` instead.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from . import arch, ldm_keys
+
+SD_ARCHS = ("sd15", "sdxl", "sd15-inpaint", "sdxl-inpaint")
+
+
+def _text_model(config: arch.Config) -> torch.nn.Module:
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    cfg = CLIPTextConfig(**{k: v for k, v in config.items() if k not in ("architectures", "model_type")})
+    cls = CLIPTextModelWithProjection if "WithProjection" in config["architectures"][0] else CLIPTextModel
+    return cls(cfg)
+
+
+def _from_config(cls: type, config: arch.Config) -> torch.nn.Module:
+    return cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
+
+
+def build_state_dict(family: arch.Family, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random weights for `family` in LDM single-file layout."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    cfg = family.configs
+    unet = _from_config(UNet2DConditionModel, cfg["unet"])
+    vae = _from_config(AutoencoderKL, cfg["vae"])
+    up_attn = ["CrossAttn" in t for t in cfg["unet"]["up_block_types"]]
+    sd = ldm_keys.unet_to_ldm(unet.state_dict(), cfg["unet"]["layers_per_block"], up_attn)
+    sd |= ldm_keys.vae_to_ldm(vae.state_dict(), len(cfg["vae"]["block_out_channels"]))
+    te = _text_model(cfg["text_encoder"]).state_dict()
+    if family.xl:
+        sd |= ldm_keys.clip_to_ldm(te, "conditioner.embedders.0.")
+        te2 = _text_model(cfg["text_encoder_2"]).state_dict()
+        sd |= ldm_keys.open_clip_to_ldm(te2, "conditioner.embedders.1.model.")
+    else:
+        sd |= ldm_keys.clip_to_ldm(te, "cond_stage_model.")
+    return {k: v.detach().contiguous() for k, v in sd.items()}
+
+
+def write_sd_checkpoint(out_dir: Path, arch_name: str, name: str | None = None, seed: int = 0) -> Path:
+    from safetensors.torch import save_file
+
+    family = arch.TINY[arch_name]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name or 'tiny-' + arch_name}.safetensors"
+    meta = {
+        "sdbridge.family": family.name,
+        "sdbridge.native": str(family.native),
+        "sdbridge.configs": json.dumps(family.configs),
+        "sdbridge.note": "random weights from sdbridge make-test-model: produces noise",
+    }
+    save_file(build_state_dict(family, seed), str(path), metadata=meta)
+    return path
