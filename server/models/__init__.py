@@ -1,0 +1,1 @@
+"""Checkpoint discovery, family detection and offline loading."""
