@@ -204,7 +204,13 @@ def blob_frames(ref: str, data: bytes, chunk: int = CHUNK_BYTES) -> Iterator[dic
     """Split `data` into `blob` frames (at least one, even when empty)."""
     n = max(1, -(-len(data) // chunk))
     for seq in range(n):
-        yield {"type": "blob", "ref": ref, "seq": seq, "data": data[seq * chunk : (seq + 1) * chunk], "last": seq == n - 1}
+        yield {
+            "type": "blob",
+            "ref": ref,
+            "seq": seq,
+            "data": data[seq * chunk : (seq + 1) * chunk],
+            "last": seq == n - 1,
+        }
 
 
 @dataclass

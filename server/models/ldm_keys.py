@@ -84,7 +84,9 @@ def vae_to_ldm(sd: dict[str, Tensor], levels: int) -> dict[str, Tensor]:
         parts = new.split(".")
         if parts[1] == "down_blocks":
             i, kind, rest = parts[2], parts[3], parts[4:]
-            new = ".".join([parts[0], "down", i] + (["block"] + rest if kind == "resnets" else ["downsample"] + rest[1:]))
+            new = ".".join(
+                [parts[0], "down", i] + (["block"] + rest if kind == "resnets" else ["downsample"] + rest[1:])
+            )
         elif parts[1] == "up_blocks":
             i, kind, rest = str(levels - 1 - int(parts[2])), parts[3], parts[4:]
             new = ".".join([parts[0], "up", i] + (["block"] + rest if kind == "resnets" else ["upsample"] + rest[1:]))

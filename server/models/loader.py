@@ -100,7 +100,9 @@ def _components(pipe: Any, name: str, family: arch.Family, device: torch.device,
     return _place(LoadedModel(name, family, device, dtype, pipe.unet, pipe.vae, tes, toks, sched))
 
 
-def load_single_file(path: Path, name: str, device: torch.device, dtype: torch.dtype, allow_pickle: bool) -> LoadedModel:
+def load_single_file(
+    path: Path, name: str, device: torch.device, dtype: torch.dtype, allow_pickle: bool
+) -> LoadedModel:
     import diffusers
 
     if path.suffix.lower() in (".ckpt", ".pt", ".pth", ".bin"):
