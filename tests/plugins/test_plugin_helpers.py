@@ -1,0 +1,140 @@
+"""Geometry, mask, pixel-format, PNG and request helpers of the shared plugin client (no server)."""
+
+from __future__ import annotations
+
+import io
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from plugins.common import geometry, jobs, pixels, png, protocol
+from plugins.common.geometry import Rect
+
+
+def test_rect_ops() -> None:
+    a = Rect(10, 20, 30, 40)
+    assert (a.right, a.bottom, a.area) == (40, 60, 1200)
+    assert a.intersect(Rect(30, 50, 100, 100)) == Rect(30, 50, 10, 10)
+    assert a.intersect(Rect(100, 100, 5, 5)).empty
+    assert a.union(Rect(0, 0, 5, 5)) == Rect(0, 0, 40, 60)
+    assert a.pad(5) == Rect(5, 15, 40, 50)
+    assert a.scale(2) == Rect(20, 40, 60, 80)
+    assert a.contains(10, 20) and not a.contains(40, 20)
+    assert Rect.from_wire({"x": 3, "y": 4, "w": 5, "h": 6}) == Rect(3, 4, 5, 6)
+    with pytest.raises(AttributeError):
+        a.x = 1  # type: ignore[misc]
+
+
+@settings(max_examples=50, deadline=None)
+@given(w=st.integers(1, 40), h=st.integers(1, 40), data=st.data())
+def test_mask_bounds_matches_numpy(w: int, h: int, data: st.DataObject) -> None:
+    arr = np.array(
+        data.draw(st.lists(st.sampled_from([0, 0, 0, 1, 128, 255]), min_size=w * h, max_size=w * h)), dtype=np.uint8
+    ).reshape(h, w)
+    r = geometry.mask_bounds(arr.tobytes(), w, h)
+    ys, xs = np.nonzero(arr)
+    if len(xs) == 0:
+        assert r.empty
+    else:
+        assert r == Rect.from_bounds(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+        assert geometry.crop_gray(arr.tobytes(), w, r) == arr[r.y : r.bottom, r.x : r.right].tobytes()
+
+
+def test_outpaint_side_detection() -> None:
+    assert geometry.outpaint_side(Rect(200, 0, 56, 256), 256, 256) == "right"
+    assert geometry.outpaint_side(Rect(0, 0, 50, 256), 256, 256) == "left"
+    assert geometry.outpaint_side(Rect(0, 230, 256, 26), 256, 256) == "bottom"
+    assert geometry.outpaint_side(Rect(100, 0, 20, 20), 256, 256) == "top"
+    assert geometry.outpaint_side(Rect(100, 100, 20, 20), 256, 256) is None
+    assert geometry.outpaint_side(Rect(0, 0, 256, 256), 256, 256) is None
+    assert geometry.extend_amounts("right", 64) == {"left": 0, "right": 64, "top": 0, "bottom": 0}
+    old, w, h = geometry.extended_canvas(256, 200, {"left": 64, "top": 8})
+    assert (old, w, h) == (Rect(64, 8, 256, 200), 320, 208)
+
+
+def test_snap_and_fit() -> None:
+    assert geometry.snap(100) == 104 and geometry.snap(3) == 8
+    assert geometry.fit_size(4000, 2000, 1024 * 1024) == (1448, 720)
+    assert geometry.fit_size(512, 512, 1 << 20) == (512, 512)
+
+
+def test_bgra_rgba_roundtrip_and_alpha() -> None:
+    bgra = bytes([1, 2, 3, 4, 5, 6, 7, 8])
+    rgba = pixels.bgra_to_rgba(bgra)
+    assert rgba == bytes([3, 2, 1, 4, 7, 6, 5, 8])
+    assert pixels.rgba_to_bgra(rgba) == bgra
+    assert pixels.alpha_channel(rgba) == bytes([4, 8])
+    assert pixels.opaque(rgba)[3::4] == b"\xff\xff"
+    assert pixels.rgb_with_alpha(rgba, b"\x00\x09")[3::4] == b"\x00\x09"
+    assert pixels.gray_to_rgba(b"\x10") == b"\x10\x10\x10\xff"
+    assert pixels.threshold(b"\x00\x7f\x80\xff") == b"\x00\x00\xff\xff"
+    with pytest.raises(ValueError):
+        pixels.swap_rb(b"123")
+
+
+def test_premultiply_roundtrip_close() -> None:
+    px = bytes([200, 100, 50, 128, 10, 20, 30, 255, 9, 9, 9, 0])
+    back = pixels.unpremultiply(pixels.premultiply(px))
+    assert back[4:8] == px[4:8]
+    assert all(abs(a - b) <= 2 for a, b in zip(back[:4], px[:4], strict=True))
+
+
+def test_crop_and_resize() -> None:
+    img = bytes(range(16))  # 4x4 gray
+    assert pixels.crop(img, 4, 1, 1, 1, 2, 2) == bytes([5, 6, 9, 10])
+    assert pixels.nearest_resize(img, 4, 4, 1, 2, 2) == bytes([0, 2, 8, 10])
+    rgba = bytes(range(64))
+    assert len(pixels.nearest_resize(rgba, 4, 4, 4, 8, 8)) == 256
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "L", "LA", "P"])
+def test_png_decode_matches_pil(mode: str) -> None:
+    rng = np.random.default_rng(1)
+    arr = rng.integers(0, 256, (13, 17, 4), dtype=np.uint8)
+    arr[:6] = arr[0]  # smooth rows make PIL pick every filter type
+    img = Image.fromarray(arr, "RGBA").convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, "PNG", optimize=mode != "P")
+    w, h, rgba = png.decode(buf.getvalue())
+    assert (w, h) == (17, 13)
+    assert rgba == img.convert("RGBA").tobytes()
+
+
+def test_png_encode_readable_by_pil() -> None:
+    arr = np.arange(8 * 5 * 4, dtype=np.uint8).reshape(5, 8, 4)
+    data = png.encode(arr.tobytes(), 8, 5)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), arr)
+    assert png.decode(data) == (8, 5, arr.tobytes())
+    gray = png.encode(bytes(range(6)), 3, 2, channels=1)
+    assert Image.open(io.BytesIO(gray)).mode == "L"
+
+
+def test_png_refuses_bombs_and_garbage() -> None:
+    big = png._SIG + png._chunk(b"IHDR", (100000).to_bytes(4, "big") * 2 + bytes([8, 6, 0, 0, 0]))
+    big += png._chunk(b"IDAT", zlib.compress(b"\0" * 100)) + png._chunk(b"IEND", b"")
+    with pytest.raises(png.PNGError):
+        png.decode(big, max_pixels=1 << 24)
+    with pytest.raises(png.PNGError):
+        png.decode(b"not a png at all")
+
+
+def test_request_messages_validate_against_protocol() -> None:
+    init = jobs.WireImage.rgba(b"\x01" * 64 * 4, 8, 8)
+    req = jobs.GenerateRequest(prompt="a cat", seed=5, steps=4, strength=0.5, init=init)
+    msg = req.message("job-1")
+    assert msg["kind"] == "generate" and msg["id"] == "job-1"
+    assert msg["params"] == {"prompt": "a cat", "negative": "", "seed": 5, "steps": 4, "strength": 0.5}
+    ref = protocol.parse_image(msg["images"]["init"], "init", {})
+    assert (ref.format, ref.w, ref.h) == ("rgba8", 8, 8)
+    frame = protocol.unpack(protocol.pack(msg), 1 << 20)
+    assert frame["images"]["init"]["data"] == init.data
+    up = jobs.UpscaleRequest(scale=2.0, region=Rect(1, 2, 3, 4), image=init)
+    assert up.params()["region"] == {"x": 1, "y": 2, "w": 3, "h": 4}
+    assert up.describe()["kind"] == "upscale"
+    assert set(jobs.REQUEST_TYPES) == {"generate", "inpaint", "outpaint", "face", "restore", "upscale"}
+    with pytest.raises(ValueError):
+        jobs.WireImage.gray(b"12", 3, 1)
