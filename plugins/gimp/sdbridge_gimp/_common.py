@@ -1,0 +1,15 @@
+"""Import shim for the shared client (`plugins/common`).
+
+Inside a built plug-in the build copies it to `vendor/sdbridge_common` (a name that cannot collide
+with anything else on GIMP's Python path); from a repository checkout (unit tests) it is
+`plugins.common`.
+"""
+
+from __future__ import annotations
+
+try:
+    from sdbridge_common import geometry, jobs, pixels, png, protocol  # type: ignore[import-not-found]
+except ImportError:  # repository checkout
+    from plugins.common import geometry, jobs, pixels, png, protocol
+
+__all__ = ["geometry", "jobs", "pixels", "png", "protocol"]

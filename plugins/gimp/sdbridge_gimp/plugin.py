@@ -1,0 +1,260 @@
+"""The GIMP 3 side: procedure registration, dialogs, pixels in and out through GEGL buffers.
+
+Decisions (what to send, where results go) are made by `logic.py`; this module only talks to GIMP.
+Every libgimp call happens on the plug-in's main thread.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
+
+from . import logic  # noqa: E402
+from ._common import png  # noqa: E402
+from .logic import PluginError, ProcSpec  # noqa: E402
+from .session import Session, describe_error  # noqa: E402
+
+RGBA = "R'G'B'A u8"  # non-linear 8-bit RGBA: what the wire's rgba8 means
+GRAY = "Y u8"
+MENU = "<Image>/Filters/sdbridge"
+
+
+# --- pixels ------------------------------------------------------------------------------------
+
+
+def read_source(image: Gimp.Image) -> logic.Source:
+    """The visible canvas (what the user sees) and the selection mask, straight from GEGL buffers."""
+    w, h = image.get_width(), image.get_height()
+    rect = Gegl.Rectangle.new(0, 0, w, h)
+    visible = Gimp.Layer.new_from_visible(image, image, "sdbridge source")
+    try:
+        rgba = bytes(visible.get_buffer().get(rect, 1.0, RGBA, Gegl.AbyssPolicy.NONE))
+    finally:
+        visible.delete()  # never inserted: just drop it
+    _ok, non_empty, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
+    if not non_empty:
+        return logic.Source(rgba, w, h)
+    mask = bytes(image.get_selection().get_buffer().get(rect, 1.0, GRAY, Gegl.AbyssPolicy.NONE))
+    return logic.Source(rgba, w, h, mask, logic.Rect.from_bounds(x1, y1, x2, y2))
+
+
+def decode_result(img: dict[str, Any]) -> tuple[int, int, bytes]:
+    fmt = img.get("format")
+    data = img.get("data") or b""
+    if fmt == "rgba8":
+        return int(img["w"]), int(img["h"]), bytes(data)
+    if fmt == "png":
+        return png.decode(bytes(data))
+    raise PluginError(f"The server sent a result image in format {fmt!r}, which this plug-in cannot read.")
+
+
+def add_layer(
+    image: Gimp.Image, name: str, rgba: bytes, place: logic.Placement, parasite: bytes, mask_selection: bool
+) -> Gimp.Layer:
+    layer = Gimp.Layer.new(
+        image, name, place.src_w, place.src_h, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL
+    )
+    image.insert_layer(layer, None, -1)  # -1: above the active layer
+    buf = layer.get_buffer()
+    buf.set(Gegl.Rectangle.new(0, 0, place.src_w, place.src_h), RGBA, rgba)
+    buf.flush()
+    if place.needs_scale:
+        layer.scale(place.w, place.h, False)
+    layer.set_offsets(place.x, place.y)
+    if mask_selection:
+        # Non-destructive: the result is hidden outside the selection but stays editable.
+        layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
+    layer.attach_parasite(Gimp.Parasite.new(logic.PARASITE_NAME, Gimp.PARASITE_PERSISTENT, list(parasite)))
+    layer.update(0, 0, place.w, place.h)
+    return layer
+
+
+def apply_change(image: Gimp.Image, change: logic.CanvasChange, old_w: int, old_h: int) -> None:
+    if change.scale:
+        image.scale(change.w, change.h)
+        return
+    image.resize(change.w, change.h, change.dx, change.dy)
+    # Like Canvas Size's "image-sized layers": layers that filled the old canvas fill the new one.
+    for layer in image.get_layers():
+        _ok, x, y = layer.get_offsets()
+        if (layer.get_width(), layer.get_height(), x, y) == (old_w, old_h, change.dx, change.dy):
+            layer.resize_to_image_size()
+
+
+# --- one job ---------------------------------------------------------------------------------
+
+
+def report_progress(event: dict[str, Any], label: str) -> None:
+    kind = event.get("type")
+    if kind == "queued":
+        pos = int(event.get("position") or 0)
+        Gimp.progress_set_text(f"{label}: queued" + (f" ({pos} ahead)" if pos else ""))
+    elif kind == "started":
+        Gimp.progress_set_text(f"{label}: running")
+    elif kind == "progress":
+        total = max(1, int(event.get("total") or 1))
+        Gimp.progress_update(min(1.0, int(event.get("step") or 0) / total))
+
+
+def execute(spec: ProcSpec, values: dict[str, Any], image: Gimp.Image) -> list[Gimp.Layer]:
+    label = spec.label.replace("_", "").rstrip("…")
+    src = read_source(image)
+    Gimp.progress_init(f"sdbridge: {label}")
+    with Session(str(values.get("server-url") or logic.DEFAULT_URL), str(values.get("token") or "")) as session:
+        welcome = session.connect()
+        logic.supported_kind(spec.kind, welcome)
+        logic.check_model(values, welcome)
+        limits = welcome.get("limits") or {}
+        plan = logic.plan_job(spec, values, src, int(limits.get("max_pixels") or 1 << 30))
+        # rgba8 results go straight into a GEGL buffer: no PNG decode in the plug-in's Python.
+        job_id = session.submit(plan.request, {"result_format": "rgba8"})
+        result: dict[str, Any] | None = None
+        for event in session.events(job_id, float(values.get("timeout") or 600)):
+            if event is None:
+                continue
+            report_progress(event, label)
+            kind = event.get("type")
+            if kind == "error":
+                raise PluginError(describe_error(event))
+            if kind == "cancelled":
+                raise PluginError(f"{label}: the job was cancelled on the server.")
+            if kind == "result":
+                result = event
+    if result is None:
+        raise PluginError(f"{label}: the server closed the job without a result.")
+    Gimp.progress_update(1.0)
+    return apply_result(image, spec, plan, result, src)
+
+
+def apply_result(
+    image: Gimp.Image, spec: ProcSpec, plan: logic.Plan, result: dict[str, Any], src: logic.Source
+) -> list[Gimp.Layer]:
+    used = dict(result.get("params") or {})
+    images = result.get("images") or []
+    if not images:
+        raise PluginError("The server returned no images.")
+    decoded = [decode_result(img) for img in images]  # fail before touching the image
+    layers: list[Gimp.Layer] = []
+    image.undo_group_start()  # one undo step per job, canvas change included
+    try:
+        change = logic.canvas_change(spec.kind, result.get("canvas"), src.w, src.h, used)
+        if change is not None:
+            apply_change(image, change, src.w, src.h)
+        for img, (w, h, rgba) in zip(images, decoded, strict=True):
+            seed = img.get("seed", used.get("seed"))
+            name = logic.layer_name(spec.kind, str(used.get("prompt") or ""), seed)
+            parasite = logic.params_parasite(spec.kind, {**used, "seed": seed})
+            place = logic.placement(plan, img, w, h)
+            layers.append(add_layer(image, name, rgba, place, parasite, plan.mask_result))
+    finally:
+        image.undo_group_end()
+    Gimp.displays_flush()
+    return layers
+
+
+# --- procedures --------------------------------------------------------------------------------
+
+
+def _values(spec: ProcSpec, config: Gimp.ProcedureConfig) -> dict[str, Any]:
+    return {a.name: config.get_property(a.name) for a in spec.args}
+
+
+def _show_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig, spec: ProcSpec) -> bool:
+    gi.require_version("GimpUi", "3.0")
+    from gi.repository import GimpUi, Gtk
+
+    GimpUi.init("sdbridge")
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, f"sdbridge – {spec.label.replace('_', '')}")
+    for name in ("prompt", "negative"):
+        if any(a.name == name for a in spec.args):
+            dialog.get_widget(name, Gtk.TextView.__gtype__)  # multi-line prompt boxes
+    dialog.fill(None)
+    ok = dialog.run()
+    dialog.destroy()
+    return bool(ok)
+
+
+def _fail(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, message: str) -> Gimp.ValueArray:
+    if run_mode != Gimp.RunMode.INTERACTIVE:
+        # Interactive failures are shown by GIMP from the returned error; scripts get it in the log too.
+        Gimp.message(message)
+    return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(message))
+
+
+def run(
+    procedure: Gimp.Procedure,
+    run_mode: Gimp.RunMode,
+    image: Gimp.Image,
+    drawables: list[Any],
+    config: Gimp.ProcedureConfig,
+    _data: Any,
+) -> Gimp.ValueArray:
+    spec = logic.PROCS_BY_NAME[procedure.get_name()]
+    if run_mode == Gimp.RunMode.INTERACTIVE and not _show_dialog(procedure, config, spec):
+        return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    try:
+        layers = execute(spec, _values(spec, config), image)
+    except PluginError as exc:
+        return _fail(procedure, run_mode, str(exc))
+    except Exception as exc:  # a bug: still say what happened instead of dying silently
+        traceback.print_exc()
+        return _fail(procedure, run_mode, f"sdbridge plug-in error: {type(exc).__name__}: {exc}")
+    finally:
+        Gimp.progress_end()
+    rv = procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+    rv.remove(1)
+    rv.insert(1, GObject.Value(Gimp.Layer, layers[0]))
+    return rv
+
+
+def _add_arg(proc: Gimp.Procedure, a: logic.Arg) -> None:
+    flags = GObject.ParamFlags.READWRITE
+    if a.type == "str":
+        proc.add_string_argument(a.name, a.nick, a.blurb, a.default, flags)
+    elif a.type == "int":
+        proc.add_int_argument(a.name, a.nick, a.blurb, int(a.lo), int(a.hi), a.default, flags)
+    elif a.type == "float":
+        proc.add_double_argument(a.name, a.nick, a.blurb, a.lo, a.hi, a.default, flags)
+    elif a.type == "bool":
+        proc.add_boolean_argument(a.name, a.nick, a.blurb, a.default, flags)
+    else:
+        raise ValueError(f"unknown argument type {a.type}")
+
+
+class SdBridge(Gimp.PlugIn):
+    def do_set_i18n(self, _name: str) -> bool:
+        return False  # no translations shipped: avoids "catalog directory does not exist" noise
+
+    def do_query_procedures(self) -> list[str]:
+        return [p.name for p in logic.PROCS]
+
+    def do_create_procedure(self, name: str) -> Gimp.Procedure:
+        spec = logic.PROCS_BY_NAME[name]
+        proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
+        proc.set_image_types("RGB*")
+        proc.set_sensitivity_mask(
+            Gimp.ProcedureSensitivityMask.DRAWABLE
+            | Gimp.ProcedureSensitivityMask.DRAWABLES
+            | Gimp.ProcedureSensitivityMask.NO_DRAWABLES
+        )
+        proc.set_menu_label(spec.label)
+        proc.add_menu_path(MENU)
+        proc.set_documentation(spec.blurb, spec.blurb + " (sdbridge Stable Diffusion server)", name)
+        proc.set_attribution("sdbridge", "sdbridge", "2025")
+        for a in spec.args:
+            _add_arg(proc, a)
+        proc.add_layer_return_value(
+            "layer", "Layer", "The (first) new result layer", True, GObject.ParamFlags.READWRITE
+        )
+        return proc
+
+
+def main(argv: list[str]) -> None:
+    Gimp.main(SdBridge.__gtype__, argv if argv else sys.argv)
