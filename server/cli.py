@@ -1,0 +1,115 @@
+"""`sdbridge` command line: serve, make-test-model, and the client sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import cli_client
+
+
+def _add(sub: Any, name: str, help_: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_, description=help_)
+
+
+def demo_models_dir() -> Path:
+    """Where the tiny demo model lives when no --models is given (made on first use)."""
+    base = Path(os.environ.get("SDBRIDGE_HOME", Path.home() / ".cache" / "sdbridge"))
+    return base / "demo-models"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import torch
+
+    from .app import Server, StartupError
+    from .limits import Limits
+    from .models.loader import default_device
+    from .models.registry import ModelManager
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    models_dir = args.models
+    if models_dir is None:
+        models_dir = demo_models_dir()
+        if not any(models_dir.glob("*.safetensors")):
+            from .models.testmodels import write_sd_checkpoint
+
+            write_sd_checkpoint(models_dir, "sd15", name="demo-tiny-sd15")
+        print(
+            f"no --models given: serving the tiny random-weight demo model in {models_dir} (it draws noise)",
+            file=sys.stderr,
+        )
+    elif not models_dir.is_dir():
+        print(f"error: --models {models_dir} is not a folder", file=sys.stderr)
+        return 2
+    device = torch.device(args.device) if args.device else default_device()
+    dtype = torch.float16 if device.type == "cuda" and not args.fp32 else torch.float32
+    manager = ModelManager(models_dir, device, dtype, allow_pickle=args.allow_pickle)
+    limits = Limits(max_pixels=args.max_pixels, max_message_bytes=args.max_message_mb << 20)
+    server = Server(manager, limits, token=args.token)
+    print(
+        f"sdbridge: {len(manager.entries)} model(s) in {models_dir}; device {device}; "
+        f"listening on ws://{args.host}:{args.port}",
+        file=sys.stderr,
+    )
+    try:
+        asyncio.run(server.run(args.host, args.port))
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_make_test_model(args: argparse.Namespace) -> int:
+    from .models import testmodels
+
+    path = testmodels.write_sd_checkpoint(args.dir, args.arch, name=args.name, seed=args.seed)
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sdbridge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = _add(sub, "serve", "run the websocket server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--models", type=Path, help="checkpoint folder, or an A1111/ComfyUI models/ tree")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SDBRIDGE_TOKEN"),
+        help="required from clients; mandatory for a non-loopback --host",
+    )
+    p.add_argument("--device", help="cuda, cuda:1, cpu … (default: cuda when present)")
+    p.add_argument("--fp32", action="store_true", help="full precision on CUDA")
+    p.add_argument("--allow-pickle", action="store_true", help="allow loading pickled .ckpt (runs code in the file)")
+    p.add_argument("--max-pixels", type=int, default=4096 * 4096)
+    p.add_argument("--max-message-mb", type=int, default=256)
+    p.set_defaults(func=cmd_serve)
+
+    from .models.testmodels import SD_ARCHS
+
+    p = _add(sub, "make-test-model", "write a tiny random-weight checkpoint (produces noise; for tests/demos)")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--arch", choices=SD_ARCHS, default="sd15")
+    p.add_argument("--name", help="file name without suffix (default tiny-ARCH)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_make_test_model)
+
+    cli_client.register(sub, _add)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

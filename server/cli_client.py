@@ -1,0 +1,200 @@
+"""Client sub-commands (`generate`, `models`, …): talk to a running server, write PNGs.
+
+Job sub-commands share one shape: build params + images, run the job with a progress bar, then
+composite the returned rectangles onto the canvas and write it with A1111 `parameters` text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from websockets import ConnectionClosed
+
+from . import images
+from .client import DEFAULT_URL, Client, ServerError
+
+
+def add_connection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=os.environ.get("SDBRIDGE_URL", DEFAULT_URL), help="server websocket URL")
+    p.add_argument("--token", default=os.environ.get("SDBRIDGE_TOKEN"), help="token (or $SDBRIDGE_TOKEN)")
+
+
+def add_gen_args(p: argparse.ArgumentParser, prompt_required: bool = True) -> None:
+    """The usual generation options, shared by every diffusion sub-command."""
+    if prompt_required:
+        p.add_argument("prompt")
+    else:
+        p.add_argument("--prompt", default="")
+    p.add_argument("--out", required=True, type=Path, help="PNG file to write")
+    p.add_argument("--model")
+    p.add_argument("--negative", default="")
+    p.add_argument("--seed", type=int, default=-1)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--cfg", type=float, default=7.0)
+    p.add_argument("--sampler", default="Euler a")
+    p.add_argument("--layers", type=Path, help="also write each returned rectangle as its own PNG here")
+    add_connection_args(p)
+
+
+def gen_params(args: argparse.Namespace) -> dict[str, Any]:
+    params = {
+        "prompt": args.prompt,
+        "negative": args.negative,
+        "seed": args.seed,
+        "steps": args.steps,
+        "cfg": args.cfg,
+        "sampler": args.sampler,
+    }
+    if args.model:
+        params["model"] = args.model
+    return params
+
+
+def read_image(path: Path) -> dict[str, Any]:
+    """A file as a protocol image: PNG/WebP/JPEG bytes are sent as they are (the server decodes)."""
+    data = path.read_bytes()
+    fmt = (Image.open(io.BytesIO(data)).format or "").lower()
+    if fmt not in ("png", "webp", "jpeg"):
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(data)).save(buf, format="PNG")
+        data, fmt = buf.getvalue(), "png"
+    return {"format": fmt, "data": data}
+
+
+def decode_rect(rect: dict[str, Any]) -> np.ndarray:
+    ref = images.ImageRef(rect["format"], rect["data"], rect.get("w"), rect.get("h"))
+    return images.decode(ref, 1 << 31, "result")
+
+
+def composite(base: np.ndarray | None, result: dict[str, Any]) -> list[np.ndarray]:
+    """Without a base (generate): one canvas per returned image. With one: every rect pasted
+    alpha-over onto the base (grown first when the job changed the canvas size)."""
+    if base is None:
+        return [decode_rect(r) for r in result["images"]]
+    out = _grow(base, result.get("canvas")).astype(np.float32)
+    for r in result["images"]:
+        px = decode_rect(r).astype(np.float32)
+        a = px[..., 3:4] / 255
+        region = out[r["y"] : r["y"] + r["h"], r["x"] : r["x"] + r["w"]]
+        region[...] = px * a + region * (1 - a)
+    return [out.round().astype(np.uint8)]
+
+
+def _grow(base: np.ndarray, canvas: dict[str, int] | None) -> np.ndarray:
+    """The base canvas, padded (transparent) to a new canvas size; offsets are the server's to give."""
+    if not canvas or (canvas["w"], canvas["h"]) == (base.shape[1], base.shape[0]):
+        return base
+    out = np.zeros((canvas["h"], canvas["w"], 4), np.uint8)
+    h, w = min(base.shape[0], canvas["h"]), min(base.shape[1], canvas["w"])
+    out[:h, :w] = base[:h, :w]
+    return out
+
+
+class ProgressBar:
+    def __init__(self, stream: Any = sys.stderr) -> None:
+        self.stream = stream
+
+    def __call__(self, ev: dict[str, Any]) -> None:
+        if ev["type"] == "queued":
+            self.stream.write(f"\rqueued (position {ev['position']})          ")
+        elif ev["type"] == "progress":
+            done = int(30 * ev["step"] / max(ev["total"], 1))
+            self.stream.write(f"\r[{'#' * done}{'.' * (30 - done)}] {ev['step']}/{ev['total']}")
+        elif ev["type"] in ("result", "error", "cancelled"):
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def write_outputs(args: argparse.Namespace, result: dict[str, Any], canvases: list[np.ndarray]) -> list[Path]:
+    params = result.get("params", {})
+    written = []
+    for i, canvas in enumerate(canvases):
+        path = args.out if len(canvases) == 1 else args.out.with_name(f"{args.out.stem}-{i + 1}{args.out.suffix}")
+        seed = result["images"][i].get("seed", params.get("seed")) if len(canvases) > 1 else params.get("seed")
+        text = images.a1111_parameters({**params, "seed": seed, "width": canvas.shape[1], "height": canvas.shape[0]})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(images.encode_png(canvas, parameters=text, compress_level=6))
+        written.append(path)
+    if getattr(args, "layers", None):
+        args.layers.mkdir(parents=True, exist_ok=True)
+        for i, r in enumerate(result["images"]):
+            layer = args.layers / f"{i:02d}_x{r['x']}_y{r['y']}.png"
+            layer.write_bytes(images.encode_png(decode_rect(r), compress_level=6))
+            written.append(layer)
+    return written
+
+
+def run_job(
+    args: argparse.Namespace, kind: str, params: dict[str, Any], imgs: dict[str, Any], base: np.ndarray | None
+) -> int:
+    """Run one job against the server and write its outputs; returns the process exit code."""
+
+    async def go() -> dict[str, Any]:
+        async with await Client.connect(args.url, args.token) as client:
+            return await client.run(kind, params, imgs, on_event=ProgressBar())
+
+    try:
+        result = asyncio.run(go())
+    except ServerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ConnectionClosed) as exc:
+        print(f"error: cannot reach the server at {args.url}: {exc}", file=sys.stderr)
+        return 3
+    for msg in result.get("params", {}).get("messages", []):
+        print(msg, file=sys.stderr)
+    for path in write_outputs(args, result, composite(base, result)):
+        print(path)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    params = gen_params(args) | {"batch": args.batch}
+    if args.size:
+        w, _, h = args.size.lower().partition("x")
+        params |= {"width": int(w), "height": int(h)}
+    imgs = {}
+    if args.init:
+        imgs["init"] = read_image(args.init)
+        params["strength"] = args.strength
+    return run_job(args, "generate", params, imgs, None)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    async def go() -> dict[str, Any]:
+        client = await Client.connect(args.url, args.token)
+        await client.close()
+        return client.welcome
+
+    try:
+        welcome = asyncio.run(go())
+    except (OSError, ServerError) as exc:
+        print(f"error: cannot reach the server at {args.url}: {exc}", file=sys.stderr)
+        return 3
+    print(f"{welcome['server']} on {welcome['device']}; jobs: {', '.join(welcome['jobs'])}")
+    for m in welcome["models"]:
+        mark = "*" if m["name"] == welcome.get("model") else " "
+        print(f"{mark} {m['name']:40s} {m['family']:14s} native {m['native']}")
+    return 0
+
+
+def register(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
+    p = add(sub, "generate", "txt2img / img2img")
+    add_gen_args(p)
+    p.add_argument("--size", help="WxH, e.g. 512x768 (rounded to multiples of 8)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--init", type=Path, help="init image for img2img")
+    p.add_argument("--strength", type=float, default=0.75)
+    p.set_defaults(func=cmd_generate)
+    p = add(sub, "models", "list the server's models")
+    add_connection_args(p)
+    p.set_defaults(func=cmd_models)

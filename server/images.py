@@ -1,0 +1,94 @@
+"""Image decoding/encoding at the protocol boundary, with the pixel limits enforced up front."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+
+from .protocol import ImageRef, ProtocolError
+
+
+def decode(ref: ImageRef, max_pixels: int, name: str, job_id: str | None = None) -> np.ndarray:
+    """→ HxWx4 uint8 RGBA (or HxW uint8 for `gray8`). Size is checked before any decompression."""
+    if ref.format in ("rgba8", "gray8"):
+        assert ref.w is not None and ref.h is not None  # parse_image guarantees both
+        _check_pixels(ref.w, ref.h, max_pixels, name, job_id)
+        arr = np.frombuffer(ref.data, np.uint8)
+        return arr.reshape(ref.h, ref.w, 4).copy() if ref.format == "rgba8" else arr.reshape(ref.h, ref.w).copy()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(ref.data))
+            _check_pixels(img.width, img.height, max_pixels, name, job_id)  # header only; nothing decoded yet
+            if (img.format or "").lower() not in ("png", "webp", "jpeg"):
+                raise ProtocolError("bad_image", f"images.{name}: content is {img.format}, not {ref.format}", job_id)
+            img.load()
+    except ProtocolError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ProtocolError("image_too_large", f"images.{name}: {exc}", job_id) from None
+    except Exception as exc:  # PIL raises many types on corrupt data
+        raise ProtocolError("bad_image", f"images.{name}: cannot decode {ref.format}: {exc}", job_id) from None
+    return np.asarray(img.convert("RGBA"))
+
+
+def _check_pixels(w: int, h: int, max_pixels: int, name: str, job_id: str | None) -> None:
+    if w * h > max_pixels:
+        raise ProtocolError(
+            "image_too_large", f"images.{name}: {w}x{h} exceeds the limit of {max_pixels} pixels", job_id
+        )
+
+
+def to_gray(img: np.ndarray) -> np.ndarray:
+    """A mask from any decoded image: gray stays, RGBA uses alpha if not opaque, else luminance."""
+    if img.ndim == 2:
+        return img
+    if (img[..., 3] < 255).any():
+        return img[..., 3].copy()
+    return np.asarray(Image.fromarray(img[..., :3]).convert("L"))
+
+
+def encode_png(img: np.ndarray, parameters: str | None = None, compress_level: int = 1) -> bytes:
+    """PNG bytes; `parameters` becomes A1111's `parameters` tEXt chunk. Level 1: speed over size."""
+    info = None
+    if parameters is not None:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("parameters", parameters)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG", pnginfo=info, compress_level=compress_level)
+    return buf.getvalue()
+
+
+def encode_webp(img: np.ndarray, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="WEBP", quality=quality)
+    return buf.getvalue()
+
+
+def encode_preview(img: np.ndarray, max_side: int = 256) -> bytes:
+    pil = Image.fromarray(img)
+    pil.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    pil.save(buf, format="WEBP", quality=70)
+    return buf.getvalue()
+
+
+def a1111_parameters(p: dict) -> str:
+    """The text A1111 writes into PNGs, so PNG-info tools read ours."""
+    lines = [p.get("prompt", "")]
+    if p.get("negative"):
+        lines.append(f"Negative prompt: {p['negative']}")
+    fields = [
+        ("Steps", p.get("steps")),
+        ("Sampler", p.get("sampler")),
+        ("CFG scale", p.get("cfg")),
+        ("Seed", p.get("seed")),
+        ("Size", f"{p.get('width')}x{p.get('height')}" if p.get("width") else None),
+        ("Model", p.get("model")),
+        ("Denoising strength", p.get("strength")),
+    ]
+    lines.append(", ".join(f"{k}: {v}" for k, v in fields if v is not None))
+    return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""Checkpoint discovery in a models folder (plain, A1111 or ComfyUI layout) and the resident cache."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..protocol import ProtocolError
+from . import detect, loader
+
+log = logging.getLogger(__name__)
+
+# Where checkpoints live in the trees users already have, relative to --models.
+CHECKPOINT_DIRS = ("", "Stable-diffusion", "checkpoints", "models/Stable-diffusion", "models/checkpoints", "diffusers")
+SINGLE_FILE = (".safetensors",)
+PICKLED = (".ckpt",)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    path: Path
+    family: str  # sd15 | sd15-inpaint | sd2 | sdxl | sdxl-inpaint | unknown
+    native: int
+    pickled: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "native": self.native,
+            "xl": self.family.startswith("sdxl"),
+            "inpaint": self.family.endswith("inpaint"),
+            "pickled": self.pickled,
+        }
+
+
+def _entry_for(path: Path, name: str) -> ModelEntry | None:
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            return None
+        return ModelEntry(name, path, "diffusers", 512)
+    suffix = path.suffix.lower()
+    if suffix in PICKLED:
+        return ModelEntry(name, path, "unknown", 512, pickled=True)
+    if suffix not in SINGLE_FILE:
+        return None
+    try:
+        shapes, meta = loader._read_header(path)
+        fam = detect.family_for(shapes, meta)
+    except Exception as exc:  # not an SD checkpoint (a LoRA, a VAE, a corrupt file): skip it, say why
+        log.info("skipping %s: %s", path, exc)
+        return None
+    return ModelEntry(name, path, fam.name, fam.native)
+
+
+def discover(root: Path) -> dict[str, ModelEntry]:
+    """Name → entry. Names are paths relative to the checkpoint folder, without suffix."""
+    found: dict[str, ModelEntry] = {}
+    root = root.resolve()
+    for sub in CHECKPOINT_DIRS:
+        base = (root / sub).resolve()
+        if not base.is_dir() or not base.is_relative_to(root):
+            continue
+        candidates = sorted(base.rglob("*")) if sub else sorted(base.iterdir())
+        for path in candidates:
+            if any(p.startswith(".") for p in path.relative_to(base).parts):
+                continue
+            rel = path.relative_to(base)
+            name = rel.with_suffix("").as_posix() if path.is_file() else rel.as_posix()
+            if name in found:
+                continue
+            entry = _entry_for(path, name)
+            if entry is not None:
+                found[name] = entry
+    return found
+
+
+def check_name(name: str, what: str = "model") -> None:
+    """Refuse names that look like paths out of the models folder before any lookup."""
+    if (
+        not name
+        or name.startswith(("/", "\\", "~"))
+        or ".." in Path(name.replace("\\", "/")).parts
+        or (len(name) > 1 and name[1] == ":")
+        or "\x00" in name
+    ):
+        raise ProtocolError("bad_name", f"{what} name {name!r} is not allowed: use a name from the server's list")
+
+
+class ModelManager:
+    """Keeps one model resident; asking for another unloads the old one first (VRAM is finite)."""
+
+    def __init__(self, root: Path | None, device: torch.device, dtype: torch.dtype, allow_pickle: bool = False):
+        self.root = root
+        self.device = device
+        self.dtype = dtype
+        self.allow_pickle = allow_pickle
+        self.entries: dict[str, ModelEntry] = discover(root) if root else {}
+        self._resident: loader.LoadedModel | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def resident_name(self) -> str | None:
+        return self._resident.name if self._resident else None
+
+    def entry(self, name: str | None) -> ModelEntry:
+        if name is None:
+            if self._resident is not None:
+                return self.entries[self._resident.name]
+            if not self.entries:
+                raise ProtocolError("unknown_model", "the server has no models: start it with --models DIR")
+            return next(iter(self.entries.values()))
+        check_name(name)
+        if name not in self.entries:
+            known = ", ".join(list(self.entries)[:10]) or "none"
+            raise ProtocolError("unknown_model", f"unknown model {name!r}; available: {known}")
+        entry = self.entries[name]
+        if entry.pickled and not self.allow_pickle:
+            raise ProtocolError(
+                "model_load", f"{name} is a pickled .ckpt: refused unless the server runs with --allow-pickle"
+            )
+        return entry
+
+    def get(self, name: str | None) -> loader.LoadedModel:
+        entry = self.entry(name)
+        with self._lock:
+            if self._resident is not None and self._resident.name == entry.name:
+                return self._resident
+            self.unload()
+            if entry.path.is_dir():
+                model = loader.load_diffusers_folder(entry.path, entry.name, self.device, self.dtype)
+            else:
+                model = loader.load_single_file(entry.path, entry.name, self.device, self.dtype, self.allow_pickle)
+            self._resident = model
+            return model
+
+    def unload(self) -> None:
+        self._resident = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,1 @@
+"""Sampling pipelines built directly on the loaded UNet/VAE/text encoders (diffusers components)."""

@@ -1,0 +1,145 @@
+"""The denoising loop shared by every job.
+
+Owning the loop (rather than calling a diffusers pipeline) is what lets the tiler swap in a fused
+per-tile model call, inpainting apply a soft per-pixel mask at each step, and the server report
+progress / honour cancel between steps. The model call is a plain function `(x, t) -> eps`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..models.loader import LoadedModel
+from ..prompt import Conditioning
+from ..samplers import make_scheduler
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+StepCallback = Callable[[int, int, torch.Tensor], None]
+
+
+class Cancelled(Exception):
+    """Raised from inside the loop when the job was cancelled; nothing is returned."""
+
+
+@dataclass
+class Guidance:
+    """Text conditioning for one job, batched for classifier-free guidance."""
+
+    model: LoadedModel
+    cond: Conditioning
+    uncond: Conditioning
+    cfg: float
+    width: int
+    height: int
+
+    def unet_kwargs(self, n: int, crop: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+        """UNet keyword args for `n` latents per guidance branch (CFG doubles them)."""
+        parts = [self.uncond, self.cond] if self.use_cfg else [self.cond]
+        dtype, dev = self.model.dtype, self.model.device
+        hidden = torch.cat([p.embeds.expand(n, -1, -1) for p in parts]).to(dev, dtype)
+        kwargs: dict[str, Any] = {"encoder_hidden_states": hidden}
+        if self.model.family.xl:
+            assert self.cond.pooled is not None and self.uncond.pooled is not None
+            pooled = torch.cat([p.pooled.expand(n, -1) for p in parts]).to(dev, dtype)  # type: ignore[union-attr]
+            # SDXL micro-conditioning: original size, crop top-left, target size.
+            ids = torch.tensor([self.height, self.width, crop[0], crop[1], self.height, self.width], dtype=dtype)
+            kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": ids.to(dev).expand(pooled.shape[0], -1)}
+        return kwargs
+
+    @property
+    def use_cfg(self) -> bool:
+        return self.cfg != 1.0
+
+    def model_fn(self, extra: torch.Tensor | None = None) -> ModelFn:
+        """Plain whole-canvas model call; `extra` is concatenated on channels (9-channel inpaint UNets)."""
+
+        def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.guided(x, t, extra, self.unet_kwargs(x.shape[0]))
+
+        return call
+
+    def guided(self, x: torch.Tensor, t: torch.Tensor, extra: torch.Tensor | None, kw: dict[str, Any]) -> torch.Tensor:
+        xin = torch.cat([x, x]) if self.use_cfg else x
+        if extra is not None:
+            xin = torch.cat([xin, torch.cat([extra, extra]) if self.use_cfg else extra], dim=1)
+        out = self.model.unet(xin.to(self.model.dtype), t, **kw).sample.to(x.dtype)
+        if not self.use_cfg:
+            return out
+        uncond, cond = out.chunk(2)
+        return uncond + self.cfg * (cond - uncond)
+
+
+def timesteps_for(scheduler: Any, steps: int, strength: float, device: torch.device) -> torch.Tensor:
+    """The schedule for `steps` at `strength` (img2img starts part-way; txt2img uses all)."""
+    scheduler.set_timesteps(steps, device=device)
+    run = min(max(int(round(steps * strength)), 1), steps)
+    start = (steps - run) * scheduler.order
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start)
+    return scheduler.timesteps[start:]
+
+
+def sample(
+    model: LoadedModel,
+    model_fn: ModelFn,
+    sampler: str,
+    steps: int,
+    noise: torch.Tensor,
+    generator: torch.Generator,
+    init: torch.Tensor | None = None,
+    strength: float = 1.0,
+    keep_mask: torch.Tensor | None = None,
+    on_step: StepCallback | None = None,
+) -> torch.Tensor:
+    """Denoise and return latents. With `init`, start from it noised to `strength`.
+
+    `keep_mask` (latent resolution, 1 = denoise freely, 0 = keep `init`) re-imposes the original
+    outside the selection after every step — latent masking for regular checkpoints.
+    """
+    scheduler = make_scheduler(sampler, model.scheduler_config)
+    timesteps = timesteps_for(scheduler, steps, strength if init is not None else 1.0, model.device)
+    noise = noise.to(model.device, torch.float32)
+    if init is None:
+        latents = noise * scheduler.init_noise_sigma
+    else:
+        init = init.to(model.device, torch.float32)
+        latents = (
+            scheduler.add_noise(init, noise, timesteps[:1]) if strength < 1.0 else noise * scheduler.init_noise_sigma
+        )
+    total = len(timesteps)
+    step_kw = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+    for i, t in enumerate(timesteps):
+        x = scheduler.scale_model_input(latents, t)
+        eps = model_fn(x, t)
+        latents = scheduler.step(eps, t, latents, **step_kw).prev_sample
+        if keep_mask is not None and init is not None:
+            ahead = timesteps[i + 1 : i + 2]
+            ref = scheduler.add_noise(init, noise, ahead) if len(ahead) else init
+            latents = ref + (latents - ref) * keep_mask
+        if on_step is not None:
+            on_step(i + 1, total, latents)
+    return latents
+
+
+@torch.no_grad()
+def encode_image(model: LoadedModel, rgb: torch.Tensor) -> torch.Tensor:
+    """[B,3,H,W] in [-1,1] → scaled latents (deterministic: the distribution's mean)."""
+    x = rgb.to(model.device, model.vae_dtype)
+    return model.vae.encode(x).latent_dist.mean.float() * model.vae_scale
+
+
+@torch.no_grad()
+def decode_latents(model: LoadedModel, latents: torch.Tensor) -> torch.Tensor:
+    """Scaled latents → [B,3,H,W] in [0,1]."""
+    x = (latents / model.vae_scale).to(model.device, model.vae_dtype)
+    return (model.vae.decode(x).sample.float() / 2 + 0.5).clamp(0, 1)
+
+
+def seeded_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Noise from a CPU generator, so the same seed gives the same picture on any device."""
+    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)

@@ -1,0 +1,227 @@
+"""FIFO job queue with one GPU worker thread, cancel, and result retention for `fetch`.
+
+The worker never talks to sockets: it hands events to `publish`, which the server schedules onto
+its event loop, so a slow or dead client can never stall the GPU or other clients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import images
+from .jobs import KINDS
+from .jobs.base import JobContext, JobResult, ResultImage
+from .limits import Limits
+from .models.registry import ModelManager
+from .pipelines.denoise import Cancelled
+from .protocol import ProtocolError, error_event
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+Publish = Callable[["Job", Event], None]
+PREVIEW_INTERVAL_S = 0.25
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    request: Any
+    owner: int  # connection id that submitted it (for per-client limits)
+    state: str = "queued"  # queued | running | done
+    cancel: threading.Event = field(default_factory=threading.Event)
+    terminal: Event | None = None
+    finished_at: float = 0.0
+    size: int = 0
+    last_preview: float = 0.0
+
+
+class JobQueue:
+    def __init__(self, models: ModelManager, limits: Limits, publish: Publish) -> None:
+        self.models = models
+        self.limits = limits
+        self.publish = publish
+        self.jobs: dict[str, Job] = {}
+        self._pending: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._stop = False
+        self._worker = threading.Thread(target=self._run, name="sdbridge-worker", daemon=True)
+
+    def start(self) -> None:
+        self._worker.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            for job in self._pending:
+                job.cancel.set()
+            self._cond.notify_all()
+        self._worker.join(timeout=30)
+
+    # --- called from the event loop -------------------------------------------------------------
+
+    def submit(self, job: Job) -> int:
+        with self._cond:
+            self._expire()
+            if job.id in self.jobs:
+                raise ProtocolError("duplicate_id", f"job id {job.id!r} is already in use", job.id)
+            mine = sum(1 for j in self._pending if j.owner == job.owner)
+            if mine >= self.limits.max_queued_per_client:
+                raise ProtocolError(
+                    "too_many_jobs",
+                    f"{mine} jobs already queued by this client (limit {self.limits.max_queued_per_client})",
+                    job.id,
+                )
+            self.jobs[job.id] = job
+            self._pending.append(job)
+            position = len(self._pending) - 1 + (1 if self._running() else 0)
+            self._cond.notify()
+        return position
+
+    def cancel(self, job_id: str) -> Job:
+        with self._cond:
+            job = self.jobs.get(job_id)
+            if job is None:
+                raise ProtocolError("not_found", f"no job with id {job_id!r}", job_id)
+            job.cancel.set()
+            queued = job.state == "queued" and job in self._pending
+            if queued:
+                self._pending.remove(job)
+                self._finish(job, {"type": "cancelled", "id": job.id})
+        if queued:
+            self._announce_positions()
+        return job
+
+    def positions(self) -> list[tuple[Job, int]]:
+        with self._cond:
+            offset = 1 if self._running() else 0
+            return [(j, i + offset) for i, j in enumerate(self._pending)]
+
+    def get(self, job_id: str) -> Job | None:
+        with self._cond:
+            self._expire()
+            return self.jobs.get(job_id)
+
+    # --- worker ----------------------------------------------------------------------------------
+
+    def _running(self) -> bool:
+        return any(j.state == "running" for j in self.jobs.values())
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                job = self._pending.popleft()
+                job.state = "running"
+            self._announce_positions()
+            self.publish(job, {"type": "started", "id": job.id})
+            self._execute(job)
+
+    def _execute(self, job: Job) -> None:
+        ctx = JobContext(
+            models=self.models,
+            limits=self.limits,
+            progress=lambda step, total, preview: self._progress(job, step, total, preview),
+            cancelled=job.cancel.is_set,
+            partial=lambda img: self.publish(job, {"type": "partial", "id": job.id, "image": self._rect(img, job)}),
+            plan=lambda plan: self.publish(job, {"type": "plan", "id": job.id, **plan}),
+        )
+        try:
+            if job.cancel.is_set():
+                raise Cancelled
+            result = KINDS[job.kind].run(job.request, ctx)
+            event = self._result_event(job, result)
+        except Cancelled:
+            event = {"type": "cancelled", "id": job.id}
+        except ProtocolError as exc:
+            event = error_event(exc.code, exc.message, job.id)
+        except Exception as exc:  # a job failure must never take the worker down
+            event = _failure_event(job.id, exc)
+        with self._cond:
+            self._finish(job, event)
+
+    def _progress(self, job: Job, step: int, total: int, preview: np.ndarray | None) -> None:
+        ev: Event = {"type": "progress", "id": job.id, "step": step, "total": total}
+        now = time.monotonic()
+        # Previews are throttled: they cost an encode and bandwidth, and nobody watches 30 fps.
+        if preview is not None and (now - job.last_preview >= PREVIEW_INTERVAL_S or step == total):
+            job.last_preview = now
+            ev["preview"] = {"format": "webp", "data": images.encode_preview(preview)}
+        self.publish(job, ev)
+
+    def _rect(self, img: ResultImage, job: Job) -> Event:
+        fmt = getattr(job.request, "gen", None)
+        fmt = fmt.result_format if fmt is not None else "png"
+        px = img.pixels
+        h, w = px.shape[:2]
+        rect: Event = {"x": img.x, "y": img.y, "w": w, "h": h}
+        if fmt == "rgba8":
+            rgba = px if px.shape[2] == 4 else np.dstack([px, np.full((h, w), 255, np.uint8)])
+            rect |= {"format": "rgba8", "data": np.ascontiguousarray(rgba).tobytes()}
+        elif fmt == "webp":
+            rect |= {"format": "webp", "data": images.encode_webp(px)}
+        else:
+            rect |= {"format": "png", "data": images.encode_png(px)}
+        if img.seed is not None:
+            rect["seed"] = img.seed
+        if img.name is not None:
+            rect["name"] = img.name
+        return rect
+
+    def _result_event(self, job: Job, result: JobResult) -> Event:
+        ev: Event = {
+            "type": "result",
+            "id": job.id,
+            "images": [self._rect(img, job) for img in result.images],
+            "params": result.params,
+        }
+        if result.canvas is not None:
+            ev["canvas"] = {"w": result.canvas[0], "h": result.canvas[1]}
+        return ev
+
+    def _finish(self, job: Job, event: Event) -> None:
+        """Record the terminal event (caller holds the lock) and publish it."""
+        job.state = "done"
+        job.terminal = event
+        job.finished_at = time.monotonic()
+        job.size = sum(len(img.get("data", b"")) for img in event.get("images", []))
+        job.request = None  # free the inputs; only the terminal event is retained
+        self.publish(job, event)
+
+    def _expire(self) -> None:
+        """Drop retained results past the retention period or the byte budget (oldest first)."""
+        now = time.monotonic()
+        done = sorted((j for j in self.jobs.values() if j.state == "done"), key=lambda j: j.finished_at)
+        total = sum(j.size for j in done)
+        for j in done:
+            if now - j.finished_at > self.limits.result_retention_s or total > self.limits.max_retained_bytes:
+                total -= j.size
+                del self.jobs[j.id]
+
+    def _announce_positions(self) -> None:
+        for job, pos in self.positions():
+            self.publish(job, {"type": "queued", "id": job.id, "position": pos})
+
+
+def _failure_event(job_id: str, exc: Exception) -> Event:
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        with contextlib.suppress(Exception):  # best effort on a device that may be gone
+            torch.cuda.empty_cache()
+        return error_event("out_of_memory", f"the GPU ran out of memory: {exc}. Try a smaller size or batch.", job_id)
+    log.exception("job %s failed", job_id)
+    return error_event("job_failed", f"{type(exc).__name__}: {exc}", job_id)
