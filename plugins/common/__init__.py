@@ -12,4 +12,8 @@ try:
 except ImportError:  # running from the repository checkout
     from server import protocol  # type: ignore[no-redef]
 
-__all__ = ["protocol"]
+# Submodules are imported eagerly so `common.actions` etc. work as attributes. `client` only
+# imports websockets when its worker thread starts.
+from . import actions, client, geometry, jobs, pixels, png, settings  # noqa: E402
+
+__all__ = ["actions", "client", "geometry", "jobs", "pixels", "png", "protocol", "settings"]

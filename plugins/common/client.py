@@ -264,6 +264,7 @@ class Client:
         delay = self.backoff[0]
         while not self._stopping:
             reason = ""
+            began = time.monotonic()
             self._emit(Event("connecting", data={"url": self.url}))
             try:
                 async with connect(
@@ -276,7 +277,6 @@ class Client:
                     compression=None,  # images are already compressed or raw; deflate only costs CPU
                 ) as ws:
                     await self._session(ws)
-                    delay = self.backoff[0]
                     reason = "connection closed"
             except Exception as exc:  # OSError, InvalidURI, InvalidStatus, ConnectionClosed, Timeout…
                 reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -288,7 +288,9 @@ class Client:
             if self._stopping:
                 self._emit(Event("disconnected", data={"reason": "stopped", "retry_in": None, "fatal": False}))
                 break
-            if was_connected:
+            if was_connected and time.monotonic() - began > 5.0:
+                # Only a session that lived a while resets the backoff: a server that accepts and
+                # drops at once must not be hammered.
                 delay = self.backoff[0]
             self._emit(
                 Event(

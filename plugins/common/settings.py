@@ -1,0 +1,87 @@
+"""Plugin settings: one typed, documented set of keys shared by the Krita and GIMP adapters.
+
+Editors store settings as strings (Krita's `readSetting/writeSetting`, group `sdbridge`); this module
+owns the keys, defaults and parsing so both adapters and users' scripts agree on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+GROUP = "sdbridge"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    url: str = "ws://127.0.0.1:8765/"
+    token: str = ""
+    model: str = ""  # "" = the server's resident/first model
+    prompt: str = ""
+    negative: str = ""
+    seed: int = -1  # used when fixed_seed is on; the last used seed is written back here
+    fixed_seed: bool = False
+    steps: int = 20
+    cfg: float = 7.0
+    sampler: str = "Euler a"
+    strength: float = 1.0  # 1.0 = txt2img / full inpaint; < 1 = img2img / refine the selection
+    width: int = 0  # 0 = canvas size (capped by the server's max_pixels)
+    height: int = 0
+    batch: int = 1
+    outpaint_side: str = "right"  # left/right/top/bottom, used when no selection touches an edge
+    outpaint_pixels: int = 64
+    upscale_scale: float = 2.0
+    upscale_strength: float = 0.3
+    upscaler: str = ""
+    restorer: str = ""
+    face_strength: float = 0.5
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def load(cls, read: Callable[[str, str], str]) -> Settings:
+        """Build from a string store: `read(key, default_as_string) -> str`. Bad values fall back."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            default = f.default
+            raw = read(f.name, to_string(default))
+            values[f.name] = parse(raw, default)
+        return cls(**values)
+
+    def save(self, write: Callable[[str, str], None]) -> None:
+        for f in fields(self):
+            write(f.name, to_string(getattr(self, f.name)))
+
+    def replace(self, **changes: Any) -> Settings:
+        current = {f.name: getattr(self, f.name) for f in fields(self)}
+        current.update(changes)
+        return Settings(**current)
+
+    def as_dict(self) -> Mapping[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def to_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def parse(raw: Any, default: Any) -> Any:
+    """Parse a stored string into the default's type; unparsable input keeps the default."""
+    if raw is None:
+        return default
+    text = str(raw).strip()
+    try:
+        if isinstance(default, bool):
+            return text.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(float(text))
+        if isinstance(default, float):
+            return float(text)
+    except ValueError:
+        return default
+    return str(raw)
