@@ -106,6 +106,7 @@ def report_progress(event: dict[str, Any], label: str) -> None:
 def execute(spec: ProcSpec, values: dict[str, Any], image: Gimp.Image) -> list[Gimp.Layer]:
     label = spec.label.replace("_", "").rstrip("…")
     src = read_source(image)
+    logic.plan_job(spec, values, src)  # local mistakes (no selection, empty prompt) before any network
     Gimp.progress_init(f"sdbridge: {label}")
     with Session(str(values.get("server-url") or logic.DEFAULT_URL), str(values.get("token") or "")) as session:
         welcome = session.connect()

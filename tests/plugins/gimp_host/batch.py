@@ -1,0 +1,114 @@
+# Executed inside real GIMP 3 by the python-fu-eval batch interpreter (see harness.py):
+#   gimp-console-3.0 -i --batch-interpreter=python-fu-eval -b 'exec(open(".../batch.py").read())' --quit
+# Env: SDB_SCENARIOS (JSON list), SDB_OUT (folder for results.json and raw pixel dumps).
+# For each scenario: make an image with a known pattern, optionally select a rectangle, call our
+# procedure NON-INTERACTIVELY through the PDB, and record layers, canvas and before/after pixels.
+# Runs in GIMP's own Python (3.13 in the chroot): no project imports, stdlib + gi only.
+import json
+import os
+import time
+import traceback
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp  # noqa: E402
+
+_out = os.environ["SDB_OUT"]
+with open(os.environ["SDB_SCENARIOS"]) as _fh:
+    _scenarios = json.load(_fh)
+_results = {}
+
+
+def _visible(image):
+    w, h = image.get_width(), image.get_height()
+    layer = Gimp.Layer.new_from_visible(image, image, "probe")
+    data = bytes(layer.get_buffer().get(Gegl.Rectangle.new(0, 0, w, h), 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE))
+    layer.delete()
+    return w, h, data
+
+
+def _pattern(w, h):
+    # Smooth two-axis gradient, opaque: any change a job makes is visible against it.
+    return bytes(
+        v
+        for y in range(h)
+        for x in range(w)
+        for v in ((x * 255) // max(1, w - 1), (y * 255) // max(1, h - 1), 128, 255)
+    )
+
+
+def _make_image(sc):
+    w, h = sc["w"], sc["h"]
+    image = Gimp.Image.new(w, h, Gimp.ImageBaseType.RGB)
+    bg = Gimp.Layer.new(image, "background", w, h, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    image.insert_layer(bg, None, 0)
+    buf = bg.get_buffer()
+    buf.set(Gegl.Rectangle.new(0, 0, w, h), "R'G'B'A u8", _pattern(w, h))
+    buf.flush()
+    if sc.get("selection"):
+        x, y, sw, sh = sc["selection"]
+        image.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, sw, sh)
+    return image
+
+
+def _layer_info(layer):
+    _ok, x, y = layer.get_offsets()
+    info = {
+        "name": layer.get_name(),
+        "x": x,
+        "y": y,
+        "w": layer.get_width(),
+        "h": layer.get_height(),
+        "has_mask": layer.get_mask() is not None,
+    }
+    p = layer.get_parasite("sdbridge-params")
+    if p is not None:
+        info["parasite"] = json.loads(bytes(p.get_data()).decode())
+    return info
+
+
+def _run(sc):
+    res = {"id": sc["id"]}
+    image = _make_image(sc)
+    w0, h0, before = _visible(image)
+    with open(os.path.join(_out, sc["id"] + ".before.rgba"), "wb") as fh:
+        fh.write(before)
+    proc = Gimp.get_pdb().lookup_procedure(sc["proc"])
+    res["registered"] = proc is not None
+    if proc is None:
+        return res
+    cfg = proc.create_config()
+    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property("image", image)
+    cfg.set_core_object_array("drawables", [image.get_layers()[0]])
+    for k, v in sc["args"].items():
+        cfg.set_property(k, v)
+    t = time.time()
+    r = proc.run(cfg)
+    res["t_s"] = round(time.time() - t, 3)
+    res["status"] = r.index(0).value_nick
+    if res["status"] != "success":
+        res["error"] = r.index(1) if r.length() > 1 else None
+    else:
+        returned = r.index(1)
+        res["returned_layer"] = returned.get_name() if returned is not None else None
+    res["canvas"] = [image.get_width(), image.get_height()]
+    res["layers"] = [_layer_info(lay) for lay in image.get_layers()]
+    w1, h1, after = _visible(image)
+    with open(os.path.join(_out, sc["id"] + ".after.rgba"), "wb") as fh:
+        fh.write(after)
+    res["before_size"], res["after_size"] = [w0, h0], [w1, h1]
+    image.delete()
+    return res
+
+
+for _sc in _scenarios:
+    try:
+        _results[_sc["id"]] = _run(_sc)
+    except Exception:  # noqa: BLE001 - recorded per scenario, the others still run
+        _results[_sc["id"]] = {"id": _sc["id"], "exception": traceback.format_exc()}
+    with open(os.path.join(_out, "results.json"), "w") as _fh:
+        json.dump(_results, _fh, indent=1)
+print("SDB_BATCH_DONE")

@@ -1,0 +1,340 @@
+"""Real GIMP 3 tests: the built plug-in, called non-interactively through the PDB, against a real server.
+
+Set-up (once per session): build the plug-in, install it into an isolated GIMP profile inside the
+trixie chroot (tests/hosts/gimp_setup.sh), start `sdbridge serve` with a tiny model on a loopback
+port, and run every scenario in ONE gimp-console batch launch (GIMP start-up dominates; the jobs
+themselves take a second or two each on CPU). Each test then asserts on its scenario's outcome:
+layer names, offsets, sizes, the parameters parasite, canvas size, and pixels before/after.
+
+Without the chroot these tests skip; with env CI set they fail instead, so CI can't pass without them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from gimp_host import harness
+
+from plugins.gimp import build as gimp_build
+
+pytestmark = [pytest.mark.gimp, pytest.mark.slow]
+
+REPO = harness.REPO
+W = H = 96  # canvas of every scenario image (the tiny test model is 64 px native)
+SEL = (32, 24, 32, 40)  # x, y, w, h of the selection used by "with selection" scenarios
+MARGIN = 12  # server blend masks grow 8 px past the selection and feather; beyond this nothing may change
+STEPS = 3
+PROMPT = "a red fox in the snow"
+
+
+@dataclass
+class Serve:
+    url: str
+    welcome: dict[str, Any]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _welcome(url: str) -> dict[str, Any]:
+    from websockets.sync.client import connect
+
+    from server import protocol
+
+    with connect(url, open_timeout=5, max_size=None) as ws:
+        ws.send(protocol.pack(protocol.hello("gimp-test")))
+        return protocol.unpack(ws.recv(timeout=10), 1 << 30)
+
+
+@pytest.fixture(scope="session")
+def gimp_available() -> None:
+    reason = harness.missing_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"real GIMP 3 is required in CI: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def sdbridge_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    """A real `sdbridge serve` subprocess with a tiny random-weight SD1.5 checkpoint."""
+    models = tmp_path_factory.mktemp("gimp-models")
+    cli = [sys.executable, "-m", "server.cli"]
+    subprocess.run([*cli, "make-test-model", str(models), "--arch", "sd15"], cwd=REPO, check=True,
+                   capture_output=True)  # fmt: skip
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("gimp-serve") / "serve.log").open("w")
+    proc = subprocess.Popen([*cli, "serve", "--models", str(models), "--port", str(port)], cwd=REPO,
+                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"ws://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                welcome = _welcome(url)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"sdbridge serve did not come up; see {log.name}") from None
+                time.sleep(0.3)
+        yield Serve(url, welcome)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def scenarios(url: str) -> list[dict[str, Any]]:
+    base = {"prompt": PROMPT, "seed": 1234, "steps": STEPS, "server-url": url}
+    no_sides = {"left": 0, "right": 0, "top": 0, "bottom": 0}
+
+    def sc(id_: str, proc: str, sel: Any = None, **args: Any) -> dict[str, Any]:
+        return {"id": id_, "proc": f"sdbridge-{proc}", "w": W, "h": H, "selection": sel, "args": {**base, **args}}
+
+    return [
+        sc("generate", "generate"),
+        sc("generate_sel", "generate", SEL),
+        sc("generate_img2img", "generate", strength=0.5),
+        sc("inpaint_sel", "inpaint", SEL),
+        sc("inpaint_nosel", "inpaint"),
+        sc("outpaint_right", "outpaint", **{**no_sides, "right": 32}),
+        sc("outpaint_sel_edge", "outpaint", (W - 16, 0, 16, H), **no_sides),
+        sc("face_sel", "face", SEL),
+        sc("restore", "restore"),
+        sc("restore_sel", "restore", SEL),
+        sc("upscale", "upscale", scale=2.0),
+        sc("upscale_sel", "upscale", SEL),
+        sc("err_unreachable", "generate", **{"server-url": "ws://127.0.0.1:9/"}),
+        sc("err_model", "generate", model="no-such-model"),
+        sc("err_prompt", "generate", prompt="   "),
+    ]
+
+
+@dataclass
+class Outcome:
+    run: harness.BatchRun
+    welcome: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def gimp_run(gimp_available: None, sdbridge_serve: Serve, tmp_path_factory: pytest.TempPathFactory) -> Outcome:
+    built = gimp_build.build(tmp_path_factory.mktemp("gimp-build"), archive=False)
+    harness.install_plugin(built)
+    run = harness.run_batch(scenarios(sdbridge_serve.url), timeout=900, tag="pytest")
+    if not run.results:
+        pytest.fail(f"GIMP batch produced no results (rc={run.rc}):\n{run.log[-6000:]}")
+    print(f"\nGIMP batch: rc={run.rc} wall={run.wall_s:.1f}s", file=sys.stderr)
+    return Outcome(run, sdbridge_serve.welcome)
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def result(outcome: Outcome, sid: str, request: pytest.FixtureRequest, kind: str | None = None) -> dict[str, Any]:
+    offered = outcome.welcome.get("jobs") or []
+    if kind is not None and kind not in offered:
+        request.applymarker(pytest.mark.xfail(reason=f"server does not offer '{kind}' jobs yet", strict=False))
+    res = outcome.run.results.get(sid)
+    assert res is not None, f"scenario {sid} did not run:\n{outcome.run.log[-4000:]}"
+    assert "exception" not in res, res["exception"]
+    assert res["registered"], "procedure not registered in GIMP (plug-in not loaded?)\n" + outcome.run.log[-4000:]
+    return res
+
+
+def ok(res: dict[str, Any]) -> None:
+    assert res["status"] == "success", f"{res['id']}: {res['status']}: {res.get('error')}"
+
+
+def pixels(outcome: Outcome, res: dict[str, Any], which: str) -> np.ndarray:
+    w, h = res[f"{which}_size"]
+    return np.frombuffer(outcome.run.pixels(res["id"], which), np.uint8).reshape(h, w, 4)
+
+
+def changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel 'visibly different' map (RGB, tolerance 2 for 8-bit rounding in compositing)."""
+    return (np.abs(a[..., :3].astype(int) - b[..., :3].astype(int)) > 2).any(-1)
+
+
+def region(mask_shape: tuple[int, ...], rect: tuple[int, int, int, int], pad: int = 0) -> np.ndarray:
+    x, y, w, h = rect
+    m = np.zeros(mask_shape[:2], bool)
+    m[max(0, y - pad) : y + h + pad, max(0, x - pad) : x + w + pad] = True
+    return m
+
+
+def new_layer(res: dict[str, Any]) -> dict[str, Any]:
+    top = res["layers"][0]
+    assert top["name"] != "background", f"no new layer: {res['layers']}"
+    return top
+
+
+def check_layer_meta(layer: dict[str, Any], kind: str, prompt: str | None = PROMPT) -> None:
+    meta = layer["parasite"]
+    assert meta["kind"] == kind
+    if prompt is not None:
+        assert layer["name"] == f"{prompt} ({meta['seed']})"
+        assert meta["prompt"] == prompt
+
+
+# --- tests -----------------------------------------------------------------------------------------
+
+
+def test_generate_whole_canvas(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "generate", request, "generate")
+    ok(res)
+    layer = new_layer(res)
+    assert layer["name"] == f"{PROMPT} (1234)"
+    assert (layer["x"], layer["y"], layer["w"], layer["h"]) == (0, 0, W, H)
+    check_layer_meta(layer, "generate")
+    assert layer["parasite"]["seed"] == 1234 and layer["parasite"]["steps"] == STEPS
+    assert res["returned_layer"] == layer["name"]
+    assert res["canvas"] == [W, H]
+    assert changed(pixels(gimp_run, res, "before"), pixels(gimp_run, res, "after")).mean() > 0.5
+
+
+def test_generate_in_selection(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "generate_sel", request, "generate")
+    ok(res)
+    layer = new_layer(res)
+    assert (layer["x"], layer["y"], layer["w"], layer["h"]) == SEL
+    assert layer["has_mask"], "result should be masked by the selection"
+    check_layer_meta(layer, "generate")
+    diff = changed(pixels(gimp_run, res, "before"), pixels(gimp_run, res, "after"))
+    inside = region(diff.shape, SEL)
+    assert diff[inside].mean() > 0.5
+    assert not diff[~inside].any(), "pixels outside the selection changed"
+
+
+def test_generate_img2img(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "generate_img2img", request, "generate")
+    ok(res)
+    layer = new_layer(res)
+    assert (layer["x"], layer["y"], layer["w"], layer["h"]) == (0, 0, W, H)
+    assert layer["parasite"]["strength"] == pytest.approx(0.5)
+
+
+def test_inpaint_selection(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "inpaint_sel", request, "inpaint")
+    ok(res)
+    layer = new_layer(res)
+    check_layer_meta(layer, "inpaint")
+    sel = region((H, W), SEL, MARGIN)
+    lx, ly, lw, lh = layer["x"], layer["y"], layer["w"], layer["h"]
+    assert region((H, W), (lx, ly, lw, lh)).sum() == lw * lh, "result layer outside the canvas"
+    diff = changed(pixels(gimp_run, res, "before"), pixels(gimp_run, res, "after"))
+    assert diff[region(diff.shape, SEL)].mean() > 0.3
+    assert not diff[~sel].any(), "pixels far outside the selection changed"
+
+
+def test_inpaint_needs_selection(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "inpaint_nosel", request)
+    assert res["status"] == "execution-error"
+    assert "selection" in (res["error"] or "")
+    assert len(res["layers"]) == 1
+
+
+def test_outpaint_sides(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "outpaint_right", request, "outpaint")
+    ok(res)
+    assert res["canvas"] == [W + 32, H]
+    bg = res["layers"][-1]
+    assert (bg["x"], bg["y"], bg["w"], bg["h"]) == (0, 0, W + 32, H), "image-sized layer should grow"
+    layer = new_layer(res)
+    check_layer_meta(layer, "outpaint")
+    assert layer["x"] + layer["w"] == W + 32 and layer["x"] <= W
+    before, after = pixels(gimp_run, res, "before"), pixels(gimp_run, res, "after")
+    assert (after[:, W:, 3] > 0).mean() > 0.9, "the new strip should be filled"
+    keep = W - 32  # left part of the old canvas, well away from the seam
+    assert not changed(before[:, :keep], after[:, :keep]).any()
+
+
+def test_outpaint_selection_at_edge(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "outpaint_sel_edge", request, "outpaint")
+    ok(res)
+    assert res["canvas"] == [W + 16, H]
+    assert new_layer(res)["parasite"]["right"] == 16
+
+
+def test_face_selection(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "face_sel", request, "face")
+    ok(res)
+    layer = new_layer(res)
+    check_layer_meta(layer, "face")
+    diff = changed(pixels(gimp_run, res, "before"), pixels(gimp_run, res, "after"))
+    assert diff[region(diff.shape, SEL)].any()
+    assert not diff[~region(diff.shape, SEL, MARGIN)].any()
+
+
+def test_restore(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "restore", request, "restore")
+    ok(res)
+    assert res["canvas"] == [W, H]
+    check_layer_meta(new_layer(res), "restore", prompt=None)
+
+
+def test_restore_selection(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "restore_sel", request, "restore")
+    ok(res)
+    diff = changed(pixels(gimp_run, res, "before"), pixels(gimp_run, res, "after"))
+    assert not diff[~region(diff.shape, SEL, MARGIN)].any()
+
+
+def test_upscale_image(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "upscale", request, "upscale")
+    ok(res)
+    assert res["canvas"] == [2 * W, 2 * H]
+    bg = res["layers"][-1]
+    assert (bg["w"], bg["h"]) == (2 * W, 2 * H), "existing layers should be scaled with the image"
+    layer = new_layer(res)
+    check_layer_meta(layer, "upscale")
+    assert (layer["x"], layer["y"], layer["w"], layer["h"]) == (0, 0, 2 * W, 2 * H)
+
+
+def test_upscale_selection_region(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "upscale_sel", request, "upscale")
+    ok(res)
+    assert res["canvas"] == [W, H], "region upscale keeps the canvas"
+    layer = new_layer(res)
+    check_layer_meta(layer, "upscale")
+    diff = changed(pixels(gimp_run, res, "before"), pixels(gimp_run, res, "after"))
+    assert diff[region(diff.shape, SEL)].any()
+    assert not diff[~region(diff.shape, SEL, MARGIN)].any()
+
+
+def test_unreachable_server_fails_with_message(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "err_unreachable", request)
+    assert res["status"] == "execution-error"
+    assert "Cannot reach the sdbridge server at ws://127.0.0.1:9/" in res["error"]
+    assert len(res["layers"]) == 1
+
+
+def test_unknown_model_names_available(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "err_model", request)
+    assert res["status"] == "execution-error"
+    assert "no-such-model" in res["error"] and "tiny-sd15" in res["error"]
+
+
+def test_empty_prompt_rejected(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "err_prompt", request)
+    assert res["status"] == "execution-error"
+    assert "prompt is empty" in res["error"]
+
+
+def test_batch_exit_and_runtime(gimp_run: Outcome) -> None:
+    assert gimp_run.run.rc == 0, gimp_run.run.log[-4000:]
+    assert "SDB_BATCH_DONE" in gimp_run.run.log
