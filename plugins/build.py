@@ -114,6 +114,16 @@ def build_krita(out: Path) -> Path:
     return _zip_dir(stage, out / "sdbridge-krita.zip")
 
 
+# --- gimp target (owned by plugins/gimp; the logic lives in plugins/gimp/build.py) ---
+@target("gimp")
+def build_gimp(out: Path) -> Path:
+    """`gimp/sdbridge/` plug-in folder (copy into GIMP 3's plug-ins folder) + zip."""
+    from plugins.gimp.build import archive_path, build
+
+    build(out / "gimp")
+    return archive_path(out / "gimp")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m plugins.build", description=__doc__.splitlines()[0])
     ap.add_argument("target", choices=sorted(TARGETS), nargs="+")

@@ -9,14 +9,12 @@ the shared client `plugins/common` (as `sdbridge_common`, with `server/protocol.
 interpreter's installed packages. Compiled extensions are left out on purpose: GIMP's Python may
 be another version or OS, and both libraries fall back to pure Python.
 
-`plugins/build.py` can call `build(out_dir)` for its `gimp` target.
+Also available as `python -m plugins.build gimp` (output under build/plugins/gimp/).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import importlib.util
 import os
 import shutil
 import stat
@@ -26,21 +24,17 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+if str(REPO) not in sys.path:  # run as a script: make `plugins.build` importable
+    sys.path.insert(0, str(REPO))
+
+from plugins.build import _ignore, copy_common, vendor_packages  # noqa: E402  (shared with the Krita target)
+
 NAME = "sdbridge"  # GIMP requires plug-ins/<NAME>/<NAME>.py
 VERSION = "0.1.0"
-VENDORED = ("websockets", "msgpack")
-SKIP_SUFFIXES = (".so", ".pyd", ".dylib", ".c", ".h", ".pyc", ".pyx", ".pxd")
 
 
-def _ignore(_dir: str, names: list[str]) -> list[str]:
-    return [n for n in names if n == "__pycache__" or n.endswith(SKIP_SUFFIXES)]
-
-
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(f"build: the package {name!r} is not installed in {sys.executable}; pip install {name}")
-    return Path(next(iter(spec.submodule_search_locations)))
+def archive_path(out_dir: Path) -> Path:
+    return out_dir / f"{NAME}-gimp-{VERSION}.zip"
 
 
 def build(out_dir: Path, archive: bool = True) -> Path:
@@ -50,25 +44,18 @@ def build(out_dir: Path, archive: bool = True) -> Path:
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     entry = dest / f"{NAME}.py"
+    # copy2 keeps the sources' mtimes: GIMP re-queries a plug-in only when its file's mtime changes.
     shutil.copy2(HERE / f"{NAME}.py", entry)
     # The executable bit is what makes GIMP list the plug-in at all (a classic "not in the menu").
     entry.chmod(entry.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     shutil.copytree(HERE / "sdbridge_gimp", dest / "sdbridge_gimp", ignore=_ignore)
     shutil.copy2(HERE / "README.md", dest / "README.md")
-
     vendor = dest / "vendor"
-    common = vendor / "sdbridge_common"
-    shutil.copytree(REPO / "plugins" / "common", common, ignore=_ignore)
-    shutil.copy2(REPO / "server" / "protocol.py", common / "_protocol.py")
-    versions = []
-    for name in VENDORED:
-        shutil.copytree(_package_dir(name), vendor / name, ignore=_ignore)
-        versions.append(f"{name}=={importlib.metadata.version(name)}")
-    (vendor / "VENDORED.txt").write_text("\n".join(versions) + "\n")
+    copy_common(vendor / "sdbridge_common")
+    vendor_packages(vendor)
 
     if archive:
-        zpath = out_dir / f"{NAME}-gimp-{VERSION}.zip"
-        with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as zf:
+        with zipfile.ZipFile(archive_path(out_dir), "w", zipfile.ZIP_DEFLATED) as zf:
             for path in sorted(dest.rglob("*")):
                 if path.is_file():
                     info = zipfile.ZipInfo.from_file(path, path.relative_to(out_dir).as_posix())
