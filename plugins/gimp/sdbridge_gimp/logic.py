@@ -203,7 +203,9 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], src: Source, max_pixels: in
     if kind == "generate":
         _need_prompt(spec, values)
         target = src.selection or Rect(0, 0, src.w, src.h)
-        w, h = geometry.fit_size(target.w, target.h, max_pixels)
+        # The server snaps sizes to multiples of 8 itself; only shrink when over its pixel limit.
+        # Either way the result is scaled to the target in GIMP (placement()).
+        w, h = (target.w, target.h) if target.area <= max_pixels else geometry.fit_size(target.w, target.h, max_pixels)
         strength = _strength(values)
         init = None
         if strength is not None and strength < 1.0:
