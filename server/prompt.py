@@ -106,10 +106,13 @@ def encode(model: Any, text: str, n_chunks: int, clip_skip: int = 1) -> Conditio
             z = getattr(enc, "text_model", enc).final_layer_norm(out.hidden_states[-clip_skip])
         else:
             z = out.last_hidden_state
-        w = wrows.to(z.device, z.dtype)[..., None]
-        before = z.mean()
-        z = z * w
-        z = z * (before / z.mean())
+        if bool((wrows != 1).any()):
+            before = z.mean()
+            z = z * wrows.to(z.device, z.dtype)[..., None]
+            after = z.mean()
+            # A1111 restores the original mean; a (near-)zero mean has nothing to restore.
+            if after.abs() > 1e-6 and before.abs() > 1e-6:
+                z = z * (before / after)
         hidden_parts.append(z.reshape(1, -1, z.shape[-1]))
     return Conditioning(torch.cat(hidden_parts, dim=-1), pooled)
 
