@@ -58,6 +58,18 @@ def _welcome(url: str) -> dict[str, Any]:
         return protocol.unpack(ws.recv(timeout=10), 1 << 30)
 
 
+def _warm_up(url: str) -> None:
+    """One 1-step job from the host so the model is loaded before GIMP's jobs are timed."""
+    from plugins.common.jobs import GenerateRequest
+    from plugins.gimp.sdbridge_gimp.session import Session
+
+    with Session(url) as s:
+        s.connect()
+        job = s.submit(GenerateRequest(prompt="warm up", steps=1, width=64, height=64, seed=1))
+        for _ in s.events(job, 300):
+            pass
+
+
 @pytest.fixture(scope="session")
 def gimp_available() -> None:
     reason = harness.missing_reason()
@@ -89,6 +101,7 @@ def sdbridge_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"sdbridge serve did not come up; see {log.name}") from None
                 time.sleep(0.3)
+        _warm_up(url)
         yield Serve(url, welcome)
     finally:
         proc.terminate()
@@ -104,7 +117,9 @@ def scenarios(url: str) -> list[dict[str, Any]]:
     no_sides = {"left": 0, "right": 0, "top": 0, "bottom": 0}
 
     def sc(id_: str, proc: str, sel: Any = None, **args: Any) -> dict[str, Any]:
-        return {"id": id_, "proc": f"sdbridge-{proc}", "w": W, "h": H, "selection": sel, "args": {**base, **args}}
+        # restore has no diffusion arguments (no prompt/seed/steps): only what it declares
+        common = {"server-url": url} if proc == "restore" else base
+        return {"id": id_, "proc": f"sdbridge-{proc}", "w": W, "h": H, "selection": sel, "args": {**common, **args}}
 
     return [
         sc("generate", "generate"),

@@ -16,7 +16,7 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
-from . import logic  # noqa: E402
+from . import cancel_guard, logic  # noqa: E402
 from ._common import png  # noqa: E402
 from .logic import PluginError, ProcSpec  # noqa: E402
 from .session import Session, describe_error  # noqa: E402
@@ -116,18 +116,27 @@ def execute(spec: ProcSpec, values: dict[str, Any], image: Gimp.Image) -> list[G
         plan = logic.plan_job(spec, values, src, int(limits.get("max_pixels") or 1 << 30))
         # rgba8 results go straight into a GEGL buffer: no PNG decode in the plug-in's Python.
         job_id = session.submit(plan.request, {"result_format": "rgba8"})
+        # GIMP's Cancel kills this process outright; the guard then cancels the job on the server.
+        guard = cancel_guard.spawn(session.url, str(values.get("token") or ""), job_id)
         result: dict[str, Any] | None = None
-        for event in session.events(job_id, float(values.get("timeout") or 600)):
-            if event is None:
-                continue
-            report_progress(event, label)
-            kind = event.get("type")
-            if kind == "error":
-                raise PluginError(describe_error(event))
-            if kind == "cancelled":
-                raise PluginError(f"{label}: the job was cancelled on the server.")
-            if kind == "result":
-                result = event
+        ended = False
+        try:
+            for event in session.events(job_id, float(values.get("timeout") or 600)):
+                if event is None:
+                    continue
+                report_progress(event, label)
+                kind = event.get("type")
+                ended = kind in ("result", "error", "cancelled")
+                if kind == "error":
+                    raise PluginError(describe_error(event))
+                if kind == "cancelled":
+                    raise PluginError(f"{label}: the job was cancelled on the server.")
+                if kind == "result":
+                    result = event
+        finally:
+            if not ended:  # we are giving up on it (bug, timeout): don't leave it running
+                session.cancel(job_id)
+            guard.release()
     if result is None:
         raise PluginError(f"{label}: the server closed the job without a result.")
     Gimp.progress_update(1.0)

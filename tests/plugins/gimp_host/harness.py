@@ -62,8 +62,8 @@ def run_batch(scenarios: list[dict[str, Any]], timeout: float = 300.0, tag: str 
     """One gimp-console launch that runs every scenario through the PDB; returns the results."""
     work_in = f"{WORK}/{tag}.{os.getpid()}"
     work = ROOT / work_in.lstrip("/")
-    if work.exists():
-        shutil.rmtree(work)
+    for stale in (ROOT / WORK.lstrip("/")).glob(f"{tag}.*"):  # earlier runs' dumps (kept for post-mortems)
+        shutil.rmtree(stale, ignore_errors=True)
     work.mkdir(parents=True)
     shutil.copy2(Path(__file__).with_name("batch.py"), work / "batch.py")
     (work / "scenarios.json").write_text(json.dumps(scenarios))
