@@ -353,3 +353,58 @@ def test_empty_prompt_rejected(gimp_run: Outcome, request: pytest.FixtureRequest
 def test_batch_exit_and_runtime(gimp_run: Outcome) -> None:
     assert gimp_run.run.rc == 0, gimp_run.run.log[-4000:]
     assert "SDB_BATCH_DONE" in gimp_run.run.log
+
+
+# --- the procedure dialog, in GUI GIMP under Xvfb ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def xvfb_display(gimp_available: None) -> Iterator[str]:
+    import shutil
+
+    if shutil.which("Xvfb") is None:
+        if os.environ.get("CI"):
+            pytest.fail("Xvfb is required in CI for the GIMP dialog test (tests/hosts/krita_setup.sh installs it)")
+        pytest.skip("Xvfb not installed")
+    proc = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    assert proc.stdout is not None
+    number = proc.stdout.readline().decode().strip()  # Xvfb picks a free display and reports it
+    try:
+        assert number.isdigit(), "Xvfb did not start"
+        yield f":{number}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_dialog_runs_and_remembers_last_values(
+    gimp_run: Outcome, sdbridge_serve: Serve, xvfb_display: str, request: pytest.FixtureRequest
+) -> None:
+    """Interactive runs in GUI GIMP: the dialog comes up, 'typed' values are used, the next run's
+    dialog shows them again (GIMP's remembered last values), and Cancel changes nothing."""
+    typed = {"prompt": "typed in the dialog", "seed": 99, "steps": 2, "server-url": sdbridge_serve.url}
+    shown = ["prompt", "seed", "steps", "server-url"]
+
+    def sc(id_: str, proc: str, dialog: dict[str, Any]) -> dict[str, Any]:
+        return {"id": id_, "proc": proc, "w": 64, "h": 64, "selection": None, "args": {}, "dialog": dialog}
+
+    run = harness.run_batch(
+        [
+            sc("first", "sdbridge-generate", {"set": typed, "response": "ok"}),
+            sc("again", "sdbridge-generate", {"response": "ok", "report": shown}),
+            sc("cancel", "sdbridge-inpaint", {"response": "cancel"}),
+        ],
+        timeout=300,
+        tag="dialog",
+        display=xvfb_display,
+    )
+    assert run.results, f"GUI GIMP produced no results (rc={run.rc}):\n{run.log[-6000:]}"
+    first, again, cancel = (run.results[k] for k in ("first", "again", "cancel"))
+    for res in (first, again):
+        assert "exception" not in res, res["exception"]
+        assert res["status"] == "success", res.get("error")
+        assert res["layers"][0]["name"] == "typed in the dialog (99)"
+        assert res["layers"][0]["parasite"]["steps"] == 2
+    assert again["dialog_seen"] == {k: typed[k] for k in shown}
+    assert cancel["status"] == "cancel" and len(cancel["layers"]) == 1

@@ -6,6 +6,8 @@ Every libgimp call happens on the plug-in's main thread.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import traceback
 from typing import Any
@@ -186,9 +188,35 @@ def _show_dialog(procedure: Gimp.Procedure, config: Gimp.ProcedureConfig, spec: 
         if any(a.name == name for a in spec.args):
             dialog.get_widget(name, Gtk.TextView.__gtype__)  # multi-line prompt boxes
     dialog.fill(None)
+    _dialog_test_hook(dialog, config)
     ok = dialog.run()
     dialog.destroy()
     return bool(ok)
+
+
+def _dialog_test_hook(dialog: Any, config: Gimp.ProcedureConfig) -> None:
+    """Test hook: with env SDBRIDGE_GIMP_DIALOG_TEST naming a JSON file {"set": {...}, "response": "ok"},
+    act like a user (type the values, press OK/Cancel) once the dialog is up. Real-host tests use it to
+    check the dialog itself and that it remembers the last values; without the variable it does nothing."""
+    path = os.environ.get("SDBRIDGE_GIMP_DIALOG_TEST")
+    if not path or not os.path.isfile(path):
+        return
+    from gi.repository import Gtk
+
+    with open(path, encoding="utf-8") as fh:
+        script = json.load(fh)
+
+    def act() -> bool:
+        seen = {a: config.get_property(a) for a in script.get("report", [])}
+        with open(path + ".seen", "w", encoding="utf-8") as fh:
+            json.dump(seen, fh)  # what the dialog showed before "typing"
+        for name, value in (script.get("set") or {}).items():
+            config.set_property(name, value)
+        ok = script.get("response", "ok") == "ok"
+        dialog.response(Gtk.ResponseType.OK if ok else Gtk.ResponseType.CANCEL)
+        return False
+
+    GLib.timeout_add(300, act)
 
 
 def _fail(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, message: str) -> Gimp.ValueArray:

@@ -80,7 +80,17 @@ def _run(sc):
     if proc is None:
         return res
     cfg = proc.create_config()
-    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    # "dialog" scenarios drive the real procedure dialog through the plug-in's test hook (GUI GIMP only)
+    hook = os.environ.get("SDBRIDGE_GIMP_DIALOG_TEST")
+    if hook:
+        for stale in (hook, hook + ".seen"):
+            if os.path.exists(stale):
+                os.remove(stale)
+        if sc.get("dialog") is not None:
+            with open(hook, "w") as fh:
+                json.dump(sc["dialog"], fh)
+    interactive = sc.get("dialog") is not None
+    cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE if interactive else Gimp.RunMode.NONINTERACTIVE)
     cfg.set_property("image", image)
     cfg.set_core_object_array("drawables", [image.get_layers()[0]])
     for k, v in sc["args"].items():
@@ -94,6 +104,9 @@ def _run(sc):
     else:
         returned = r.index(1)
         res["returned_layer"] = returned.get_name() if returned is not None else None
+    if hook and os.path.exists(hook + ".seen"):
+        with open(hook + ".seen") as fh:
+            res["dialog_seen"] = json.load(fh)
     res["canvas"] = [image.get_width(), image.get_height()]
     res["layers"] = [_layer_info(lay) for lay in image.get_layers()]
     w1, h1, after = _visible(image)

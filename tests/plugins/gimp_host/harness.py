@@ -22,7 +22,9 @@ REPO = Path(__file__).resolve().parents[3]
 HOSTS = REPO / "tests" / "hosts"
 ROOT = Path(os.environ.get("GIMP3_ROOT", "/tmp/gimp3-root"))
 GIMP = "/usr/bin/gimp-console-3.0"
+GIMP_GUI = "/usr/bin/gimp-3.0"
 PROFILE = "/var/tmp/sdbridge-gimp-profile"  # as seen inside the chroot
+PROFILE_GUI = "/var/tmp/sdbridge-gimp-profile-gui"
 WORK = "/var/tmp/sdbridge-gimp-work"
 
 
@@ -49,17 +51,24 @@ class BatchRun:
         return (self.out / f"{scenario}.{which}.rgba").read_bytes()
 
 
-def install_plugin(build_dir: Path) -> Path:
-    """Copy a built `sdbridge/` folder into the chroot profile (mtimes kept: no needless re-query)."""
-    dest = ROOT / PROFILE.lstrip("/") / "plug-ins" / "sdbridge"
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(build_dir, dest, copy_function=shutil.copy2)
-    return dest
+def install_plugin(build_dir: Path) -> None:
+    """Copy a built `sdbridge/` folder into the chroot profiles (mtimes kept: no needless re-query)."""
+    for profile in (PROFILE, PROFILE_GUI):
+        dest = ROOT / profile.lstrip("/") / "plug-ins" / "sdbridge"
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(build_dir, dest, copy_function=shutil.copy2)
 
 
-def run_batch(scenarios: list[dict[str, Any]], timeout: float = 300.0, tag: str = "run") -> BatchRun:
-    """One gimp-console launch that runs every scenario through the PDB; returns the results."""
+def run_batch(
+    scenarios: list[dict[str, Any]], timeout: float = 300.0, tag: str = "run", display: str | None = None
+) -> BatchRun:
+    """One GIMP launch that runs every scenario through the PDB; returns the results.
+
+    Headless `gimp-console-3.0` by default; with `display` (an X display such as ":77" served by a
+    host Xvfb, whose socket gimp_in_chroot.sh binds in) the GUI `gimp-3.0`, so procedure dialogs
+    can be shown (own profile: switching one profile between console and GUI forces a re-query).
+    """
     work_in = f"{WORK}/{tag}.{os.getpid()}"
     work = ROOT / work_in.lstrip("/")
     for stale in (ROOT / WORK.lstrip("/")).glob(f"{tag}.*"):  # earlier runs' dumps (kept for post-mortems)
@@ -67,12 +76,20 @@ def run_batch(scenarios: list[dict[str, Any]], timeout: float = 300.0, tag: str 
     work.mkdir(parents=True)
     shutil.copy2(Path(__file__).with_name("batch.py"), work / "batch.py")
     (work / "scenarios.json").write_text(json.dumps(scenarios))
+    env = [
+        "PATH=/usr/bin:/bin", "HOME=/root", "LANG=C.UTF-8",
+        f"SDB_OUT={work_in}", f"SDB_SCENARIOS={work_in}/scenarios.json",
+    ]  # fmt: skip
+    if display is None:
+        env.append(f"GIMP3_DIRECTORY={PROFILE}")
+        gimp = [GIMP, "-i"]
+    else:
+        env += [f"GIMP3_DIRECTORY={PROFILE_GUI}", f"DISPLAY={display}",
+                f"SDBRIDGE_GIMP_DIALOG_TEST={work_in}/dialog.json"]  # fmt: skip
+        gimp = [GIMP_GUI, "-s"]
     cmd = [
-        str(HOSTS / "gimp_in_chroot.sh"), str(ROOT),
-        "env", "-i", "PATH=/usr/bin:/bin", "HOME=/root", "LANG=C.UTF-8",
-        f"GIMP3_DIRECTORY={PROFILE}", f"SDB_OUT={work_in}", f"SDB_SCENARIOS={work_in}/scenarios.json",
-        GIMP, "-i", "--batch-interpreter=python-fu-eval",
-        "-b", f'exec(open("{work_in}/batch.py").read())', "--quit",
+        str(HOSTS / "gimp_in_chroot.sh"), str(ROOT), "env", "-i", *env,
+        *gimp, "--batch-interpreter=python-fu-eval", "-b", f'exec(open("{work_in}/batch.py").read())', "--quit",
     ]  # fmt: skip
     t0 = time.monotonic()
     try:
