@@ -120,23 +120,32 @@ def detect_faces(
     min_votes: int = 1,
     merge_iou: float = 0.3,
     find_eyes: bool = True,
+    max_side: int = 1024,
 ) -> list[Face]:
     """Frontal faces in an RGB(A)/grey uint8 image, largest first.
 
     Two cascades vote; boxes overlapping by `merge_iou` merge into one face whose score is the
     fraction of cascades that found it (`min_votes=2` trades recall for fewer false positives).
-    Faces smaller than `min_size_ratio` of the image's shorter side are ignored (noise).
+    Faces smaller than `min_size_ratio` of the image's shorter side are ignored (noise). Images
+    larger than `max_side` are searched on a downscaled copy (Haar cost grows with the pixel count;
+    faces that small relative to the image are below `min_size_ratio` anyway).
     """
-    gray = _gray(image)
+    full = _gray(image)
+    f = min(1.0, max_side / max(full.shape))
+    gray = full if f == 1.0 else cv2.resize(full, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
     ms = max(24, round(min(gray.shape) * min_size_ratio))
     boxes: list[tuple[Rect, int]] = []
     for i, name in enumerate(_CASCADES):
         hits = _cascade(name).detectMultiScale(gray, scale_factor, min_neighbors, minSize=(ms, ms))
         boxes += [(Rect(int(x), int(y), int(w), int(h)), i) for x, y, w, h in hits]
     faces = [f for f in _merge(boxes, len(_CASCADES), merge_iou) if f.score * len(_CASCADES) >= min_votes]
+    if f != 1.0:
+        h, w = full.shape
+        faces = [Face(face.box.scale(1 / f).clamp(w, h), face.score) for face in faces]
     if find_eyes:
-        faces = [Face(f.box, f.score, _find_eyes(gray, f.box)) for f in faces]
-    return sorted(faces, key=lambda f: -f.box.area)
+        # Eyes on the full-resolution image: they are small, downscaling would lose them.
+        faces = [Face(face.box, face.score, _find_eyes(full, face.box)) for face in faces]
+    return sorted(faces, key=lambda face: -face.box.area)
 
 
 # --- re-render: crop plan and elliptical paste mask ---------------------------------------------

@@ -93,7 +93,8 @@ class Rect:
         return self.offset(-origin.x, -origin.y)
 
     def pad(self, left: int, top: int | None = None, right: int | None = None, bottom: int | None = None) -> Rect:
-        """Grow by `left` on all sides, or per side (CSS-like order is avoided: left, top, right, bottom)."""
+        """`pad(n)`: grow by n on every side; `pad(l, t, r, b)`: per side (right/bottom default to left/top).
+        Negative values shrink."""
         top = left if top is None else top
         right = left if right is None else right
         bottom = top if bottom is None else bottom

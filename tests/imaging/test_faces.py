@@ -56,6 +56,14 @@ def test_several_faces_and_rgba_input(astronaut):
     assert sorted(iou(f.box, r) > 0.5 for f in faces for r in (ASTRONAUT_FACE, mirrored)) == [False, False, True, True]
 
 
+def test_large_images_are_searched_downscaled(astronaut):
+    big = cv2.resize(astronaut, (1536, 1536), interpolation=cv2.INTER_CUBIC)
+    faces = detect_faces(big, max_side=512)
+    scaled = Rect(ASTRONAUT_FACE.x * 3, ASTRONAUT_FACE.y * 3, ASTRONAUT_FACE.w * 3, ASTRONAUT_FACE.h * 3)
+    assert len(faces) == 1 and iou(faces[0].box, scaled) > 0.6
+    assert faces[0].eyes is not None
+
+
 def test_face_crop_plan_is_square_clamped_and_native(astronaut_face):
     plan = plan_face_crop(astronaut_face, (512, 512), target=512)
     assert plan.crop.w == plan.crop.h and plan.crop.contains(astronaut_face.box)
