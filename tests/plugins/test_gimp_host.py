@@ -82,10 +82,12 @@ def gimp_available() -> None:
 @pytest.fixture(scope="session")
 def sdbridge_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     """A real `sdbridge serve` subprocess with a tiny random-weight SD1.5 checkpoint."""
+    from server.models.testmodels import write_sd_checkpoint
+
     models = tmp_path_factory.mktemp("gimp-models")
+    write_sd_checkpoint(models, "sd15")  # what `sdbridge make-test-model` does, minus a torch start-up
     cli = [sys.executable, "-m", "server.cli"]
-    subprocess.run([*cli, "make-test-model", str(models), "--arch", "sd15"], cwd=REPO, check=True,
-                   capture_output=True)  # fmt: skip
+    t0 = time.monotonic()
     port = _free_port()
     log = (tmp_path_factory.mktemp("gimp-serve") / "serve.log").open("w")
     proc = subprocess.Popen([*cli, "serve", "--models", str(models), "--port", str(port)], cwd=REPO,
@@ -101,7 +103,9 @@ def sdbridge_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"sdbridge serve did not come up; see {log.name}") from None
                 time.sleep(0.3)
+        t1 = time.monotonic()
         _warm_up(url)
+        print(f"\nsdbridge serve: up in {t1 - t0:.1f}s, model warm in {time.monotonic() - t1:.1f}s", file=sys.stderr)
         yield Serve(url, welcome)
     finally:
         proc.terminate()
