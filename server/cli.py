@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from . import cli_client
+# Modules that add client sub-commands; each has `register(subparsers, add)`.
+CLIENT_COMMANDS = ("server.cli_client",)
 
 
 def _add(sub: Any, name: str, help_: str) -> argparse.ArgumentParser:
@@ -69,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_make_test_model(args: argparse.Namespace) -> int:
     from .models import testmodels
 
-    path = testmodels.write_sd_checkpoint(args.dir, args.arch, name=args.name, seed=args.seed)
+    path = testmodels.ARCHS[args.arch](args.dir, args.name, args.seed)
     print(path)
     return 0
 
@@ -93,16 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-message-mb", type=int, default=256)
     p.set_defaults(func=cmd_serve)
 
-    from .models.testmodels import SD_ARCHS
+    from .models.testmodels import ARCHS
 
     p = _add(sub, "make-test-model", "write a tiny random-weight checkpoint (produces noise; for tests/demos)")
     p.add_argument("dir", type=Path)
-    p.add_argument("--arch", choices=SD_ARCHS, default="sd15")
+    p.add_argument("--arch", choices=sorted(ARCHS), default="sd15")
     p.add_argument("--name", help="file name without suffix (default tiny-ARCH)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_make_test_model)
 
-    cli_client.register(sub, _add)
+    for module in CLIENT_COMMANDS:
+        importlib.import_module(module).register(sub, _add)
     return parser
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,16 @@ def check_name(name: str, what: str = "model") -> None:
         raise ProtocolError("bad_name", f"{what} name {name!r} is not allowed: use a name from the server's list")
 
 
+def _restorers(root: Path) -> dict[str, Path]:
+    from .restorer import discover_restorers
+
+    return discover_restorers(root)
+
+
+# Other model files found in the same tree, by `welcome` key: name -> path. Kinds register here.
+ASSET_KINDS: dict[str, Callable[[Path], dict[str, Path]]] = {"restorers": _restorers}
+
+
 class ModelManager:
     """Keeps one model resident; asking for another unloads the old one first (VRAM is finite)."""
 
@@ -103,6 +114,7 @@ class ModelManager:
         self.dtype = dtype
         self.allow_pickle = allow_pickle
         self.entries: dict[str, ModelEntry] = discover(root) if root else {}
+        self.assets: dict[str, dict[str, Path]] = {k: (find(root) if root else {}) for k, find in ASSET_KINDS.items()}
         self._resident: loader.LoadedModel | None = None
         self._lock = threading.Lock()
 
@@ -146,6 +158,15 @@ class ModelManager:
                 raise ProtocolError("model_load", f"cannot load model {entry.name!r}: {exc}") from exc
             self._resident = model
             return model
+
+    def asset(self, kind: str, name: str) -> Path:
+        """A named file of another kind (restorer, upscaler, LoRA…) from the discovered lists only."""
+        check_name(name, kind.rstrip("s"))
+        found = self.assets.get(kind, {})
+        if name not in found:
+            known = ", ".join(list(found)[:10]) or "none"
+            raise ProtocolError("unknown_model", f"unknown {kind.rstrip('s')} {name!r}; available: {known}")
+        return found[name]
 
     def unload(self) -> None:
         self._resident = None

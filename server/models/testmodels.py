@@ -8,6 +8,7 @@ such keys and are loaded with the packaged configs of `arch.REAL` instead.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -64,3 +65,20 @@ def write_sd_checkpoint(out_dir: Path, arch_name: str, name: str | None = None, 
     }
     save_file(build_state_dict(family, seed), str(path), metadata=meta)
     return path
+
+
+Writer = Callable[[Path, "str | None", int], Path]
+
+
+def _restorer(arch_name: str) -> Writer:
+    def write(out_dir: Path, name: str | None, seed: int) -> Path:
+        from .restorer import write_test_restorer
+
+        return write_test_restorer(out_dir, arch=arch_name, name=name, seed=seed)
+
+    return write
+
+
+# `make-test-model --arch` → writer(out_dir, name, seed). Other asset kinds register here too.
+ARCHS: dict[str, Writer] = {a: (lambda d, n, s, a=a: write_sd_checkpoint(d, a, n, s)) for a in SD_ARCHS}
+ARCHS |= {"gfpgan": _restorer("gfpgan"), "codeformer": _restorer("codeformer")}
