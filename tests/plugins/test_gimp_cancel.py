@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from plugins.common.jobs import GenerateRequest
 from plugins.gimp.sdbridge_gimp import cancel_guard
-from plugins.gimp.sdbridge_gimp.session import Session
+from plugins.gimp.sdbridge_gimp.logic import PluginError
+from plugins.gimp.sdbridge_gimp.remote import Remote
 
 
 def test_guard_cancels_job_when_plugin_dies(server) -> None:  # type: ignore[no-untyped-def]
-    with Session(server.url) as s:
+    with Remote(server.url) as s:
         s.connect()
         job = s.submit(GenerateRequest(prompt="a long job", steps=150, width=64, height=64, seed=1))
         guard = cancel_guard.spawn(server.url, "", job)
         assert guard.proc is not None
-        for ev in s.events(job, 120):
-            if ev is not None and ev["type"] in ("started", "progress"):
-                break
-        guard.proc.stdin.close()  # what SIGKILL of the plug-in looks like to the guard: EOF, no "done"
-        types = [ev["type"] for ev in s.events(job, 120) if ev is not None]
-        assert types[-1] == "cancelled", types
+        seen: list[str] = []
+
+        def started(ev: dict) -> None:
+            seen.append(ev["type"])
+            if ev["type"] in ("started", "progress") and not guard.proc.stdin.closed:
+                guard.proc.stdin.close()  # what SIGKILL of the plug-in looks like to the guard: EOF, no "done"
+
+        with pytest.raises(PluginError, match="cancelled"):
+            s.wait_result(job, 120, started)
+        assert seen[-1] == "cancelled", seen
         assert guard.proc.wait(10) == 0
 
 

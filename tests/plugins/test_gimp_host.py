@@ -61,13 +61,12 @@ def _welcome(url: str) -> dict[str, Any]:
 def _warm_up(url: str) -> None:
     """One 1-step job from the host so the model is loaded before GIMP's jobs are timed."""
     from plugins.common.jobs import GenerateRequest
-    from plugins.gimp.sdbridge_gimp.session import Session
+    from plugins.gimp.sdbridge_gimp.remote import Remote
 
-    with Session(url) as s:
+    with Remote(url) as s:
         s.connect()
         job = s.submit(GenerateRequest(prompt="warm up", steps=1, width=64, height=64, seed=1))
-        for _ in s.events(job, 300):
-            pass
+        s.wait_result(job, 300, lambda ev: None)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from plugins.gimp import build as gimp_build
-from plugins.gimp.sdbridge_gimp import logic, session
+from plugins.gimp.sdbridge_gimp import logic, remote
 from plugins.gimp.sdbridge_gimp.logic import CanvasChange, PluginError, Rect, Source
 
 W, H = 40, 30
@@ -159,17 +159,29 @@ def test_server_capability_checks() -> None:
         logic.check_model({"model": ""}, {"models": []})
 
 
-def test_session_url_and_error_text() -> None:
-    assert session.check_url(" ws://h:1/ ") == "ws://h:1/"
+def test_url_and_error_text() -> None:
+    assert remote.check_url(" ws://h:1/ ") == "ws://h:1/"
     with pytest.raises(PluginError, match="not a websocket URL"):
-        session.check_url("http://h:1/")
-    text = session.describe_error({"type": "error", "code": "unknown_model", "message": "no model 'x'"})
+        remote.check_url("http://h:1/")
+    text = remote.describe_error({"type": "error", "code": "unknown_model", "message": "no model 'x'"})
     assert "unknown_model" in text and "no model 'x'" in text and "not on the server" in text
 
 
-def test_session_unreachable_names_url() -> None:
-    with pytest.raises(PluginError, match=r"Cannot reach the sdbridge server at ws://127\.0\.0\.1:9/"):
-        session.Session("ws://127.0.0.1:9/", open_timeout=2).connect()
+def test_unreachable_server_names_url() -> None:
+    with (
+        pytest.raises(PluginError, match=r"Cannot reach the sdbridge server at ws://127\.0\.0\.1:9/"),
+        remote.Remote("ws://127.0.0.1:9/", open_timeout=2) as server,
+    ):
+        server.connect()
+
+
+def test_result_format_adapter_keeps_request() -> None:
+    req = logic.jobs.InpaintRequest(prompt="p", seed=3, image=logic.jobs.WireImage.rgba(b"\0" * 4, 1, 1))
+    sub = remote.with_result_format(req)
+    assert sub.kind == "inpaint" and isinstance(sub, logic.jobs.InpaintRequest)
+    msg = sub.message("j")
+    assert msg["params"]["result_format"] == "rgba8" and msg["params"]["seed"] == 3
+    assert msg["images"]["image"]["w"] == 1
 
 
 def test_build_layout(tmp_path: Path) -> None:

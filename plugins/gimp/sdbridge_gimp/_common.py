@@ -8,8 +8,8 @@ with anything else on GIMP's Python path); from a repository checkout (unit test
 from __future__ import annotations
 
 try:
-    from sdbridge_common import geometry, jobs, pixels, png, protocol  # type: ignore[import-not-found]
+    from sdbridge_common import client, geometry, jobs, pixels, png, protocol  # type: ignore[import-not-found]
 except ImportError:  # repository checkout
-    from plugins.common import geometry, jobs, pixels, png, protocol
+    from plugins.common import client, geometry, jobs, pixels, png, protocol
 
-__all__ = ["geometry", "jobs", "pixels", "png", "protocol"]
+__all__ = ["client", "geometry", "jobs", "pixels", "png", "protocol"]

@@ -64,15 +64,14 @@ def watch(stdin: IO[bytes], url: str, job_id: str) -> bool:
     rest = stdin.read()  # returns at EOF: the plug-in closed the pipe or died
     if rest.startswith(DONE):
         return False
-    from .session import Session
+    from ._common import jobs
+    from .remote import Remote
 
-    with contextlib.suppress(Exception), Session(url, token, open_timeout=CANCEL_WAIT_S) as session:
-        session.connect()
-        session.cancel(job_id)
-        # wait for the server's answer so the cancel is not lost in a half-closed socket
-        for event in session.events(job_id, CANCEL_WAIT_S):
-            if event is not None and event.get("type") in ("cancelled", "result", "error"):
-                break
+    with contextlib.suppress(Exception), Remote(url, token, open_timeout=CANCEL_WAIT_S) as remote:
+        remote.connect()
+        remote.client.attach(job_id, jobs.GenerateRequest())  # follow the job (fetch) so it can be cancelled
+        remote.cancel(job_id)
+        remote.client.wait(job_id, CANCEL_WAIT_S)  # the server's answer: the cancel was not lost
     return True
 
 

@@ -18,10 +18,9 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
-from . import cancel_guard, logic  # noqa: E402
+from . import cancel_guard, logic, remote  # noqa: E402
 from ._common import png  # noqa: E402
 from .logic import PluginError, ProcSpec  # noqa: E402
-from .session import Session, describe_error  # noqa: E402
 
 RGBA = "R'G'B'A u8"  # non-linear 8-bit RGBA: what the wire's rgba8 means
 GRAY = "Y u8"
@@ -100,6 +99,8 @@ def report_progress(event: dict[str, Any], label: str) -> None:
         Gimp.progress_set_text(f"{label}: queued" + (f" ({pos} ahead)" if pos else ""))
     elif kind == "started":
         Gimp.progress_set_text(f"{label}: running")
+    elif kind == "reconnecting":
+        Gimp.progress_set_text(f"{label}: connection lost, reconnecting…")
     elif kind == "progress":
         total = max(1, int(event.get("total") or 1))
         Gimp.progress_update(min(1.0, int(event.get("step") or 0) / total))
@@ -110,37 +111,24 @@ def execute(spec: ProcSpec, values: dict[str, Any], image: Gimp.Image) -> list[G
     src = read_source(image)
     logic.plan_job(spec, values, src)  # local mistakes (no selection, empty prompt) before any network
     Gimp.progress_init(f"sdbridge: {label}")
-    with Session(str(values.get("server-url") or logic.DEFAULT_URL), str(values.get("token") or "")) as session:
-        welcome = session.connect()
+    with remote.Remote(str(values.get("server-url") or logic.DEFAULT_URL), str(values.get("token") or "")) as server:
+        welcome = server.connect()
         logic.supported_kind(spec.kind, welcome)
         logic.check_model(values, welcome)
         limits = welcome.get("limits") or {}
         plan = logic.plan_job(spec, values, src, int(limits.get("max_pixels") or 1 << 30))
-        # rgba8 results go straight into a GEGL buffer: no PNG decode in the plug-in's Python.
-        job_id = session.submit(plan.request, {"result_format": "rgba8"})
+        job_id = server.submit(remote.with_result_format(plan.request))
         # GIMP's Cancel kills this process outright; the guard then cancels the job on the server.
-        guard = cancel_guard.spawn(session.url, str(values.get("token") or ""), job_id)
-        result: dict[str, Any] | None = None
-        ended = False
+        guard = cancel_guard.spawn(server.url, str(values.get("token") or ""), job_id)
         try:
-            for event in session.events(job_id, float(values.get("timeout") or 600)):
-                if event is None:
-                    continue
-                report_progress(event, label)
-                kind = event.get("type")
-                ended = kind in ("result", "error", "cancelled")
-                if kind == "error":
-                    raise PluginError(describe_error(event))
-                if kind == "cancelled":
-                    raise PluginError(f"{label}: the job was cancelled on the server.")
-                if kind == "result":
-                    result = event
+            result = server.wait_result(
+                job_id, float(values.get("timeout") or 600), lambda ev: report_progress(ev, label)
+            )
+        except BaseException:
+            server.cancel(job_id)  # don't leave it running (a no-op when the job already ended)
+            raise
         finally:
-            if not ended:  # we are giving up on it (bug, timeout): don't leave it running
-                session.cancel(job_id)
             guard.release()
-    if result is None:
-        raise PluginError(f"{label}: the server closed the job without a result.")
     Gimp.progress_update(1.0)
     return apply_result(image, spec, plan, result, src)
 
