@@ -173,7 +173,9 @@ class Controller:
             self._finish(ev)
 
     def _finish(self, ev: Any) -> None:
-        job = self.pending.pop(ev.job_id, None) if ev.job_id else None
+        # The job leaves `pending` only after its result is applied: applying runs nested event
+        # loops (waitForDone), and anything observing `pending` meanwhile must still see it busy.
+        job = self.pending.get(ev.job_id) if ev.job_id else None
         if job is None:
             if ev.type == "error":
                 self.message = f"error: {ev.data.get('code')}: {ev.data.get('message')}"
@@ -184,7 +186,11 @@ class Controller:
             plan = common.actions.plan_result(
                 job.request, ev.data, job.canvas_size[0], job.canvas_size[1], document.decode_result_image
             )
-            document.apply_result(job.doc, plan)
+            try:
+                document.apply_result(job.doc, plan)
+            except Exception:
+                self.pending.pop(job.job_id, None)
+                raise
             record["layers"] = [p.name for p in plan.layers]
             self._remember_seed(ev.data)
             self.message = f"{job.kind}: done ({', '.join(record['layers'])})"
@@ -194,6 +200,7 @@ class Controller:
             record["error"] = f"{ev.data.get('code')}: {ev.data.get('message')}"
             self._notify_user(f"{job.kind} failed: {record['error']}")
         self.finished.append(record)
+        self.pending.pop(job.job_id, None)
         if self.client is not None:
             self.client.forget(job.job_id)
 

@@ -70,19 +70,21 @@ def apply_result(doc: Any, plan: Any) -> list[Any]:
         doc.waitForDone()
     root = doc.rootNode()
     group = doc.createGroupLayer(plan.group)
-    root.addChildNode(group, _top_child(root))
     nodes = []
+    # Fill the group while it is detached, then attach it in one step: a single undo command
+    # (Edit ▸ Undo) then removes the whole batch.
     for patch in plan.layers:
         node = doc.createNode(patch.name, "paintlayer")
-        group.addChildNode(node, _top_child(group))
         if not is_rgba8(doc):
             node.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
         r = patch.rect
         node.setPixelData(QByteArray(common.pixels.rgba_to_bgra(patch.rgba)), r.x, r.y, r.w, r.h)
+        group.addChildNode(node, nodes[-1] if nodes else None)
         nodes.append(node)
-    # Later layers of a batch hide earlier ones; show only the first so the user sees one result.
+    # Later layers of a batch would hide earlier ones; show only the first so the user sees one result.
     for node in nodes[1:]:
         node.setVisible(False)
+    root.addChildNode(group, _top_child(root))
     add_history(doc, plan.record)
     doc.refreshProjection()
     return nodes
