@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -411,3 +412,62 @@ def test_dialog_runs_and_remembers_last_values(
         assert res["layers"][0]["parasite"]["steps"] == 2
     assert again["dialog_seen"] == {k: typed[k] for k in shown}
     assert cancel["status"] == "cancel" and len(cancel["layers"]) == 1
+
+
+# --- Cancel: GIMP kills the plug-in; the job must stop on the server too -----------------------------
+
+
+def _find_proc(needle: str) -> tuple[int, list[str]] | None:
+    """A process whose command line contains `needle` (chroot processes share our PID namespace)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(needle in a for a in argv):
+            return int(entry.name), [a for a in argv if a]
+    return None
+
+
+def test_killed_plugin_cancels_server_job(gimp_run: Outcome, sdbridge_serve: Serve) -> None:
+    """What GIMP's progress Cancel does (quit message, 10 ms, SIGKILL), simulated with SIGKILL while a long
+    job runs: the guard process must cancel the job on the server."""
+    import signal
+    import threading
+
+    from plugins.common.jobs import GenerateRequest
+    from plugins.gimp.sdbridge_gimp.remote import Remote
+
+    found: dict[str, Any] = {}
+
+    def killer() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "killed" not in found:
+            guard = _find_proc("sdbridge_gimp.cancel_guard")
+            plugin = _find_proc("plug-ins/sdbridge/sdbridge.py")
+            if guard and plugin:
+                found["job"] = guard[1][-1]
+                time.sleep(0.5)  # let the job start running on the server
+                os.kill(plugin[0], signal.SIGKILL)
+                found["killed"] = plugin[0]
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    long_job = {"prompt": PROMPT, "steps": 150, "seed": 5, "server-url": sdbridge_serve.url}
+    run = harness.run_batch(
+        [{"id": "killed", "proc": "sdbridge-generate", "w": 256, "h": 256, "selection": None, "args": long_job}],
+        timeout=300,
+        tag="cancel",
+    )
+    thread.join(5)
+    assert "killed" in found, f"never saw the plug-in and its guard running:\n{run.log[-3000:]}"
+    res = run.results["killed"]
+    assert res.get("status") != "success" and len(res["layers"]) == 1, res
+    with Remote(sdbridge_serve.url) as r:
+        r.connect()
+        r.client.attach(found["job"], GenerateRequest())  # fetch: the retained terminal event
+        state = r.client.wait(found["job"], 60)
+    assert state.status == "cancelled", state
