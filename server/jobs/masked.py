@@ -1,0 +1,181 @@
+"""Masked generation shared by the editing jobs (inpaint, outpaint, face re-render).
+
+One call denoises a processing-size RGB image with a soft per-pixel strength mask:
+
+- regular checkpoints: img2img from the image's latents, re-imposing the (noised) original after
+  every step where the mask is < 1 (`keep_mask`), so mask 0 keeps the original latents and
+  fractional values give partial strength;
+- 9-channel inpainting checkpoints: the UNet is also fed [mask, latents of the image with the
+  selection blanked] natively, and `keep_mask` is still applied so unselected latents stay exact;
+- regions larger than one model pass: the UNet call is the fused tiler's (`tiling.fused`), culled
+  to tiles touching the mask, and the VAE runs tiled (`tiling.vae`) so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tiling.fused import TileRef, fused_model_output
+from tiling.plan import overlap_for_strength, plan_tiles
+from tiling.vae import tiled_decode, tiled_encode
+
+from ..images import to_gray
+from ..imaging.geometry import MaskError, check_mask
+from ..imaging.masks import latent_mask
+from ..models.loader import LoadedModel
+from ..pipelines import denoise
+from ..pipelines.preview import latent_rgb
+from ..prompt import encode_pair
+from ..protocol import ProtocolError
+from .base import JobContext
+from .common import GenParams
+from .generate import to_pixels, to_tensor
+
+# A region is tiled once either side exceeds this many native passes (tiling costs overlap, so a
+# slightly-too-large crop is cheaper in one pass).
+TILE_ABOVE = 1.5
+TILE_BATCH = 4
+
+
+@dataclass
+class Progress:
+    """Maps the steps of one masked pass onto the job's overall progress (several passes per job)."""
+
+    ctx: JobContext
+    done: int
+    total: int
+    xl: bool
+
+    def __call__(self, step: int, _total: int, latents: torch.Tensor) -> None:
+        if self.ctx.cancelled():
+            raise denoise.Cancelled
+        self.ctx.progress(self.done + step, self.total, latent_rgb(latents, self.xl))
+
+
+def steps_for(gen: GenParams, strength: float) -> int:
+    """Sampler steps one pass at `strength` runs (what `denoise.timesteps_for` keeps)."""
+    return min(max(int(round(gen.steps * strength)), 1), gen.steps)
+
+
+def needs_tiling(model: LoadedModel, width: int, height: int) -> bool:
+    limit = model.family.native * TILE_ABOVE
+    return width > limit or height > limit
+
+
+def _vae_tiles(model: LoadedModel) -> dict[str, int]:
+    # One native pass per VAE tile (latent px); tiny test models get at least 16.
+    tile = max(16, model.family.native // 8)
+    return {"tile": tile, "overlap": max(2, tile // 8)}
+
+
+def _encode(model: LoadedModel, rgb: np.ndarray, tiled: bool) -> torch.Tensor:
+    x = to_tensor(rgb)
+    if not tiled:
+        return denoise.encode_image(model, x)
+    with torch.no_grad():
+        z = tiled_encode(model.vae, x.to(model.device, model.vae_dtype), **_vae_tiles(model))
+    return z.float() * model.vae_scale
+
+
+def _decode(model: LoadedModel, latents: torch.Tensor, tiled: bool) -> np.ndarray:
+    if not tiled:
+        return to_pixels(denoise.decode_latents(model, latents)[0])
+    with torch.no_grad():
+        z = (latents / model.vae_scale).to(model.device, model.vae_dtype)
+        img = tiled_decode(model.vae, z, **_vae_tiles(model))
+    return to_pixels((img[0].float() / 2 + 0.5).clamp(0, 1))
+
+
+def _tiled_fn(
+    guidance: denoise.Guidance, extra: torch.Tensor | None, region: torch.Tensor, strength: float
+) -> denoise.ModelFn:
+    tile = guidance.model.family.native // 8
+    _, _, h, w = region.shape
+
+    def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        plan = plan_tiles(w, h, tile, overlap_for_strength(tile, strength))
+
+        def per_tile(tiles: torch.Tensor, refs: Any) -> torch.Tensor:
+            ex = None
+            if extra is not None:
+                ex = torch.stack([extra[0, :, r.y : r.y1, r.x : r.x1] for r in refs])
+            r0: TileRef = refs[0]
+            kw = guidance.unet_kwargs(tiles.shape[0], crop=(r0.y * 8, r0.x * 8))
+            return guidance.guided(tiles, t, ex, kw)
+
+        return fused_model_output(x, per_tile, plan, TILE_BATCH, region_weights=region[0, 0])
+
+    return call
+
+
+def generate_masked(
+    model: LoadedModel,
+    gen: GenParams,
+    image: np.ndarray,
+    mask: np.ndarray,
+    strength: float,
+    seed: int,
+    on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+    prompt: str | None = None,
+) -> np.ndarray:
+    """Denoise `image` (HxWx3 uint8, sides multiples of 8) where `mask` (HxW float [0, 1]) allows.
+
+    Returns HxWx3 uint8 of the same size. Pixels with mask 0 come back as the VAE round trip of the
+    original (the caller's blend mask keeps them out of the result anyway).
+    """
+    h, w = image.shape[:2]
+    tiled = needs_tiling(model, w, h)
+    dev = model.device
+    init = _encode(model, image, tiled)
+    keep = torch.from_numpy(latent_mask(mask))[None, None].to(dev)
+    extra = None
+    if model.family.inpaint:
+        # The inpainting UNet's own convention: mask 1 = fill, masked image = original with the
+        # selection blanked (0 in [-1, 1], i.e. grey), both at latent resolution.
+        hard = torch.from_numpy((mask > 0.5).astype(np.float32))[None, None]
+        blanked = to_tensor(image) * (1 - hard)
+        masked_latents = (
+            _encode(model, to_pixels((blanked[0] + 1) / 2), tiled) if tiled else denoise.encode_image(model, blanked)
+        )
+        small = F.interpolate(hard, size=init.shape[-2:], mode="area").to(dev)
+        extra = torch.cat([small, masked_latents.to(dev)], 1).to(model.dtype)
+    cond, uncond = encode_pair(model, gen.prompt if prompt is None else prompt, gen.negative, gen.clip_skip)
+    guidance = denoise.Guidance(model, cond, uncond, gen.cfg, w, h)
+    model_fn = _tiled_fn(guidance, extra, keep, strength) if tiled else guidance.model_fn(extra)
+    latents = denoise.sample(
+        model,
+        model_fn,
+        gen.sampler,
+        gen.steps,
+        denoise.seeded_noise(seed, tuple(init.shape)),
+        torch.Generator("cpu").manual_seed(seed),
+        init=init,
+        strength=strength,
+        keep_mask=keep,
+        on_step=on_step,
+    )
+    return _decode(model, latents, tiled)
+
+
+def read_mask(images: Any, name: str, canvas: np.ndarray, ctx: Any, *, allow_empty: bool = False) -> np.ndarray:
+    """Decode a selection mask (`gray8`, or any image → `images.to_gray`) and check it matches the canvas.
+
+    Errors are `bad_image` naming both sizes, or saying the selection is empty.
+    """
+    h, w = canvas.shape[:2]
+    mask = to_gray(ctx.decode(name, images[name]))
+    try:
+        mask = check_mask(mask, (w, h))
+    except MaskError as exc:
+        raise ProtocolError("bad_image", f"images.{name}: {exc}", ctx.job_id) from None
+    if not allow_empty and not mask.any():
+        raise ProtocolError(
+            "bad_image", f"images.{name}: the selection mask is empty (all zero): select the area to edit", ctx.job_id
+        )
+    return mask
