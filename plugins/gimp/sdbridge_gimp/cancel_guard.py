@@ -47,7 +47,8 @@ def spawn(url: str, token: str, job_id: str) -> Guard:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=env,
-            start_new_session=True,  # not in the plug-in's process group: survives GIMP's kill
+            start_new_session=True,  # not in the plug-in's process group: survives GIMP's kill (POSIX)
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),  # Windows: no console window flash
             close_fds=True,
         )
         assert proc.stdin is not None
