@@ -88,9 +88,7 @@ def plan_generate(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = 
     common = _sampling(s, welcome)
     if canvas.selection_bounds() is not None:
         require_kind("inpaint", welcome)
-        return InpaintRequest(
-            **common, strength=min(1.0, s.strength), batch=s.batch, image=canvas.image(), mask=canvas.mask()
-        )
+        return InpaintRequest(**common, strength=min(1.0, s.strength), image=canvas.image(), mask=canvas.mask())
     if canvas.selection is not None:
         raise ActionError("the selection is empty")
     require_kind("generate", welcome)

@@ -100,6 +100,7 @@ class GenerateRequest(JobRequest):
     steps: int | None = None
     cfg: float | None = None
     sampler: str | None = None
+    result_format: str | None = None  # png (default) / rgba8 / webp
     width: int | None = None
     height: int | None = None
     batch: int | None = None
@@ -119,8 +120,12 @@ class InpaintRequest(JobRequest):
     steps: int | None = None
     cfg: float | None = None
     sampler: str | None = None
-    batch: int | None = None
     strength: float | None = None
+    target: int | None = None  # detail resolution the selection's context is processed at
+    grow: int | None = None
+    feather: int | None = None
+    fill: str | None = None  # pre-fill of the hole (see docs/protocol.md)
+    color_match: bool | None = None
     image: WireImage | None = _image("image")
     mask: WireImage | None = _image("mask")
 

@@ -1,0 +1,83 @@
+"""Editor-independent action logic: settings parsing, canvas -> job request, result -> layer plan."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugins.common import actions, png
+from plugins.common.actions import ActionError, Canvas
+from plugins.common.geometry import Rect
+from plugins.common.jobs import GenerateRequest, InpaintRequest, OutpaintRequest, UpscaleRequest
+from plugins.common.settings import Settings
+
+W, H = 32, 16
+WELCOME = {
+    "jobs": ["generate", "inpaint", "outpaint", "upscale", "face", "restore"],
+    "samplers": ["Euler a", "DDIM"],
+    "models": [{"name": "tiny"}],
+    "limits": {"max_pixels": 1 << 20},
+}
+
+
+def canvas(sel: Rect | None = None) -> Canvas:
+    mask = None
+    if sel is not None:
+        mask = bytes(255 if sel.contains(x, y) else 0 for y in range(H) for x in range(W))
+    return Canvas(W, H, b"\x10\x20\x30\x00" * (W * H), mask)
+
+
+def test_settings_roundtrip_and_bad_values() -> None:
+    store: dict[str, str] = {"steps": "7", "fixed_seed": "true", "cfg": "oops", "prompt": "fox"}
+    s = Settings.load(lambda k, d: store.get(k, d))
+    assert (s.steps, s.fixed_seed, s.cfg, s.prompt) == (7, True, 7.0, "fox")
+    out: dict[str, str] = {}
+    s.replace(seed=5).save(out.__setitem__)
+    assert out["seed"] == "5" and out["fixed_seed"] == "true" and set(out) == set(Settings.keys())
+
+
+def test_generate_txt2img_vs_img2img_vs_inpaint() -> None:
+    s = Settings(prompt="fox", seed=9, fixed_seed=True, strength=1.0, sampler="DDIM", model="nope")
+    req = actions.plan_generate(canvas(), s, WELCOME)
+    assert isinstance(req, GenerateRequest) and req.init is None
+    assert (req.width, req.height, req.seed, req.sampler, req.model) == (32, 16, 9, "DDIM", None)
+    req = actions.plan_generate(canvas(), s.replace(strength=0.4, fixed_seed=False), WELCOME)
+    assert isinstance(req, GenerateRequest) and req.strength == 0.4 and req.seed == -1
+    assert req.init is not None and req.init.data[3::4] == b"\xff" * (W * H)  # init sent opaque
+    req = actions.plan_generate(canvas(Rect(4, 4, 8, 8)), s, WELCOME)
+    assert isinstance(req, InpaintRequest) and req.mask is not None and req.mask.format == "gray8"
+    with pytest.raises(ActionError, match="inpaint"):
+        actions.plan_generate(canvas(Rect(4, 4, 8, 8)), s, {"jobs": ["generate"]})
+
+
+def test_outpaint_from_settings_or_edge_selection() -> None:
+    req = actions.plan_outpaint(canvas(), Settings(outpaint_side="left", outpaint_pixels=24), WELCOME)
+    assert isinstance(req, OutpaintRequest) and (req.left, req.right, req.top, req.bottom) == (24, 0, 0, 0)
+    req = actions.plan_outpaint(canvas(Rect(24, 0, 8, 16)), Settings(), WELCOME)
+    assert (req.left, req.right) == (0, 8)
+    with pytest.raises(ActionError):
+        actions.plan_outpaint(canvas(Rect(10, 5, 4, 4)), Settings(), WELCOME)
+
+
+def test_upscale_whole_or_region() -> None:
+    req = actions.plan_upscale(canvas(), Settings(upscale_scale=2.0), WELCOME)
+    assert isinstance(req, UpscaleRequest) and req.region is None and req.scale == 2.0
+    req = actions.plan_upscale(canvas(Rect(2, 3, 5, 6)), Settings(), WELCOME)
+    assert req.region == Rect(2, 3, 5, 6)
+
+
+def test_result_plan_names_layers_and_resizes_canvas() -> None:
+    img = png.encode(b"\x01\x02\x03\xff" * 4, 2, 2)
+    req = OutpaintRequest(prompt="a   red\nfox", right=64)
+    result = {
+        "id": "j1",
+        "images": [{"format": "png", "data": img, "x": 32, "y": 0, "seed": 5}],
+        "params": {"seed": 5, "secret": b"\x00"},
+        "canvas": {"w": W + 64, "h": H},
+    }
+    plan = actions.plan_result(req, result, W, H)
+    assert plan.canvas == actions.CanvasChange(W + 64, H, scale=False, origin=(0, 0))
+    (layer,) = plan.layers
+    assert layer.name == "a red fox (5)" and layer.rect == Rect(32, 0, 2, 2)
+    assert plan.record["params"] == {"seed": 5} and plan.record["layers"] == ["a red fox (5)"]
+    up = actions.plan_result(UpscaleRequest(scale=2), {**result, "canvas": {"w": 2 * W, "h": 2 * H}}, W, H)
+    assert up.canvas is not None and up.canvas.scale and up.layers[0].name == "upscale (5)"
