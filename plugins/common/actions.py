@@ -100,17 +100,15 @@ def plan_generate(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = 
 
 
 def plan_outpaint(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = None) -> OutpaintRequest:
-    """Selection at a canvas edge -> extend that side by the selection's depth; otherwise the
-    configured side by `outpaint_pixels`."""
+    """Selection touching a canvas edge -> fill it in place (the user already made room, e.g. with
+    Image ▸ Resize Canvas); no selection -> extend `outpaint_side` by `outpaint_pixels` and fill."""
     require_kind("outpaint", welcome)
-    side, amount = s.outpaint_side, s.outpaint_pixels
     sel = canvas.selection_bounds()
     if sel is not None:
-        found = geometry.outpaint_side(sel, canvas.w, canvas.h)
-        if found is None:
-            raise ActionError("the selection does not touch exactly one canvas edge; deselect to extend by settings")
-        side = found
-        amount = sel.w if side in ("left", "right") else sel.h
+        if not geometry.touching_sides(sel, canvas.w, canvas.h):
+            raise ActionError("the selection touches no canvas edge: use Generate to inpaint it, or deselect")
+        return OutpaintRequest(**_sampling(s, welcome), image=canvas.image(), mask=canvas.mask())
+    side, amount = s.outpaint_side, s.outpaint_pixels
     if side not in geometry.SIDES:
         raise ActionError(f"outpaint_side must be one of {', '.join(geometry.SIDES)}, not {side!r}")
     if amount <= 0:

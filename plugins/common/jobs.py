@@ -132,7 +132,8 @@ class InpaintRequest(JobRequest):
 
 @dataclass(frozen=True, slots=True)
 class OutpaintRequest(JobRequest):
-    """`outpaint`: extend the canvas by `left/right/top/bottom` px and fill the new area."""
+    """`outpaint`: extend the canvas by `left/right/top/bottom` px and fill the new area, or (sides 0 +
+    `mask`) fill a selection that touches a canvas edge."""
 
     kind: ClassVar[str] = "outpaint"
     prompt: str = ""
@@ -147,7 +148,12 @@ class OutpaintRequest(JobRequest):
     right: int = 0
     top: int = 0
     bottom: int = 0
+    strength: float | None = None
+    margin: int | None = None  # blend margin into the existing image
+    prefill: str | None = None
+    color_match: bool | None = None
     image: WireImage | None = _image("image")
+    mask: WireImage | None = _image("mask")  # in-canvas form: a selection at an edge / transparent area
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ def test_outpaint_from_settings_or_edge_selection() -> None:
     req = actions.plan_outpaint(canvas(), Settings(outpaint_side="left", outpaint_pixels=24), WELCOME)
     assert isinstance(req, OutpaintRequest) and (req.left, req.right, req.top, req.bottom) == (24, 0, 0, 0)
     req = actions.plan_outpaint(canvas(Rect(24, 0, 8, 16)), Settings(), WELCOME)
-    assert (req.left, req.right) == (0, 8)
+    assert (req.left, req.right) == (0, 0) and req.mask is not None  # in-canvas fill of the edge selection
     with pytest.raises(ActionError):
         actions.plan_outpaint(canvas(Rect(10, 5, 4, 4)), Settings(), WELCOME)
 
