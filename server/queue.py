@@ -150,6 +150,8 @@ class JobQueue:
             event = error_event(exc.code, exc.message, job.id)
         except Exception as exc:  # a job failure must never take the worker down
             event = _failure_event(job.id, exc)
+        finally:
+            self.models.end_job()  # LoRA patches / VAE overrides never leak into the next job
         with self._cond:
             self._finish(job, event)
 

@@ -98,14 +98,21 @@ _SDXL_UNET: Config = {
 class Family:
     """One checkpoint family: how to load it and how it behaves at sampling time."""
 
-    name: str  # sd15 | sd15-inpaint | sd2 | sdxl | sdxl-inpaint
+    name: str  # sd15 | sd15-inpaint | sd2 | sdxl | sdxl-inpaint | sdxl-refiner
     xl: bool
     inpaint: bool
     native: int  # native resolution in pixels (square side)
     configs: Config  # component name -> config dict (+ "scheduler")
 
     @property
+    def refiner(self) -> bool:
+        """SDXL refiner: one (bigG) text encoder, aesthetic-score time ids; only used to finish a base's work."""
+        return self.name == "sdxl-refiner"
+
+    @property
     def pipeline_class(self) -> str:
+        if self.refiner:
+            return "StableDiffusionXLImg2ImgPipeline"
         return "StableDiffusionXLPipeline" if self.xl else "StableDiffusionPipeline"
 
 
@@ -156,12 +163,29 @@ def _sdxl(inpaint: bool) -> Config:
     }
 
 
+def _sdxl_refiner() -> Config:
+    base = _sdxl(False)
+    unet = {
+        **_SDXL_UNET,
+        "attention_head_dim": [6, 12, 24, 24],
+        "block_out_channels": [384, 768, 1536, 1536],
+        "cross_attention_dim": 1280,
+        "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+        # time ids: original size (2), crop (2), aesthetic score (1) → 5 x 256 + pooled 1280
+        "projection_class_embeddings_input_dim": 2560,
+        "transformer_layers_per_block": 4,
+    }
+    return {"unet": unet, "vae": base["vae"], "text_encoder_2": base["text_encoder_2"], "scheduler": base["scheduler"]}
+
+
 REAL: dict[str, Family] = {
     "sd15": Family("sd15", False, False, 512, _sd15(False)),
     "sd15-inpaint": Family("sd15-inpaint", False, True, 512, _sd15(True)),
     "sd2": Family("sd2", False, False, 768, _sd2()),
     "sdxl": Family("sdxl", True, False, 1024, _sdxl(False)),
     "sdxl-inpaint": Family("sdxl-inpaint", True, True, 1024, _sdxl(True)),
+    "sdxl-refiner": Family("sdxl-refiner", True, False, 1024, _sdxl_refiner()),
 }
 
 
@@ -217,11 +241,23 @@ def _tiny_sdxl(inpaint: bool) -> Config:
     return {"unet": unet, "vae": vae, "text_encoder": te1, "text_encoder_2": te2, "scheduler": dict(_SCHEDULER)}
 
 
+def _tiny_sdxl_refiner() -> Config:
+    base = _tiny_sdxl(False)
+    te2, time_dim = base["text_encoder_2"], base["unet"]["addition_time_embed_dim"]
+    unet = {
+        **base["unet"],
+        "cross_attention_dim": te2["hidden_size"],
+        "projection_class_embeddings_input_dim": 5 * time_dim + te2["projection_dim"],
+    }
+    return {"unet": unet, "vae": base["vae"], "text_encoder_2": te2, "scheduler": base["scheduler"]}
+
+
 TINY: dict[str, Family] = {
     "sd15": Family("sd15", False, False, 64, _tiny_sd15(False)),
     "sd15-inpaint": Family("sd15-inpaint", False, True, 64, _tiny_sd15(True)),
     "sdxl": Family("sdxl", True, False, 128, _tiny_sdxl(False)),
     "sdxl-inpaint": Family("sdxl-inpaint", True, True, 128, _tiny_sdxl(True)),
+    "sdxl-refiner": Family("sdxl-refiner", True, False, 128, _tiny_sdxl_refiner()),
 }
 
 

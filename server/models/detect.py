@@ -27,7 +27,7 @@ def family_name(shapes: Mapping[str, Any]) -> str:
     if _XL_TE2 in shapes:
         return "sdxl-inpaint" if inpaint else "sdxl"
     if _XL_REFINER in shapes:
-        raise UnsupportedCheckpoint("SDXL refiner checkpoints are not supported as a main model")
+        return "sdxl-refiner"  # usable only as `refiner` (registry keeps it out of the main list)
     if _SD2_TE in shapes:
         if inpaint:
             raise UnsupportedCheckpoint("SD2 inpainting checkpoints are not supported")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,16 @@ class LoadedModel:
     def vae_scale(self) -> float:
         return float(self.vae.config.scaling_factor)
 
+    def push_undo(self, fn: Callable[[], None]) -> None:
+        """Register a per-job change (LoRA patch, VAE swap) to revert when the job ends."""
+        self.extras.setdefault("undo", []).append(fn)
+
+    def undo_job_changes(self) -> None:
+        """Revert every per-job change, newest first (the queue calls this after each job)."""
+        undo = self.extras.get("undo", [])
+        while undo:
+            undo.pop()()
+
 
 def _read_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
     from safetensors import safe_open
@@ -61,6 +72,8 @@ def _write_config_dir(family: arch.Family, root: Path) -> None:
         "unet": ["diffusers", "UNet2DConditionModel"],
         "vae": ["diffusers", "AutoencoderKL"],
     }
+    if family.refiner:  # bigG only, no CLIP-L
+        index |= {"text_encoder": [None, None], "tokenizer": [None, None], "requires_aesthetics_score": True}
     if family.xl:
         index |= {
             "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
@@ -94,8 +107,11 @@ def _place(model: LoadedModel) -> LoadedModel:
 
 
 def _components(pipe: Any, name: str, family: arch.Family, device: torch.device, dtype: torch.dtype) -> LoadedModel:
-    tes = [pipe.text_encoder] + ([pipe.text_encoder_2] if family.xl else [])
-    toks = [clip_tokenizer()] + ([clip_tokenizer("!")] if family.xl else [])
+    if family.refiner:
+        tes, toks = [pipe.text_encoder_2], [clip_tokenizer("!")]
+    else:
+        tes = [pipe.text_encoder] + ([pipe.text_encoder_2] if family.xl else [])
+        toks = [clip_tokenizer()] + ([clip_tokenizer("!")] if family.xl else [])
     sched = dict(pipe.scheduler.config)
     return _place(LoadedModel(name, family, device, dtype, pipe.unet, pipe.vae, tes, toks, sched))
 
@@ -120,7 +136,9 @@ def load_single_file(
         family = detect.family_for(shapes, meta)
         source = str(path)
     cls = getattr(diffusers, family.pipeline_class)
-    toks: dict[str, Any] = {"tokenizer": clip_tokenizer()}
+    toks: dict[str, Any] = {"tokenizer": None if family.refiner else clip_tokenizer()}
+    if family.refiner:
+        toks |= {"text_encoder": None, "requires_aesthetics_score": True}
     if family.xl:
         toks["tokenizer_2"] = clip_tokenizer("!")
     else:

@@ -58,12 +58,14 @@ def _entry_for(path: Path, name: str) -> ModelEntry | None:
     except Exception as exc:  # not an SD checkpoint (a LoRA, a VAE, a corrupt file): skip it, say why
         log.info("skipping %s: %s", path, exc)
         return None
+    if fam.refiner:  # only usable as a generate `refiner`: listed under welcome.refiners
+        return None
     return ModelEntry(name, path, fam.name, fam.native)
 
 
-def discover(root: Path) -> dict[str, ModelEntry]:
-    """Name → entry. Names are paths relative to the checkpoint folder, without suffix."""
-    found: dict[str, ModelEntry] = {}
+def _checkpoint_files(root: Path) -> list[tuple[str, Path]]:
+    """(name, path) for every candidate in the checkpoint folders; the first folder wins on a clash."""
+    seen: dict[str, Path] = {}
     root = root.resolve()
     for sub in CHECKPOINT_DIRS:
         base = (root / sub).resolve()
@@ -74,12 +76,31 @@ def discover(root: Path) -> dict[str, ModelEntry]:
             if any(p.startswith(".") for p in path.relative_to(base).parts):
                 continue
             rel = path.relative_to(base)
-            name = rel.with_suffix("").as_posix() if path.is_file() else rel.as_posix()
-            if name in found:
+            seen.setdefault(rel.with_suffix("").as_posix() if path.is_file() else rel.as_posix(), path)
+    return list(seen.items())
+
+
+def discover(root: Path) -> dict[str, ModelEntry]:
+    """Name → entry. Names are paths relative to the checkpoint folder, without suffix."""
+    found: dict[str, ModelEntry] = {}
+    for name, path in _checkpoint_files(root):
+        entry = _entry_for(path, name)
+        if entry is not None:
+            found[name] = entry
+    return found
+
+
+def discover_refiners(root: Path) -> dict[str, Path]:
+    """SDXL refiner checkpoints in the checkpoint folders (A1111 keeps them beside the base models)."""
+    found: dict[str, Path] = {}
+    for name, path in _checkpoint_files(root):
+        if path.is_file() and path.suffix.lower() in SINGLE_FILE:
+            try:
+                shapes, meta = loader._read_header(path)
+                if detect.family_for(shapes, meta).refiner:
+                    found[name] = path
+            except Exception:  # noqa: S112 - not a checkpoint; discover() logs these
                 continue
-            entry = _entry_for(path, name)
-            if entry is not None:
-                found[name] = entry
     return found
 
 
@@ -101,8 +122,27 @@ def _restorers(root: Path) -> dict[str, Path]:
     return discover_restorers(root)
 
 
+def _loras(root: Path) -> dict[str, Path]:
+    from .lora import discover_loras
+
+    return discover_loras(root)
+
+
+def _embeddings(root: Path) -> dict[str, Path]:
+    from .embeddings import discover_embeddings
+
+    return discover_embeddings(root)
+
+
+def _vaes(root: Path) -> dict[str, Path]:
+    from .vae import discover_vaes
+
+    return discover_vaes(root)
+
+
 # Other model files found in the same tree, by `welcome` key: name -> path. Kinds register here.
 ASSET_KINDS: dict[str, Callable[[Path], dict[str, Path]]] = {"restorers": _restorers}
+ASSET_KINDS |= {"loras": _loras, "embeddings": _embeddings, "vaes": _vaes, "refiners": discover_refiners}
 
 
 class ModelManager:
@@ -124,7 +164,7 @@ class ModelManager:
 
     def entry(self, name: str | None) -> ModelEntry:
         if name is None:
-            if self._resident is not None:
+            if self._resident is not None and self._resident.name in self.entries:
                 return self.entries[self._resident.name]
             if not self.entries:
                 raise ProtocolError("unknown_model", "the server has no models: start it with --models DIR")
@@ -156,8 +196,33 @@ class ModelManager:
             except Exception as exc:
                 log.exception("loading %s failed", entry.path)
                 raise ProtocolError("model_load", f"cannot load model {entry.name!r}: {exc}") from exc
+            model.extras["asset"] = self.asset  # prompt features (LoRA, embeddings) resolve names through it
             self._resident = model
             return model
+
+    def get_refiner(self, name: str) -> loader.LoadedModel:
+        """Load an SDXL refiner into the single resident slot (the base is unloaded: one model in memory).
+
+        A base+refiner job therefore loads two checkpoints, and the next base job reloads its base."""
+        path = self.asset("refiners", name)
+        key = f"refiner:{name}"
+        with self._lock:
+            if self._resident is not None and self._resident.name == key:
+                return self._resident
+            self.unload()
+            try:
+                model = loader.load_single_file(path, key, self.device, self.dtype, False)
+            except Exception as exc:
+                log.exception("loading refiner %s failed", path)
+                raise ProtocolError("model_load", f"cannot load refiner {name!r}: {exc}") from exc
+            model.extras["asset"] = self.asset
+            self._resident = model
+            return model
+
+    def end_job(self) -> None:
+        """Revert per-job changes (LoRA patches, VAE override) so the next job sees the checkpoint as loaded."""
+        if self._resident is not None:
+            self._resident.undo_job_changes()
 
     def asset(self, kind: str, name: str) -> Path:
         """A named file of another kind (restorer, upscaler, LoRA…) from the discovered lists only."""

@@ -15,7 +15,7 @@ import torch
 
 from . import arch, ldm_keys
 
-SD_ARCHS = ("sd15", "sdxl", "sd15-inpaint", "sdxl-inpaint")
+SD_ARCHS = ("sd15", "sdxl", "sd15-inpaint", "sdxl-inpaint", "sdxl-refiner")
 
 
 def _text_model(config: arch.Config) -> torch.nn.Module:
@@ -41,6 +41,10 @@ def build_state_dict(family: arch.Family, seed: int = 0) -> dict[str, torch.Tens
     up_attn = ["CrossAttn" in t for t in cfg["unet"]["up_block_types"]]
     sd = ldm_keys.unet_to_ldm(unet.state_dict(), cfg["unet"]["layers_per_block"], up_attn)
     sd |= ldm_keys.vae_to_ldm(vae.state_dict(), len(cfg["vae"]["block_out_channels"]))
+    if family.refiner:  # bigG alone, at embedders.0
+        te2 = _text_model(cfg["text_encoder_2"]).state_dict()
+        sd |= ldm_keys.open_clip_to_ldm(te2, "conditioner.embedders.0.model.")
+        return {k: v.detach().contiguous() for k, v in sd.items()}
     te = _text_model(cfg["text_encoder"]).state_dict()
     if family.xl:
         sd |= ldm_keys.clip_to_ldm(te, "conditioner.embedders.0.")
@@ -82,3 +86,12 @@ def _restorer(arch_name: str) -> Writer:
 # `make-test-model --arch` → writer(out_dir, name, seed). Other asset kinds register here too.
 ARCHS: dict[str, Writer] = {a: (lambda d, n, s, a=a: write_sd_checkpoint(d, a, n, s)) for a in SD_ARCHS}
 ARCHS |= {"gfpgan": _restorer("gfpgan"), "codeformer": _restorer("codeformer")}
+
+
+def _asset_writers() -> dict[str, Writer]:
+    from .testassets import WRITERS
+
+    return WRITERS
+
+
+ARCHS |= _asset_writers()  # lora-sd15, lora-sd15-diffusers, lora-sdxl, embedding-sd15/-sdxl, vae-sd15

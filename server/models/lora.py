@@ -1,0 +1,232 @@
+"""LoRA files (kohya and diffusers key layouts) applied by patching weights, reverted after the job.
+
+`W += weight * alpha/rank * up @ down` for every matched layer (linear, 1x1 and 3x3 convs). The
+original tensors are copied first (to the CPU) and copied back by the model's undo list at the end
+of the job, so a later job without the LoRA sees the checkpoint's exact bits again.
+
+Key layouts understood:
+- kohya: `lora_unet_<module path with _>.lora_down.weight` / `.lora_up.weight` / `.alpha`, the UNet
+  path in diffusers naming (SD1.5 trainers) or LDM naming (`input_blocks_4_1_…`, SDXL trainers);
+  text encoders `lora_te_` (SD1.5), `lora_te1_` / `lora_te2_` (SDXL).
+- diffusers / PEFT: `unet.<path>.lora_A.weight` / `lora_B`, `….lora.down.weight` / `.lora.up`,
+  the attention-processor form `….processor.to_q_lora.down.weight`; `text_encoder.` /
+  `text_encoder_2.`; an optional `.alpha`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import ldm_keys
+
+log = logging.getLogger(__name__)
+
+LORA_DIRS = ("Lora", "loras", "LyCORIS", "models/Lora", "models/loras")
+SUFFIXES = (".safetensors",)
+
+
+def discover_loras(root: Path) -> dict[str, Path]:
+    """Name (path inside its folder, no suffix) → file. Pickled LoRAs are not offered (they run code)."""
+    found: dict[str, Path] = {}
+    root = Path(root).resolve()
+    for sub in LORA_DIRS:
+        base = (root / sub).resolve()
+        if not base.is_dir() or not base.is_relative_to(root):
+            continue
+        for path in sorted(base.rglob("*")):
+            rel = path.relative_to(base)
+            if path.suffix.lower() in SUFFIXES and not any(p.startswith(".") for p in rel.parts):
+                found.setdefault(rel.with_suffix("").as_posix(), path)
+    return found
+
+
+@dataclass(frozen=True)
+class LoraPair:
+    """One layer's low-rank update: target (component, module path) and its factors."""
+
+    component: str  # "unet" | "te0" | "te1"
+    module: str  # normalised module path (`_`-joined)
+    down: torch.Tensor
+    up: torch.Tensor
+    alpha: float | None
+
+
+class BadLora(ValueError):
+    pass
+
+
+_CACHE: OrderedDict[tuple[str, float], list[LoraPair]] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def load_pairs(path: Path) -> list[LoraPair]:
+    """Parse a LoRA file into per-layer pairs (cached by path and mtime: repeated jobs don't re-read)."""
+    key = (str(path), path.stat().st_mtime)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    from safetensors.torch import load_file
+
+    pairs = parse_state_dict(load_file(str(path)))
+    with _CACHE_LOCK:
+        _CACHE[key] = pairs
+        while len(_CACHE) > 8:
+            _CACHE.popitem(last=False)
+    return pairs
+
+
+_KOHYA = re.compile(r"^(lora_unet|lora_te1|lora_te2|lora_te)_(.+?)\.(lora_down|lora_up|alpha)(?:\.weight)?$")
+_DIFFUSERS = re.compile(
+    r"^(unet|text_encoder|text_encoder_2)\.(.+?)[._](lora_A|lora_B|lora\.down|lora\.up|lora_down|lora_up|alpha)"
+    r"(?:\.weight)?$"
+)
+_COMPONENT = {"lora_unet": "unet", "lora_te": "te0", "lora_te1": "te0", "lora_te2": "te1",
+              "unet": "unet", "text_encoder": "te0", "text_encoder_2": "te1"}
+_ROLE = {"lora_down": "down", "lora_A": "down", "lora.down": "down", "lora_up": "up", "lora_B": "up",
+         "lora.up": "up", "alpha": "alpha"}
+
+
+def _diffusers_module(path: str) -> str:
+    # attention-processor form: `attn1.processor.to_q` (from `to_q_lora.down`) → `attn1.to_q`
+    m = re.match(r"^(.*)\.processor\.(to_q|to_k|to_v|to_out)$", path)
+    if m:
+        path = f"{m.group(1)}.{m.group(2)}" + (".0" if m.group(2) == "to_out" else "")
+    return path.replace(".", "_")
+
+
+def parse_state_dict(sd: dict[str, torch.Tensor]) -> list[LoraPair]:
+    groups: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    unknown = 0
+    for key, value in sd.items():
+        m = _KOHYA.match(key)
+        if m:
+            comp, module, role = _COMPONENT[m.group(1)], m.group(2), _ROLE[m.group(3)]
+        else:
+            m = _DIFFUSERS.match(key)
+            if not m:
+                unknown += 1
+                continue
+            comp, module, role = _COMPONENT[m.group(1)], _diffusers_module(m.group(2)), _ROLE[m.group(3)]
+        groups.setdefault((comp, module), {})[role] = value
+    pairs = []
+    for (comp, module), parts in groups.items():
+        if "down" not in parts or "up" not in parts:
+            unknown += len(parts)
+            continue
+        alpha = float(parts["alpha"]) if "alpha" in parts else None
+        pairs.append(LoraPair(comp, module.removeprefix("text_model_"), parts["down"], parts["up"], alpha))
+    if not pairs:
+        raise BadLora("no LoRA layers found (expected kohya lora_up/lora_down or diffusers lora_A/lora_B keys)")
+    if unknown:
+        log.info("LoRA: %d keys of an unsupported kind ignored", unknown)
+    return pairs
+
+
+def _module_index(module: torch.nn.Module, ldm_map: dict[str, str] | None = None) -> dict[str, torch.nn.Module]:
+    """`_`-joined module path → module, for every module with a weight (text_model. prefix dropped)."""
+    index: dict[str, torch.nn.Module] = {}
+    for name, sub in module.named_modules():
+        if isinstance(getattr(sub, "weight", None), torch.Tensor) and name:
+            index[name.removeprefix("text_model.").replace(".", "_")] = sub
+    if ldm_map:
+        index |= {ldm: index[diff] for ldm, diff in ldm_map.items() if diff in index}
+    return index
+
+
+def _unet_ldm_names(unet: Any) -> dict[str, str]:
+    """LDM module path (`input_blocks_4_1_…`) → diffusers path, from the same key map the test models use."""
+    cfg = unet.config
+    up_attn = ["CrossAttn" in t for t in cfg.up_block_types]
+    keys = {k: torch.empty(0) for k in unet.state_dict() if k.endswith(".weight")}
+    out: dict[str, str] = {}
+    for diff_key, ldm_key in zip(keys, ldm_keys.unet_to_ldm(keys, cfg.layers_per_block, up_attn), strict=True):
+        ldm = ldm_key.removeprefix("model.diffusion_model.").removesuffix(".weight").replace(".", "_")
+        out[ldm] = diff_key.removesuffix(".weight").replace(".", "_")
+    return out
+
+
+def _targets(model: Any) -> dict[str, dict[str, torch.nn.Module]]:
+    """Per-model cache of the module indexes (building the LDM map walks the whole UNet once)."""
+    cached = model.extras.get("lora_targets")
+    if cached is None:
+        cached = {"unet": _module_index(model.unet, _unet_ldm_names(model.unet))}
+        for i, te in enumerate(model.text_encoders):
+            cached[f"te{i}"] = _module_index(te)
+        model.extras["lora_targets"] = cached
+    return cached
+
+
+def _delta(pair: LoraPair, weight: torch.Tensor) -> torch.Tensor:
+    down, up = pair.down.float(), pair.up.float()
+    rank = down.shape[0]
+    scale = (pair.alpha / rank) if pair.alpha is not None else 1.0
+    if weight.ndim == 4:  # conv: down [r, in, kh, kw], up [out, r, 1, 1]
+        delta = (up.flatten(1) @ down.flatten(1)).reshape(weight.shape)
+    else:
+        delta = up.reshape(up.shape[0], -1) @ down.reshape(rank, -1)
+    if delta.shape != weight.shape:
+        raise BadLora(f"layer {pair.module}: LoRA shape {tuple(delta.shape)} does not fit weight {tuple(weight.shape)}")
+    return delta * scale
+
+
+@dataclass(frozen=True)
+class Applied:
+    name: str
+    layers: int
+    skipped: int
+
+
+@torch.no_grad()
+def apply_loras(model: Any, loras: list[tuple[str, Path, float, float]]) -> list[Applied]:
+    """Patch `model` with (name, file, unet weight, text-encoder weight) LoRAs; undone when the job ends.
+
+    Every touched weight is backed up once (on the CPU) before its first change, so several LoRAs
+    on the same layer add up and one restore brings back the original bits.
+    """
+    targets = _targets(model)
+    backups: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    report = []
+    try:
+        for name, path, w_unet, w_te in loras:
+            try:
+                pairs = load_pairs(path)
+            except Exception as exc:
+                raise BadLora(f"LoRA {name!r} cannot be read: {exc}") from exc
+            done = skipped = 0
+            for pair in pairs:
+                strength = w_unet if pair.component == "unet" else w_te
+                module = targets.get(pair.component, {}).get(pair.module)
+                if module is None:
+                    skipped += 1
+                    continue
+                if strength == 0:
+                    continue
+                param = module.weight
+                if id(param) not in backups:
+                    backups[id(param)] = (param, param.detach().to("cpu", copy=True))
+                delta = _delta(pair, param).to(param.device)
+                param.copy_((param.float() + strength * delta).to(param.dtype))
+                done += 1
+            if done == 0 and skipped:
+                raise BadLora(f"LoRA {name!r} matches no layer of this model (made for another model family?)")
+            report.append(Applied(name, done, skipped))
+    finally:
+        saved = list(backups.values())
+
+        def restore() -> None:
+            with torch.no_grad():
+                for param, original in saved:
+                    param.copy_(original.to(param.device))
+
+        if saved:
+            model.push_undo(restore)
+    return report
