@@ -23,7 +23,11 @@ import torch.nn.functional as F
 
 from tiling.fused import TileRef, fused_model_output
 from tiling.plan import overlap_for_strength, plan_tiles
-from tiling.vae import tiled_decode, tiled_encode
+
+try:  # tiled VAE (bounded memory for large regions); whole-image VAE passes when it is absent
+    from tiling.vae import tiled_decode, tiled_encode
+except ImportError:  # pragma: no cover - depends on the tiling package's state
+    tiled_decode = tiled_encode = None  # type: ignore[assignment]
 
 from ..images import to_gray
 from ..imaging.geometry import MaskError, check_mask
@@ -76,7 +80,7 @@ def _vae_tiles(model: LoadedModel) -> dict[str, int]:
 
 def _encode(model: LoadedModel, rgb: np.ndarray, tiled: bool) -> torch.Tensor:
     x = to_tensor(rgb)
-    if not tiled:
+    if not tiled or tiled_encode is None:
         return denoise.encode_image(model, x)
     with torch.no_grad():
         z = tiled_encode(model.vae, x.to(model.device, model.vae_dtype), **_vae_tiles(model))
@@ -84,7 +88,7 @@ def _encode(model: LoadedModel, rgb: np.ndarray, tiled: bool) -> torch.Tensor:
 
 
 def _decode(model: LoadedModel, latents: torch.Tensor, tiled: bool) -> np.ndarray:
-    if not tiled:
+    if not tiled or tiled_decode is None:
         return to_pixels(denoise.decode_latents(model, latents)[0])
     with torch.no_grad():
         z = (latents / model.vae_scale).to(model.device, model.vae_dtype)

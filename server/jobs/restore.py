@@ -1,0 +1,96 @@
+"""`restore`: GFPGAN/CodeFormer-class face restoration (detect → align → restore → paste back).
+
+The restorer file comes from the models tree (`welcome.restorers`); a missing one is a
+`missing_model` error naming the file and the folder to put it in, raised at submit time.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..imaging.faces import Face, detect_faces
+from ..models.restorer import MissingRestorer, load_restorer, resolve_restorer, restore_faces
+from ..pipelines.denoise import Cancelled
+from ..protocol import Fields, ImageRef, ProtocolError
+from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
+from .face import NO_FACES, mask_boxes
+from .masked import read_mask
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    model: str
+    path: Path
+    image: np.ndarray  # HxWx4 uint8
+    boxes: tuple[Any, ...] | None  # face boxes from a mask; None = detect
+    fidelity: float
+    blend: float
+
+
+@functools.lru_cache(maxsize=1)
+def _loaded(path: Path, mtime: float, device: str) -> Any:
+    # One restorer stays resident (they are small next to a checkpoint); a changed file reloads.
+    return load_restorer(path, device)
+
+
+class Restore:
+    kind = "restore"
+
+    def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> RestoreRequest:
+        name = f.str("model", None, max_len=512)
+        root = ctx.models.root
+        if root is None:
+            raise MissingRestorer(
+                "the server has no models folder: start it with --models DIR and put a restorer "
+                "(GFPGANv1.4.pth into DIR/GFPGAN or codeformer-v0.1.0.pth into DIR/Codeformer)"
+            )
+        try:
+            path = resolve_restorer(Path(root), name)
+        except MissingRestorer as exc:
+            exc.job_id = ctx.job_id
+            raise
+        found = {p: n for n, p in ctx.models.assets.get("restorers", {}).items()}
+        image = require_image(images, "image", ctx)
+        boxes = mask_boxes(read_mask(images, "mask", image, ctx)) if "mask" in images else None
+        return RestoreRequest(
+            model=name or found.get(path, path.stem),
+            path=path,
+            image=image,
+            boxes=boxes,
+            fidelity=f.float("fidelity", 0.5, lo=0.0, hi=1.0),
+            blend=f.float("blend", 1.0, lo=0.0, hi=1.0),
+        )
+
+    def run(self, req: RestoreRequest, ctx: JobContext) -> JobResult:
+        rgb = np.ascontiguousarray(req.image[..., :3])
+        faces = [Face(b, 1.0) for b in req.boxes] if req.boxes is not None else detect_faces(rgb)
+        params: dict[str, Any] = {
+            "model": req.model,
+            "fidelity": req.fidelity,
+            "blend": req.blend,
+            "faces": [[f.box.x, f.box.y, f.box.w, f.box.h] for f in faces],
+        }
+        if not faces:
+            return JobResult([], params | {"messages": [NO_FACES]})
+        try:
+            desc = _loaded(req.path, req.path.stat().st_mtime, str(ctx.models.device))
+        except (OSError, ValueError) as exc:
+            raise ProtocolError("model_load", f"cannot load face restorer {req.path.name}: {exc}") from exc
+        images = []
+        out = rgb
+        for i, face in enumerate(faces):
+            if ctx.cancelled():
+                raise Cancelled
+            out, rects = restore_faces(out, desc, [face], blend=req.blend, fidelity=req.fidelity)
+            ctx.progress(i + 1, len(faces), None)
+            for r in rects:
+                # Inside the rect, pixels the soft mask did not reach are the original (alpha 255 is exact).
+                alpha = np.full((r.h, r.w, 1), 255, np.uint8)
+                images.append(ResultImage(r.x, r.y, np.concatenate([out[r.slices], alpha], 2), name=f"face {i + 1}"))
+        return JobResult(images, params)
