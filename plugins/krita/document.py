@@ -68,6 +68,9 @@ def apply_result(doc: Any, plan: Any) -> list[Any]:
             ox, oy = change.origin
             doc.resizeImage(-ox, -oy, change.w, change.h)
         doc.waitForDone()
+    if not plan.layers:  # e.g. face re-render found no face: record it, add no empty group
+        add_history(doc, plan.record)
+        return []
     root = doc.rootNode()
     group = doc.createGroupLayer(plan.group)
     nodes = []
