@@ -1,21 +1,46 @@
-"""`generate`: txt2img, or img2img from an `init` image at a strength."""
+"""`generate`: txt2img, or img2img from an `init` image at a strength.
+
+Optional stages, in order: SDXL refiner hand-off (`refiner`, `refiner_switch`), then hires fix
+(`hires`: upscale the first pass, img2img at the target size, tiled with the fused tiler when the
+target is beyond what the model draws in one pass). `vae` swaps the VAE for the job; LoRAs,
+embeddings and the prompt syntax come through the prompt (see `server.prompt`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
+from ..models.loader import LoadedModel
 from ..pipelines import denoise
 from ..pipelines.preview import latent_rgb
 from ..prompt import encode_pair
-from ..protocol import Fields, ImageRef
+from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, ResultImage
-from .common import GenParams, parse_gen, parse_size
+from .common import GenParams, encode_gen, load_model, parse_gen, parse_size, round8, use_vae_override
+
+# Built-in hires upscalers; any other name is looked up in welcome.upscalers (model upscalers).
+PIXEL_UPSCALERS = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC,
+                   "nearest": Image.Resampling.NEAREST}
+LATENT_UPSCALERS = ("latent", "latent-nearest")
+TILE_BATCH = 2
+
+
+@dataclass(frozen=True)
+class Hires:
+    scale: float
+    width: int  # target size
+    height: int
+    steps: int
+    strength: float
+    upscaler: str
+    tile: bool | None  # None = automatic (target area beyond 2x2 native)
 
 
 @dataclass(frozen=True)
@@ -26,6 +51,9 @@ class GenerateRequest:
     batch: int
     strength: float
     init: np.ndarray | None  # HxWx4 uint8, already at width x height
+    refiner: str | None = None
+    refiner_switch: float = 0.8
+    hires: Hires | None = None
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -44,17 +72,52 @@ def resize(rgba: np.ndarray, w: int, h: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgba).resize((w, h), Image.Resampling.LANCZOS))
 
 
+def steps_run(steps: int, strength: float) -> int:
+    """Steps a run takes (same rule as `denoise.timesteps_for`)."""
+    return min(max(int(round(steps * strength)), 1), steps)
+
+
+def _parse_hires(f: Fields, ctx: ParseContext, gen: GenParams, width: int, height: int) -> Hires:
+    scale = f.float("scale", 2.0, lo=1.0, hi=8.0)
+    tw, th = round8(int(round(width * scale))), round8(int(round(height * scale)))
+    if tw * th > ctx.limits.max_pixels:
+        raise ProtocolError(
+            "bad_field", f"params.hires.scale: {tw}x{th} exceeds the limit of {ctx.limits.max_pixels} pixels",
+            ctx.job_id,
+        )
+    upscaler = f.str("upscaler", "lanczos", max_len=512)
+    if upscaler not in PIXEL_UPSCALERS and upscaler not in LATENT_UPSCALERS:
+        ctx.models.asset("upscalers", upscaler)  # unknown_model naming it (and the available ones)
+    tile = f.data.get("tile")
+    if tile is not None:
+        tile = f.bool("tile")
+    return Hires(scale, tw, th, f.int("steps", gen.steps, lo=1, hi=ctx.limits.max_steps),
+                 f.float("strength", 0.5, lo=0.01, hi=1.0), upscaler, tile)
+
+
 class Generate:
     kind = "generate"
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> GenerateRequest:
         gen = parse_gen(f, ctx)
-        native = ctx.models.entry(gen.model).native
+        entry = ctx.models.entry(gen.model)
         init = ctx.decode("init", images["init"]) if "init" in images else None
-        default = (init.shape[1], init.shape[0]) if init is not None else (native, native)
+        default = (init.shape[1], init.shape[0]) if init is not None else (entry.native, entry.native)
         width, height = parse_size(f, ctx, default)
         if init is not None:
             init = resize(init, width, height)
+        refiner = f.str("refiner", None, max_len=512)
+        if refiner is not None:
+            ctx.models.asset("refiners", refiner)
+            if entry.family != "sdxl":
+                why = f"params.refiner: a refiner finishes an SDXL base model, not {entry.family}"
+                raise ProtocolError("bad_field", why, ctx.job_id)
+        hires = None
+        if f.data.get("hires") is not None:
+            if init is not None:
+                why = "params.hires: hires fix applies to txt2img (no init image)"
+                raise ProtocolError("bad_field", why, ctx.job_id)
+            hires = _parse_hires(Fields(f.map("hires"), f"{f.where}.hires", f.job_id), ctx, gen, width, height)
         return GenerateRequest(
             gen=gen,
             width=width,
@@ -62,42 +125,149 @@ class Generate:
             batch=f.int("batch", 1, lo=1, hi=ctx.limits.max_batch),
             strength=f.float("strength", 0.75, lo=0.01, hi=1.0),
             init=init,
+            refiner=refiner,
+            refiner_switch=f.float("refiner_switch", 0.8, lo=0.0, hi=1.0),
+            hires=hires,
         )
 
     def run(self, req: GenerateRequest, ctx: JobContext) -> JobResult:
-        model = ctx.models.get(req.gen.model)
+        gen = req.gen
+        model = load_model(ctx, gen)
+        seeds = [(gen.seed + i) % 2**32 for i in range(req.batch)]
+        first = steps_run(gen.steps, req.strength) if req.init is not None else gen.steps
+        progress = _Progress(ctx, req.batch * (first + (steps_run(req.hires.steps, req.hires.strength)
+                                                        if req.hires else 0)))
         latent_shape = (1, 4, req.height // 8, req.width // 8)
         init = denoise.encode_image(model, to_tensor(req.init)) if req.init is not None else None
-        extra = None
-        if model.family.inpaint:  # 9-channel UNet without a selection: mask everything
-            blank = denoise.encode_image(model, torch.zeros(1, 3, req.height, req.width))
-            extra = torch.cat([torch.ones(1, 1, *latent_shape[2:]), blank.cpu()], 1).to(model.device, model.dtype)
-        cond, uncond = encode_pair(model, req.gen.prompt, req.gen.negative, req.gen.clip_skip)
-        guidance = denoise.Guidance(model, cond, uncond, req.gen.cfg, req.width, req.height)
-        images: list[ResultImage] = []
-        seeds = [(req.gen.seed + i) % 2**32 for i in range(req.batch)]
-        for i, seed in enumerate(seeds):
-            done = i * req.gen.steps
+        cond, uncond = encode_gen(model, gen)
+        guidance = denoise.Guidance(model, cond, uncond, gen.cfg, req.width, req.height)
+        model_fn = guidance.model_fn(_extra(model, req.width, req.height))
+        switch_at = int(round(first * req.refiner_switch)) if req.refiner else None
 
-            def on_step(step: int, total: int, latents: torch.Tensor, done: int = done) -> None:
-                if ctx.cancelled():
-                    raise denoise.Cancelled
-                ctx.progress(done + step, req.batch * total, latent_rgb(latents, model.family.xl))
-
-            latents = denoise.sample(
-                model,
-                guidance.model_fn(extra),
-                req.gen.sampler,
-                req.gen.steps,
-                denoise.seeded_noise(seed, latent_shape),
-                torch.Generator("cpu").manual_seed(seed),
-                init=init,
-                strength=req.strength if init is not None else 1.0,
-                on_step=on_step,
-            )
-            pixels = to_pixels(denoise.decode_latents(model, latents)[0])
-            images.append(ResultImage(0, 0, pixels, seed=seed))
-        params: dict[str, Any] = req.gen.describe() | {"width": req.width, "height": req.height, "seeds": seeds}
+        states = []
+        for seed in seeds:
+            state = denoise.start(model, gen.sampler, gen.steps, denoise.seeded_noise(seed, latent_shape),
+                                  torch.Generator("cpu").manual_seed(seed), init=init, strength=req.strength)
+            states.append(denoise.run(state, model_fn, until=switch_at, on_step=progress.step(model)))
+        params: dict[str, Any] = gen.describe() | {"width": req.width, "height": req.height, "seeds": seeds}
         if req.init is not None:
             params["strength"] = req.strength
-        return JobResult(images, params)
+
+        if req.refiner is not None:
+            # One model resident by design: the refiner replaces the base (which the next base job reloads).
+            model = ctx.models.get_refiner(req.refiner)
+            if gen.vae is not None:
+                use_vae_override(ctx, model, gen.vae)
+            rcond, runcond = encode_pair(model, gen.prompt, gen.negative, gen.clip_skip, blend=gen.blend,
+                                         networks=False)  # LoRAs are for the base's layers
+            rfn = denoise.Guidance(model, rcond, runcond, gen.cfg, req.width, req.height).model_fn()
+            for state in states:
+                denoise.run(state, rfn, on_step=progress.step(model))
+            params |= {"refiner": req.refiner, "refiner_switch": req.refiner_switch, "refiner_step": switch_at}
+
+        images = [to_pixels(denoise.decode_latents(model, s.latents)[0]) for s in states]
+        if req.hires is not None:
+            hr = req.hires
+            images = [self._hires(model, gen, hr, pix, s.latents, seed, progress, ctx)
+                      for pix, s, seed in zip(images, states, seeds, strict=True)]
+            params |= {"width": hr.width, "height": hr.height, "first_pass": [req.width, req.height],
+                       "hires": asdict(hr) | {"tiled": self._tiled(model, hr)}}
+        return JobResult([ResultImage(0, 0, pix, seed=seed) for pix, seed in zip(images, seeds, strict=True)], params)
+
+    # --- hires fix ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _tiled(model: LoadedModel, hr: Hires) -> bool:
+        if hr.tile is not None:
+            return hr.tile
+        return hr.width * hr.height > 4 * model.family.native**2
+
+    def _hires(
+        self, model: LoadedModel, gen: GenParams, hr: Hires, pixels: np.ndarray, latents: torch.Tensor, seed: int,
+        progress: _Progress, ctx: JobContext,
+    ) -> np.ndarray:
+        lw, lh = hr.width // 8, hr.height // 8
+        if hr.upscaler in LATENT_UPSCALERS:
+            mode = "nearest" if hr.upscaler == "latent-nearest" else "bilinear"
+            init = F.interpolate(latents.float(), size=(lh, lw), mode=mode)
+        else:
+            init = denoise.encode_image(model, to_tensor(upscale(ctx, pixels, hr)))
+        cond, uncond = encode_gen(model, gen)  # same job: LoRAs stay as activated
+        guidance = denoise.Guidance(model, cond, uncond, gen.cfg, hr.width, hr.height)
+        extra = _extra(model, hr.width, hr.height)
+        if self._tiled(model, hr):
+            model_fn = _tiled_fn(model, cond, uncond, gen.cfg, lw, lh, hr.strength, extra, ctx)
+        else:
+            model_fn = guidance.model_fn(extra)
+        out = denoise.sample(model, model_fn, gen.sampler, hr.steps, denoise.seeded_noise(seed, (1, 4, lh, lw)),
+                             torch.Generator("cpu").manual_seed(seed), init=init, strength=hr.strength,
+                             on_step=progress.step(model))
+        return to_pixels(denoise.decode_latents(model, out)[0])
+
+
+def upscale(ctx: JobContext, pixels: np.ndarray, hr: Hires) -> np.ndarray:
+    """First-pass pixels → target size, with PIL or a model upscaler from welcome.upscalers."""
+    if hr.upscaler in PIXEL_UPSCALERS:
+        return np.asarray(Image.fromarray(pixels).resize((hr.width, hr.height), PIXEL_UPSCALERS[hr.upscaler]))
+    from ..models.upscaler import load_upscaler, upscale_tiled  # model upscalers (spandrel)
+
+    path = ctx.models.asset("upscalers", hr.upscaler)
+    try:
+        desc = load_upscaler(path, ctx.models.device)
+    except Exception as exc:
+        raise ProtocolError("model_load", f"cannot load upscaler {hr.upscaler!r}: {exc}") from exc
+    big = pixels
+    while big.shape[1] < hr.width or big.shape[0] < hr.height:  # a 2x model may run twice for 4x
+        big = upscale_tiled(desc, big)
+    return np.asarray(Image.fromarray(big).resize((hr.width, hr.height), Image.Resampling.LANCZOS))
+
+
+def _tiled_fn(
+    model: LoadedModel, cond: Any, uncond: Any, cfg: float, lw: int, lh: int, strength: float,
+    extra: torch.Tensor | None, ctx: JobContext,
+) -> denoise.ModelFn:
+    """Fused tiled denoising (tiling.fused): one whole-canvas scheduler step per step, tiles blended."""
+    from tiling.fused import fused_model_output
+    from tiling.plan import overlap_for_strength, plan_tiles
+
+    tile = max(8, model.family.native // 8)
+    plan = plan_tiles(lw, lh, tile, overlap_for_strength(tile, strength))
+    # SDXL micro-conditioning sees the tile size (crop 0,0): each tile is drawn as a whole picture.
+    guidance = denoise.Guidance(model, cond, uncond, cfg, plan.tile_w * 8, plan.tile_h * 8)
+    ctx.plan({"tiles": len(plan), "tile": [plan.tile_w * 8, plan.tile_h * 8], "canvas": [lw * 8, lh * 8]})
+
+    def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        def per_tile(tiles: torch.Tensor, refs: Any) -> torch.Tensor:
+            ex = None
+            if extra is not None:
+                ex = torch.cat([extra[:, :, r.y : r.y1, r.x : r.x1] for r in refs])
+            return guidance.guided(tiles, t, ex, guidance.unet_kwargs(tiles.shape[0]))
+
+        return fused_model_output(x, per_tile, plan, TILE_BATCH)
+
+    return call
+
+
+def _extra(model: LoadedModel, width: int, height: int) -> torch.Tensor | None:
+    """9-channel inpaint UNets without a selection: mask everything, masked image = blank."""
+    if not model.family.inpaint:
+        return None
+    blank = denoise.encode_image(model, torch.zeros(1, 3, height, width))
+    mask = torch.ones(1, 1, height // 8, width // 8)
+    return torch.cat([mask, blank.cpu()], 1).to(model.device, model.dtype)
+
+
+class _Progress:
+    """One progress bar over every stage (base, refiner, hires) of every batch image."""
+
+    def __init__(self, ctx: JobContext, total: int) -> None:
+        self.ctx, self.total, self.done = ctx, max(total, 1), 0
+
+    def step(self, model: LoadedModel) -> Callable[[int, int, torch.Tensor], None]:
+        def on_step(_step: int, _total: int, latents: torch.Tensor) -> None:
+            if self.ctx.cancelled():
+                raise denoise.Cancelled
+            self.done += 1
+            self.ctx.progress(min(self.done, self.total), self.total, latent_rgb(latents, model.family.xl))
+
+        return on_step

@@ -19,6 +19,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,14 +187,22 @@ class Applied:
 
 
 @torch.no_grad()
-def apply_loras(model: Any, loras: list[tuple[str, Path, float, float]]) -> list[Applied]:
-    """Patch `model` with (name, file, unet weight, text-encoder weight) LoRAs; undone when the job ends.
+def apply_loras(model: Any, loras: list[tuple[str, Path, float, float]]) -> tuple[list[Applied], Callable[[], None]]:
+    """Patch `model` with (name, file, unet weight, text-encoder weight) LoRAs.
 
-    Every touched weight is backed up once (on the CPU) before its first change, so several LoRAs
-    on the same layer add up and one restore brings back the original bits.
+    Returns a report and the function that restores the original weights (the caller registers it
+    on the model's undo list). Every touched weight is backed up once (on the CPU) before its first
+    change, so several LoRAs on one layer add up and one restore brings back the original bits. On
+    an error the weights are restored before raising.
     """
     targets = _targets(model)
     backups: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def restore() -> None:
+        with torch.no_grad():
+            for param, original in backups.values():
+                param.copy_(original.to(param.device))
+
     report = []
     try:
         for name, path, w_unet, w_te in loras:
@@ -208,7 +217,7 @@ def apply_loras(model: Any, loras: list[tuple[str, Path, float, float]]) -> list
                 if module is None:
                     skipped += 1
                     continue
-                if strength == 0:
+                if strength == 0:  # weight 0: the layer is left exactly as it is
                     continue
                 param = module.weight
                 if id(param) not in backups:
@@ -216,17 +225,12 @@ def apply_loras(model: Any, loras: list[tuple[str, Path, float, float]]) -> list
                 delta = _delta(pair, param).to(param.device)
                 param.copy_((param.float() + strength * delta).to(param.dtype))
                 done += 1
-            if done == 0 and skipped:
+            if skipped and not done and skipped == len(pairs):
                 raise BadLora(f"LoRA {name!r} matches no layer of this model (made for another model family?)")
+            if skipped:
+                log.warning("LoRA %s: %d of %d layers not found in the model", name, skipped, len(pairs))
             report.append(Applied(name, done, skipped))
-    finally:
-        saved = list(backups.values())
-
-        def restore() -> None:
-            with torch.no_grad():
-                for param, original in saved:
-                    param.copy_(original.to(param.device))
-
-        if saved:
-            model.push_undo(restore)
-    return report
+    except BaseException:
+        restore()
+        raise
+    return report, restore

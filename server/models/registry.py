@@ -196,7 +196,7 @@ class ModelManager:
             except Exception as exc:
                 log.exception("loading %s failed", entry.path)
                 raise ProtocolError("model_load", f"cannot load model {entry.name!r}: {exc}") from exc
-            model.extras["asset"] = self.asset  # prompt features (LoRA, embeddings) resolve names through it
+            model.extras["manager"] = self  # prompt features (LoRA, embeddings) resolve names through it
             self._resident = model
             return model
 
@@ -215,7 +215,7 @@ class ModelManager:
             except Exception as exc:
                 log.exception("loading refiner %s failed", path)
                 raise ProtocolError("model_load", f"cannot load refiner {name!r}: {exc}") from exc
-            model.extras["asset"] = self.asset
+            model.extras["manager"] = self
             self._resident = model
             return model
 

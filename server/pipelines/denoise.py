@@ -46,9 +46,17 @@ class Guidance:
         if self.model.family.xl:
             assert self.cond.pooled is not None and self.uncond.pooled is not None
             pooled = torch.cat([p.pooled.expand(n, -1) for p in parts]).to(dev, dtype)  # type: ignore[union-attr]
-            # SDXL micro-conditioning: original size, crop top-left, target size.
-            ids = torch.tensor([self.height, self.width, crop[0], crop[1], self.height, self.width], dtype=dtype)
-            kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": ids.to(dev).expand(pooled.shape[0], -1)}
+            if self.model.family.refiner:
+                # Refiner micro-conditioning: original size, crop top-left, aesthetic score (diffusers'
+                # defaults: 6 for the prompt, 2.5 for the negative).
+                scores = [2.5, 6.0] if self.use_cfg else [6.0]
+                rows = [[self.height, self.width, crop[0], crop[1], s] for s in scores]
+                ids = torch.tensor(rows, dtype=dtype).repeat_interleave(n, 0)
+            else:
+                # SDXL micro-conditioning: original size, crop top-left, target size.
+                row = [self.height, self.width, crop[0], crop[1], self.height, self.width]
+                ids = torch.tensor(row, dtype=dtype).expand(pooled.shape[0], -1)
+            kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": ids.to(dev)}
         return kwargs
 
     @property
@@ -84,6 +92,81 @@ def timesteps_for(scheduler: Any, steps: int, strength: float, device: torch.dev
     return scheduler.timesteps[start:]
 
 
+@dataclass
+class SamplerState:
+    """A denoising run that can stop part-way and be continued, e.g. by a refiner.
+
+    The scheduler (with its step index and multistep history), latents and generator travel
+    together, so continuing gives the same schedule a single uninterrupted run would have.
+    """
+
+    scheduler: Any
+    timesteps: torch.Tensor
+    latents: torch.Tensor
+    noise: torch.Tensor
+    init: torch.Tensor | None
+    generator: torch.Generator
+    index: int = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.timesteps)
+
+    @property
+    def done(self) -> bool:
+        return self.index >= self.total
+
+
+def start(
+    model: LoadedModel,
+    sampler: str,
+    steps: int,
+    noise: torch.Tensor,
+    generator: torch.Generator,
+    init: torch.Tensor | None = None,
+    strength: float = 1.0,
+) -> SamplerState:
+    """Set up a run (scheduler, starting latents) without taking any step."""
+    scheduler = make_scheduler(sampler, model.scheduler_config)
+    timesteps = timesteps_for(scheduler, steps, strength if init is not None else 1.0, model.device)
+    noise = noise.to(model.device, torch.float32)
+    if init is None:
+        latents = noise * scheduler.init_noise_sigma
+    else:
+        init = init.to(model.device, torch.float32)
+        latents = (
+            scheduler.add_noise(init, noise, timesteps[:1]) if strength < 1.0 else noise * scheduler.init_noise_sigma
+        )
+    return SamplerState(scheduler, timesteps, latents, noise, init, generator)
+
+
+def run(
+    state: SamplerState,
+    model_fn: ModelFn,
+    until: int | None = None,
+    keep_mask: torch.Tensor | None = None,
+    on_step: StepCallback | None = None,
+) -> SamplerState:
+    """Take steps `state.index … until-1` (default: to the end); the state is updated in place."""
+    scheduler, timesteps = state.scheduler, state.timesteps
+    stop = state.total if until is None else min(until, state.total)
+    step_kw = {"generator": state.generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+    latents, init, noise = state.latents, state.init, state.noise
+    for i in range(state.index, stop):
+        t = timesteps[i]
+        x = scheduler.scale_model_input(latents, t)
+        eps = model_fn(x, t)
+        latents = scheduler.step(eps, t, latents, **step_kw).prev_sample
+        if keep_mask is not None and init is not None:
+            ahead = timesteps[i + 1 : i + 2]
+            ref = scheduler.add_noise(init, noise, ahead) if len(ahead) else init
+            latents = ref + (latents - ref) * keep_mask
+        state.latents, state.index = latents, i + 1
+        if on_step is not None:
+            on_step(i + 1, state.total, latents)
+    return state
+
+
 def sample(
     model: LoadedModel,
     model_fn: ModelFn,
@@ -101,29 +184,8 @@ def sample(
     `keep_mask` (latent resolution, 1 = denoise freely, 0 = keep `init`) re-imposes the original
     outside the selection after every step — latent masking for regular checkpoints.
     """
-    scheduler = make_scheduler(sampler, model.scheduler_config)
-    timesteps = timesteps_for(scheduler, steps, strength if init is not None else 1.0, model.device)
-    noise = noise.to(model.device, torch.float32)
-    if init is None:
-        latents = noise * scheduler.init_noise_sigma
-    else:
-        init = init.to(model.device, torch.float32)
-        latents = (
-            scheduler.add_noise(init, noise, timesteps[:1]) if strength < 1.0 else noise * scheduler.init_noise_sigma
-        )
-    total = len(timesteps)
-    step_kw = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
-    for i, t in enumerate(timesteps):
-        x = scheduler.scale_model_input(latents, t)
-        eps = model_fn(x, t)
-        latents = scheduler.step(eps, t, latents, **step_kw).prev_sample
-        if keep_mask is not None and init is not None:
-            ahead = timesteps[i + 1 : i + 2]
-            ref = scheduler.add_noise(init, noise, ahead) if len(ahead) else init
-            latents = ref + (latents - ref) * keep_mask
-        if on_step is not None:
-            on_step(i + 1, total, latents)
-    return latents
+    state = start(model, sampler, steps, noise, generator, init=init, strength=strength)
+    return run(state, model_fn, keep_mask=keep_mask, on_step=on_step).latents
 
 
 @torch.no_grad()
