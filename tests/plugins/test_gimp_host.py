@@ -32,6 +32,7 @@ pytestmark = [pytest.mark.gimp, pytest.mark.slow]
 REPO = harness.REPO
 W = H = 96  # canvas of every scenario image (the tiny test model is 64 px native)
 SEL = (32, 24, 32, 40)  # x, y, w, h of the selection used by "with selection" scenarios
+EDGE = (W - 16, 0, 16, H)  # a strip at the right edge: outpaint's in-canvas form
 MARGIN = 12  # server blend masks grow 8 px past the selection and feather; beyond this nothing may change
 STEPS = 3
 PROMPT = "a red fox in the snow"
@@ -86,6 +87,12 @@ def sdbridge_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
 
     models = tmp_path_factory.mktemp("gimp-models")
     write_sd_checkpoint(models, "sd15")  # what `sdbridge make-test-model` does, minus a torch start-up
+    try:  # a random-weight face restorer, where the server has them (restore jobs)
+        from server.models.restorer import write_test_restorer
+
+        write_test_restorer(models / "GFPGAN", "gfpgan", name="GFPGANv1.4")
+    except ImportError:
+        pass
     cli = [sys.executable, "-m", "server.cli"]
     t0 = time.monotonic()
     port = _free_port()
@@ -132,8 +139,9 @@ def scenarios(url: str) -> list[dict[str, Any]]:
         sc("inpaint_sel", "inpaint", SEL),
         sc("inpaint_nosel", "inpaint"),
         sc("outpaint_right", "outpaint", **{**no_sides, "right": 32}),
-        sc("outpaint_sel_edge", "outpaint", (W - 16, 0, 16, H), **no_sides),
+        sc("outpaint_sel_edge", "outpaint", EDGE, **no_sides),
         sc("face_sel", "face", SEL),
+        sc("face_nosel", "face"),
         sc("restore", "restore"),
         sc("restore_sel", "restore", SEL),
         sc("upscale", "upscale", scale=2.0),
@@ -283,10 +291,15 @@ def test_outpaint_sides(gimp_run: Outcome, request: pytest.FixtureRequest) -> No
 
 
 def test_outpaint_selection_at_edge(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    """All sides 0 + a selection at the edge: filled in place, the canvas keeps its size."""
     res = result(gimp_run, "outpaint_sel_edge", request, "outpaint")
     ok(res)
-    assert res["canvas"] == [W + 16, H]
-    assert new_layer(res)["parasite"]["right"] == 16
+    assert res["canvas"] == [W, H]
+    check_layer_meta(new_layer(res), "outpaint")
+    diff = changed(pixels(gimp_run, res, "before"), pixels(gimp_run, res, "after"))
+    assert diff[region(diff.shape, EDGE)].mean() > 0.3
+    margin = int(new_layer(res)["parasite"].get("margin", 16)) + 2
+    assert not diff[~region(diff.shape, EDGE, margin)].any(), "pixels beyond the blend margin changed"
 
 
 def test_face_selection(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
@@ -299,17 +312,26 @@ def test_face_selection(gimp_run: Outcome, request: pytest.FixtureRequest) -> No
     assert not diff[~region(diff.shape, SEL, MARGIN)].any()
 
 
-def test_restore(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+def test_face_without_faces_reports_it(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    """No selection and nothing the detector calls a face (a gradient): a message, no layer."""
+    res = result(gimp_run, "face_nosel", request, "face")
+    assert res["status"] == "execution-error" and "no faces found" in res["error"], res
+    assert len(res["layers"]) == 1
+
+
+def test_restore_without_faces_reports_it(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
     res = result(gimp_run, "restore", request, "restore")
-    ok(res)
-    assert res["canvas"] == [W, H]
-    check_layer_meta(new_layer(res), "restore", prompt=None)
+    assert res["status"] == "execution-error" and "no faces found" in res["error"], res
+    assert res["canvas"] == [W, H] and len(res["layers"]) == 1
 
 
 def test_restore_selection(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
     res = result(gimp_run, "restore_sel", request, "restore")
     ok(res)
+    layer = new_layer(res)
+    assert layer["name"].startswith("restore") and layer["parasite"]["model"] == "GFPGANv1.4"
     diff = changed(pixels(gimp_run, res, "before"), pixels(gimp_run, res, "after"))
+    assert diff[region(diff.shape, SEL)].any()
     assert not diff[~region(diff.shape, SEL, MARGIN)].any()
 
 

@@ -100,25 +100,32 @@ def test_empty_prompt_is_a_plugin_error(proc: str) -> None:
         logic.plan_job(SPEC[proc], values(SPEC[proc], prompt="  "), source(Rect(0, 0, 5, 5)))
 
 
-def test_outpaint_sides_from_args_or_edge_selection() -> None:
+def test_outpaint_sides_or_in_canvas_selection() -> None:
     spec = SPEC["sdbridge-outpaint"]
     zero = {"left": 0, "right": 0, "top": 0, "bottom": 0}
-    p = logic.plan_job(spec, values(spec, **{**zero, "top": 24}), source()).request.params()
+    plan = logic.plan_job(spec, values(spec, **{**zero, "top": 24}), source(Rect(W - 10, 0, 10, H)))
+    p = plan.request.params()
     assert (p["top"], p["left"], p["right"], p["bottom"]) == (24, 0, 0, 0)
-    p = logic.plan_job(spec, values(spec, **zero), source(Rect(W - 10, 0, 10, H))).request.params()
-    assert p["right"] == 10 and p["left"] == 0
+    assert "mask" not in plan.request.images()  # extending: the selection plays no part
+    # all sides 0 + a selection: the server's in-canvas form (fill the selection, canvas unchanged)
+    plan = logic.plan_job(spec, values(spec, **zero), source(Rect(W - 10, 0, 10, H)))
+    assert not any(plan.request.params()[k] for k in zero) and "mask" in plan.request.images()
     with pytest.raises(PluginError, match="at least one side"):
         logic.plan_job(spec, values(spec, **zero), source())
 
 
-def test_restore_upscale_face_requests() -> None:
-    r = logic.plan_job(SPEC["sdbridge-restore"], values(SPEC["sdbridge-restore"], restorer=""), source())
-    assert r.request.message("j")["kind"] == "restore" and "mask" not in r.request.message("j")["images"]
-    u = logic.plan_job(SPEC["sdbridge-upscale"], values(SPEC["sdbridge-upscale"]), source(Rect(2, 2, 8, 8)))
-    p = u.request.params()
-    assert p["scale"] == 2.0 and p["region"] == {"x": 2, "y": 2, "w": 8, "h": 8}
-    f = logic.plan_job(SPEC["sdbridge-face"], values(SPEC["sdbridge-face"]), source(Rect(2, 2, 8, 8)))
-    assert f.request.params()["strength"] == pytest.approx(0.5) and "mask" in f.request.images()
+def test_restore_request_uses_server_field_names() -> None:
+    spec = SPEC["sdbridge-restore"]
+    msg = logic.plan_job(spec, values(spec, restorer="GFPGANv1.4", fidelity=0.3), source()).request.message("j")
+    assert msg["kind"] == "restore"
+    assert msg["params"] == {"model": "GFPGANv1.4", "fidelity": 0.3, "blend": 1.0}
+    assert set(msg["images"]) == {"image"}
+    welcome = {"restorers": ["GFPGANv1.4"], "models": []}
+    logic.check_model({"restorer": ""}, welcome)
+    with pytest.raises(PluginError, match="Restorer 'x'.*GFPGANv1.4"):
+        logic.check_model({"restorer": "x"}, welcome)
+    with pytest.raises(PluginError, match="no face restorer"):
+        logic.check_model({"restorer": ""}, {"restorers": []})
 
 
 def test_canvas_change() -> None:
@@ -139,6 +146,7 @@ def test_placement_of_editing_results_is_the_returned_rect() -> None:
 def test_layer_name() -> None:
     assert logic.layer_name("generate", "a  cat\non a mat", 42) == "a cat on a mat (42)"
     assert logic.layer_name("restore", "", None) == "restore"
+    assert logic.layer_name("restore", "", None, "face 1") == "restore: face 1"
     long = logic.layer_name("generate", "x" * 500, 1)
     assert long.endswith("… (1)") and len(long) <= logic.LAYER_NAME_MAX + 4
 
@@ -193,6 +201,9 @@ def test_build_layout(tmp_path: Path) -> None:
                 "vendor/websockets/sync/client.py", "README.md"):  # fmt: skip
         assert (dest / rel).is_file(), rel
     assert not list(dest.rglob("*.so")) and not list(dest.rglob("__pycache__"))
+    # GIMP re-queries only when the entry file's mtime changes: it must track the newest file
+    newest = max(p.stat().st_mtime for p in dest.rglob("*.py"))
+    assert entry.stat().st_mtime == newest
     with zipfile.ZipFile(gimp_build.archive_path(tmp_path)) as zf:
         info = zf.getinfo("sdbridge/sdbridge.py")
         assert (info.external_attr >> 16) & stat.S_IXUSR

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ._common import geometry, jobs
 
@@ -74,7 +74,7 @@ SIDE_ARGS: tuple[Arg, ...] = tuple(
         side,
         "int",
         f"Extend {side}",
-        f"Pixels to add on the {side} (all 0 = the side the selection touches)",
+        f"Pixels to add on the {side} (all 0 = fill the selection in place)",
         128 if side == "right" else 0,
         0,
         8192,
@@ -103,8 +103,9 @@ PROCS: tuple[ProcSpec, ...] = (
         "sdbridge-outpaint",
         "outpaint",
         "_Outpaint…",
-        "Extend the canvas on chosen sides and fill the new area",
-        _prompt_args(1.0) + SIDE_ARGS + SERVER_ARGS,
+        "Extend the canvas on chosen sides and fill the new area (all sides 0: fill the selection in place, "
+        "which should touch a canvas edge or cover a transparent area)",
+        _prompt_args(0.9) + SIDE_ARGS + SERVER_ARGS,
     ),
     ProcSpec(
         "sdbridge-face",
@@ -117,10 +118,11 @@ PROCS: tuple[ProcSpec, ...] = (
         "sdbridge-restore",
         "restore",
         "_Restore faces…",
-        "Run a face-restoration model over the image (or the selection)",
+        "Run a face-restoration model (GFPGAN/CodeFormer) over detected faces (or the selected one)",
         (
             Arg("restorer", "str", "Restorer", "Restorer name on the server (empty = default)", ""),
-            Arg("strength", "float", "Strength", "Blend of the restored faces", 1.0, 0.0, 1.0),
+            Arg("fidelity", "float", "Fidelity", "CodeFormer: 0 = quality, 1 = faithful to the input", 0.5, 0.0, 1.0),
+            Arg("blend", "float", "Blend", "Opacity of the restored faces", 1.0, 0.0, 1.0),
         )
         + SERVER_ARGS,
     ),
@@ -227,13 +229,21 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], src: Source, max_pixels: in
         return Plan(jobs.InpaintRequest(**_gen_kwargs(values), strength=_strength(values), image=image, mask=mask))
     if kind == "outpaint":
         sides = outpaint_sides(values, src)
-        return Plan(jobs.OutpaintRequest(**_gen_kwargs(values), **sides, image=image))
+        in_canvas = not any(sides.values())  # the server's mask form: fill the selection, canvas unchanged
+        hole = mask if in_canvas else None
+        req_ = jobs.OutpaintRequest(**_gen_kwargs(values), **sides, strength=_strength(values), image=image, mask=hole)
+        return Plan(req_)
     if kind == "face":
         return Plan(jobs.FaceRequest(**_gen_kwargs(values), strength=_strength(values), image=image, mask=mask))
     if kind == "restore":
+        fidelity, blend = values.get("fidelity"), values.get("blend")
         return Plan(
-            jobs.RestoreRequest(
-                restorer=_opt_str(values, "restorer"), strength=_strength(values), image=image, mask=mask
+            RestoreRequest(
+                model=_opt_str(values, "restorer"),
+                fidelity=None if fidelity is None else float(fidelity),
+                blend=None if blend is None else float(blend),
+                image=image,
+                mask=mask,
             )
         )
     if kind == "upscale":
@@ -252,16 +262,27 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], src: Source, max_pixels: in
 
 
 def outpaint_sides(values: dict[str, Any], src: Source) -> dict[str, int]:
-    """Per-side extension from the arguments, or from a selection at the canvas edge when all are 0."""
+    """Per-side extension from the arguments; all 0 is the in-canvas form and needs a selection."""
     sides = {s: max(0, int(values.get(s) or 0)) for s in geometry.SIDES}
-    if any(sides.values()):
-        return sides
-    if src.selection is not None:
-        side = geometry.outpaint_side(src.selection, src.w, src.h)
-        if side is not None:
-            amount = src.selection.w if side in ("left", "right") else src.selection.h
-            return geometry.extend_amounts(side, amount)
-    raise PluginError("Outpaint: choose how many pixels to add on at least one side (or select a strip at an edge).")
+    if not any(sides.values()) and src.selection is None:
+        raise PluginError(
+            "Outpaint: choose how many pixels to add on at least one side, or select the area to fill "
+            "(at a canvas edge or over a transparent area)."
+        )
+    return sides
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreRequest(jobs.JobRequest):
+    """`restore` as the server takes it (`model`, `fidelity`, `blend`); the shared
+    `jobs.RestoreRequest` still has older field names (restorer/strength)."""
+
+    kind: ClassVar[str] = "restore"
+    model: str | None = None
+    fidelity: float | None = None
+    blend: float | None = None
+    image: jobs.WireImage | None = field(default=None, metadata={"image": "image"})
+    mask: jobs.WireImage | None = field(default=None, metadata={"image": "mask"})
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -316,9 +337,10 @@ def placement(plan: Plan, rect: dict[str, Any], img_w: int, img_h: int) -> Place
     return Placement(int(rect.get("x") or 0), int(rect.get("y") or 0), img_w, img_h, img_w, img_h)
 
 
-def layer_name(kind: str, prompt: str, seed: Any) -> str:
-    """`prompt (seed)`: whitespace collapsed, long prompts shortened; the kind stands in for no prompt."""
-    text = re.sub(r"\s+", " ", prompt or "").strip() or kind
+def layer_name(kind: str, prompt: str, seed: Any, part: str = "") -> str:
+    """`prompt (seed)`: whitespace collapsed, long prompts shortened; without a prompt the kind and the
+    server's name for the piece (e.g. "restore: face 1")."""
+    text = re.sub(r"\s+", " ", prompt or "").strip() or (f"{kind}: {part}" if part else kind)
     if len(text) > LAYER_NAME_MAX:
         text = text[: LAYER_NAME_MAX - 1].rstrip() + "…"
     return f"{text} ({seed})" if isinstance(seed, int) and not isinstance(seed, bool) else text
@@ -345,9 +367,20 @@ def supported_kind(kind: str, welcome: dict[str, Any]) -> None:
 
 def check_model(values: dict[str, Any], welcome: dict[str, Any]) -> None:
     """Fail early, with the available names, when the chosen model is not on the server."""
+    if "restorer" in values:
+        restorers = [str(r) for r in welcome.get("restorers") or []]
+        chosen = _opt_str(values, "restorer")
+        if not restorers:
+            raise PluginError(
+                "The sdbridge server has no face restorer. Put GFPGANv1.4.pth into its models folder's GFPGAN/ "
+                "(or codeformer-v0.1.0.pth into Codeformer/)."
+            )
+        if chosen and chosen not in restorers:
+            raise PluginError(f"Restorer '{chosen}' is not on the server. Available: {', '.join(restorers)}.")
+        return
     model = _opt_str(values, "model")
     names = [m.get("name") for m in welcome.get("models") or [] if isinstance(m, dict)]
     if model and names and model not in names:
         raise PluginError(f"Model '{model}' is not on the server. Available models: {', '.join(names)}.")
-    if not names and "restorer" not in values:
+    if not names:
         raise PluginError("The sdbridge server has no models. Put a checkpoint into its models folder.")

@@ -139,7 +139,8 @@ def apply_result(
     used = dict(result.get("params") or {})
     images = result.get("images") or []
     if not images:
-        raise PluginError("The server returned no images.")
+        why = "; ".join(str(m) for m in used.get("messages") or []) or "nothing changed"
+        raise PluginError(f"{spec.label.replace('_', '').rstrip('…')}: the server returned no result ({why}).")
     decoded = [decode_result(img) for img in images]  # fail before touching the image
     layers: list[Gimp.Layer] = []
     image.undo_group_start()  # one undo step per job, canvas change included
@@ -149,7 +150,7 @@ def apply_result(
             apply_change(image, change, src.w, src.h)
         for img, (w, h, rgba) in zip(images, decoded, strict=True):
             seed = img.get("seed", used.get("seed"))
-            name = logic.layer_name(spec.kind, str(used.get("prompt") or ""), seed)
+            name = logic.layer_name(spec.kind, str(used.get("prompt") or ""), seed, str(img.get("name") or ""))
             parasite = logic.params_parasite(spec.kind, {**used, "seed": seed})
             place = logic.placement(plan, img, w, h)
             layers.append(add_layer(image, name, rgba, place, parasite, plan.mask_result))

@@ -49,10 +49,12 @@ def describe_error(event: dict[str, Any]) -> str:
 
 
 def with_result_format(request: jobs.JobRequest, fmt: str = "rgba8") -> jobs.JobRequest:
-    """The same request plus `result_format` (the shared request types do not carry it yet).
+    """The same request with `result_format` (only some shared request types carry the field yet).
 
     rgba8 results go straight into a GEGL buffer: no PNG decoding in the plug-in's Python.
     """
+    if "result_format" in {f.name for f in dataclasses.fields(request)}:
+        return dataclasses.replace(request, result_format=fmt)  # type: ignore[call-arg]
     cls = type(request)
     sub = dataclasses.make_dataclass(
         cls.__name__,
