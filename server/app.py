@@ -205,11 +205,7 @@ class Server:
             )
         params = Fields(f.map("params", {}), "params", job_id)
         raw_images = f.map("images", {})
-        refs = {}
-        for name, obj in raw_images.items():
-            if not isinstance(name, str):
-                raise ProtocolError("bad_field", "images: keys must be strings", job_id)
-            refs[name] = parse_image(obj, name, blobs.done, job_id)
+        refs = {name: parse_image(obj, str(name), blobs.done, job_id) for name, obj in raw_images.items()}
         for img in raw_images.values():
             if isinstance(img, dict) and isinstance(img.get("blob"), str):
                 blobs.drop(img["blob"])
@@ -219,7 +215,11 @@ class Server:
 
         pctx = ParseContext(self.models, self.limits, job_id, decode)
         # Decoding a large PNG takes a while: off the loop, so other clients keep being served.
-        request = await asyncio.to_thread(KINDS[kind].parse, params, refs, pctx)
+        try:
+            request = await asyncio.to_thread(KINDS[kind].parse, params, refs, pctx)
+        except ProtocolError as exc:
+            exc.job_id = exc.job_id or job_id  # helpers deep in parsing don't know the id
+            raise
         job = Job(job_id, kind, request, conn.id)
         self.subscribers.setdefault(job_id, set()).add(conn)
         try:

@@ -105,6 +105,8 @@ def test_bad_frame_gets_named_error_and_connection_survives(small, frame, code) 
     errors = [e for e in replies if e["type"] == "error"]
     assert errors, f"no error for {frame!r}: {replies}"
     assert errors[0]["code"] == code, errors[0]
+    if isinstance(frame, dict) and frame.get("type") == "job" and frame.get("id") == "j":
+        assert errors[0].get("id") == frame["id"]  # job errors always name the job
     assert len(errors[0]["message"]) > 5
     after = uuid.uuid4().hex
     ok = raw.replies(job(jid=after))  # the same connection still runs a job
