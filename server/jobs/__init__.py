@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from .base import JobKind
+from .echo import Echo
 from .face import FaceRerender
 from .generate import Generate
 from .inpaint import Inpaint
 from .outpaint import Outpaint
 from .restore import Restore
 
-KINDS: dict[str, JobKind] = {k.kind: k for k in (Generate(), Inpaint(), Outpaint(), FaceRerender(), Restore())}
+KINDS: dict[str, JobKind] = {k.kind: k for k in (Generate(), Inpaint(), Outpaint(), FaceRerender(), Restore(), Echo())}
