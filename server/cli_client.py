@@ -20,6 +20,7 @@ from PIL import Image
 from websockets import ConnectionClosed
 
 from . import images
+from .cli_features import add_feature_args, feature_params
 from .client import DEFAULT_URL, Client, ServerError
 
 
@@ -158,7 +159,7 @@ def run_job(
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    params = gen_params(args) | {"batch": args.batch}
+    params = gen_params(args) | {"batch": args.batch} | feature_params(args)
     if args.size:
         w, _, h = args.size.lower().partition("x")
         params |= {"width": int(w), "height": int(h)}
@@ -194,6 +195,7 @@ def register(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--init", type=Path, help="init image for img2img")
     p.add_argument("--strength", type=float, default=0.75)
+    add_feature_args(p)
     p.set_defaults(func=cmd_generate)
     p = add(sub, "models", "list the server's models")
     add_connection_args(p)
