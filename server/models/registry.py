@@ -145,6 +145,15 @@ ASSET_KINDS: dict[str, Callable[[Path], dict[str, Path]]] = {"restorers": _resto
 ASSET_KINDS |= {"loras": _loras, "embeddings": _embeddings, "vaes": _vaes, "refiners": discover_refiners}
 
 
+def _upscalers(root: Path) -> dict[str, Path]:
+    from .upscaler import find_upscalers  # ESRGAN/, RealESRGAN/, upscale_models/
+
+    return find_upscalers(root)
+
+
+ASSET_KINDS["upscalers"] = _upscalers
+
+
 class ModelManager:
     """Keeps one model resident; asking for another unloads the old one first (VRAM is finite)."""
 

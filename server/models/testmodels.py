@@ -95,3 +95,16 @@ def _asset_writers() -> dict[str, Writer]:
 
 
 ARCHS |= _asset_writers()  # lora-sd15, lora-sd15-diffusers, lora-sdxl, embedding-sd15/-sdxl, vae-sd15
+
+
+def _upscaler(arch_name: str, spandrel_arch: str) -> Writer:
+    def write(out_dir: Path, name: str | None, seed: int) -> Path:
+        from .upscaler import write_test_upscaler
+
+        # A tiny 4x model; pass DIR/ESRGAN (or RealESRGAN, upscale_models) so discovery finds it.
+        return write_test_upscaler(out_dir, name or f"tiny-{arch_name}", 4, arch=spandrel_arch, seed=seed)
+
+    return write
+
+
+ARCHS |= {"esrgan": _upscaler("esrgan", "esrgan"), "realesrgan-compact": _upscaler("realesrgan-compact", "compact")}
