@@ -222,7 +222,10 @@ def apply_loras(model: Any, loras: list[tuple[str, Path, float, float]]) -> tupl
                 param = module.weight
                 if id(param) not in backups:
                     backups[id(param)] = (param, param.detach().to("cpu", copy=True))
-                delta = _delta(pair, param).to(param.device)
+                try:
+                    delta = _delta(pair, param).to(param.device)
+                except BadLora as exc:
+                    raise BadLora(f"LoRA {name!r} does not fit this model (made for another family?): {exc}") from exc
                 param.copy_((param.float() + strength * delta).to(param.dtype))
                 done += 1
             if skipped and not done and skipped == len(pairs):
