@@ -34,6 +34,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ARCHS["embedding-sd15"](root / "embeddings", None, 5)
     ARCHS["embedding-sdxl"](root / "embeddings", None, 6)
     ARCHS["vae-sd15"](root / "VAE", None, 7)
+    ARCHS["realesrgan-compact"](root / "ESRGAN", "tiny-upscaler", 8)
     # the checkpoint's own VAE as a separate file (prefixed LDM layout): must reproduce the base image
     own = {k: v for k, v in load_file(str(ckpt / "tiny-sd15.safetensors")).items() if k.startswith("first_stage")}
     save_file(own, str(root / "VAE" / "same-as-base.safetensors"))
@@ -171,6 +172,8 @@ def test_hires_fix_target_size(srv: RunningServer) -> None:
     assert tiled[0].shape[:2] == (160, 160) and res["params"]["hires"]["tiled"] is True
     _, latent = gen(srv, SD | {"prompt": "a cat", "hires": {"scale": 1.5, "steps": 2, "upscaler": "latent"}})
     assert latent[0].shape[:2] == (96, 96) and latent[0].std() > 1
+    _, model_up = gen(srv, SD | {"prompt": "a cat", "hires": {"scale": 1.5, "steps": 2, "upscaler": "tiny-upscaler"}})
+    assert model_up[0].shape[:2] == (96, 96)
     err = error_of(srv, SD | {"prompt": "a cat", "hires": {"upscaler": "4x-Missing"}})
     assert err.code == "unknown_model" and "4x-Missing" in str(err)
 
