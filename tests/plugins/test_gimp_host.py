@@ -139,6 +139,7 @@ def scenarios(url: str) -> list[dict[str, Any]]:
         sc("inpaint_sel", "inpaint", SEL),
         sc("inpaint_nosel", "inpaint"),
         sc("outpaint_right", "outpaint", **{**no_sides, "right": 32}),
+        sc("outpaint_two_sides", "outpaint", **{**no_sides, "left": 16, "bottom": 24}),
         sc("outpaint_sel_edge", "outpaint", EDGE, **no_sides),
         sc("face_sel", "face", SEL),
         sc("face_nosel", "face"),
@@ -288,6 +289,21 @@ def test_outpaint_sides(gimp_run: Outcome, request: pytest.FixtureRequest) -> No
     assert (after[:, W:, 3] > 0).mean() > 0.9, "the new strip should be filled"
     keep = W - 32  # left part of the old canvas, well away from the seam
     assert not changed(before[:, :keep], after[:, :keep]).any()
+
+
+def test_outpaint_two_sides_one_layer(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    """left + bottom: the old image moves right by `left`, both new strips come back as ONE layer."""
+    res = result(gimp_run, "outpaint_two_sides", request, "outpaint")
+    ok(res)
+    assert res["canvas"] == [W + 16, H + 24]
+    new_layers = [la for la in res["layers"] if la["name"] != "background"]
+    assert len(new_layers) == 1, new_layers
+    bg = res["layers"][-1]
+    assert (bg["x"], bg["y"], bg["w"], bg["h"]) == (0, 0, W + 16, H + 24)
+    before, after = pixels(gimp_run, res, "before"), pixels(gimp_run, res, "after")
+    # the old canvas now sits at (16, 0); far from the new strips it is unchanged
+    assert not changed(before[: H - 40, 40:], after[: H - 40, 16 + 40 : 16 + W]).any()
+    assert (after[:, :16, 3] > 0).mean() > 0.9 and (after[H:, :, 3] > 0).mean() > 0.9
 
 
 def test_outpaint_selection_at_edge(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:

@@ -143,6 +143,15 @@ def test_placement_of_editing_results_is_the_returned_rect() -> None:
     assert (place.x, place.y, place.w, place.h, place.needs_scale) == (3, 4, 12, 10, False)
 
 
+def test_merge_pieces_into_one_layer() -> None:
+    red, blue = b"\xff\x00\x00\xff", b"\x00\x00\xff\xff"
+    x, y, w, h, rgba = logic.merge_pieces([(2, 1, 2, 1, red * 2), (0, 3, 1, 2, blue * 2)])
+    assert (x, y, w, h) == (0, 1, 4, 4)
+    px = [rgba[i : i + 4] for i in range(0, len(rgba), 4)]
+    assert px[2] == px[3] == red and px[2 * 4] == px[3 * 4] == blue
+    assert px[0] == b"\0\0\0\0" and px[5] == b"\0\0\0\0"  # transparent between the pieces
+
+
 def test_layer_name() -> None:
     assert logic.layer_name("generate", "a  cat\non a mat", 42) == "a cat on a mat (42)"
     assert logic.layer_name("restore", "", None) == "restore"

@@ -337,6 +337,23 @@ def placement(plan: Plan, rect: dict[str, Any], img_w: int, img_h: int) -> Place
     return Placement(int(rect.get("x") or 0), int(rect.get("y") or 0), img_w, img_h, img_w, img_h)
 
 
+def merge_pieces(pieces: list[tuple[int, int, int, int, bytes]]) -> tuple[int, int, int, int, bytes]:
+    """Several result rects of one editing job (outpaint strips, restored faces) as ONE RGBA image over
+    their union, transparent between them; later pieces overwrite earlier ones (the server sends them
+    in order, each already containing the ones before). One job = one layer."""
+    x0 = min(p[0] for p in pieces)
+    y0 = min(p[1] for p in pieces)
+    x1 = max(p[0] + p[2] for p in pieces)
+    y1 = max(p[1] + p[3] for p in pieces)
+    w, h = x1 - x0, y1 - y0
+    out = bytearray(w * h * 4)
+    for x, y, pw, ph, rgba in pieces:
+        for row in range(ph):
+            dst = ((y - y0 + row) * w + (x - x0)) * 4
+            out[dst : dst + pw * 4] = rgba[row * pw * 4 : (row + 1) * pw * 4]
+    return x0, y0, w, h, bytes(out)
+
+
 def layer_name(kind: str, prompt: str, seed: Any, part: str = "") -> str:
     """`prompt (seed)`: whitespace collapsed, long prompts shortened; without a prompt the kind and the
     server's name for the piece (e.g. "restore: face 1")."""

@@ -148,6 +148,14 @@ def apply_result(
         change = logic.canvas_change(spec.kind, result.get("canvas"), src.w, src.h, used)
         if change is not None:
             apply_change(image, change, src.w, src.h)
+        if spec.kind != "generate" and len(images) > 1:
+            # Editing jobs may answer in pieces (strips, faces): still one result layer per job.
+            pieces = [
+                (int(i.get("x") or 0), int(i.get("y") or 0), w, h, px)
+                for i, (w, h, px) in zip(images, decoded, strict=True)
+            ]
+            x, y, w, h, rgba = logic.merge_pieces(pieces)
+            images, decoded = [{**images[0], "x": x, "y": y, "name": ""}], [(w, h, rgba)]
         for img, (w, h, rgba) in zip(images, decoded, strict=True):
             seed = img.get("seed", used.get("seed"))
             name = logic.layer_name(spec.kind, str(used.get("prompt") or ""), seed, str(img.get("name") or ""))
