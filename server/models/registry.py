@@ -169,7 +169,8 @@ class ModelManager:
 
     @property
     def resident_name(self) -> str | None:
-        return self._resident.name if self._resident else None
+        # A resident refiner is not a selectable model: report none rather than a name clients can't use.
+        return self._resident.name if self._resident and self._resident.name in self.entries else None
 
     def entry(self, name: str | None) -> ModelEntry:
         if name is None:
