@@ -9,5 +9,8 @@ from .generate import Generate
 from .inpaint import Inpaint
 from .outpaint import Outpaint
 from .restore import Restore
+from .upscale import Upscale
 
-KINDS: dict[str, JobKind] = {k.kind: k for k in (Generate(), Inpaint(), Outpaint(), FaceRerender(), Restore(), Echo())}
+KINDS: dict[str, JobKind] = {
+    k.kind: k for k in (Generate(), Inpaint(), Outpaint(), FaceRerender(), Restore(), Upscale(), Echo())
+}
