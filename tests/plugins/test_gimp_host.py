@@ -363,14 +363,18 @@ def test_upscale_image(gimp_run: Outcome, request: pytest.FixtureRequest) -> Non
 
 
 def test_upscale_selection_region(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    """With a selection the image is still scaled (the server's contract), but only the selected
+    region is re-rendered: the result layer changes pixels there and nowhere else."""
     res = result(gimp_run, "upscale_sel", request, "upscale")
     ok(res)
-    assert res["canvas"] == [W, H], "region upscale keeps the canvas"
+    assert res["canvas"] == [2 * W, 2 * H]
     layer = new_layer(res)
     check_layer_meta(layer, "upscale")
-    diff = changed(pixels(gimp_run, res, "before"), pixels(gimp_run, res, "after"))
-    assert diff[region(diff.shape, SEL)].any()
-    assert not diff[~region(diff.shape, SEL, MARGIN)].any()
+    assert layer["parasite"]["region"] == dict(zip("xywh", SEL, strict=True))
+    diff = changed(pixels(gimp_run, res, "base"), pixels(gimp_run, res, "after"))
+    scaled = tuple(2 * v for v in SEL)
+    assert diff[region(diff.shape, scaled)].any()
+    assert not diff[~region(diff.shape, scaled, 2 * MARGIN)].any()
 
 
 def test_unreachable_server_fails_with_message(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:

@@ -113,6 +113,15 @@ def _run(sc):
     with open(os.path.join(_out, sc["id"] + ".after.rgba"), "wb") as fh:
         fh.write(after)
     res["before_size"], res["after_size"] = [w0, h0], [w1, h1]
+    # "base": the same image with the new layers hidden, so after-vs-base shows exactly what the
+    # result layers change, also when the canvas was resized or scaled underneath them
+    new_layers = [lay for lay in image.get_layers() if lay.get_name() != "background"]
+    for lay in new_layers:
+        lay.set_visible(False)
+    _wb, _hb, base = _visible(image)
+    with open(os.path.join(_out, sc["id"] + ".base.rgba"), "wb") as fh:
+        fh.write(base)
+    res["base_size"] = [_wb, _hb]
     image.delete()
     return res
 
