@@ -130,7 +130,7 @@ PROCS: tuple[ProcSpec, ...] = (
         "sdbridge-upscale",
         "upscale",
         "_Upscale…",
-        "Upscale the image ×scale with tiled refine (or only regenerate the selection at high detail)",
+        "Upscale the image ×scale with tiled refine (with a selection: only its bounds are re-rendered)",
         _prompt_args(0.3)
         + (
             Arg("scale", "float", "Scale", "Upscale factor for the whole image", 2.0, 1.0, 8.0),
