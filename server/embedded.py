@@ -1,0 +1,61 @@
+"""Run a real server on a free loopback port in a background thread (tests, benchmarks, embedding)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .app import Server
+from .limits import Limits
+from .models.registry import ModelManager
+
+
+@dataclass
+class RunningServer:
+    server: Server
+    url: str
+    loop: asyncio.AbstractEventLoop
+    stop: asyncio.Event
+    thread: threading.Thread
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(timeout=30)
+
+
+def start_server(models: Path | None, limits: Limits | None = None, token: str | None = None,
+                 host: str = "127.0.0.1", device: torch.device | None = None) -> RunningServer:
+    """A real `Server` on a free port, in a thread with its own event loop; returns once listening."""
+    dev = device or torch.device("cpu")
+    dtype = torch.float16 if dev.type == "cuda" else torch.float32
+    server = Server(ModelManager(models, dev, dtype), limits or Limits(), token=token)
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+
+    def main() -> None:
+        async def go() -> None:
+            box["loop"] = asyncio.get_running_loop()
+            box["stop"] = stop = asyncio.Event()
+            started = asyncio.Event()
+            task = asyncio.create_task(server.run(host, 0, ready=started, stop=stop))
+            await started.wait()
+            ready.set()
+            await task
+
+        try:
+            asyncio.run(go())
+        except BaseException as exc:  # surfaced to the caller through box
+            box["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=main, daemon=True, name="sdbridge-embedded")
+    thread.start()
+    ready.wait(60)
+    if "error" in box:
+        raise box["error"]
+    return RunningServer(server, f"ws://127.0.0.1:{server.bound_port}", box["loop"], box["stop"], thread)
