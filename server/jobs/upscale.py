@@ -254,7 +254,7 @@ class Refine:
             "tiles_in_plan": len(plan),
             "unet_evals": ts.unet_evals,
             "tile_steps": ts.tile_steps,
-            "steps": len(ts.plans),
+            "steps_run": len(ts.plans),
             "tile": [plan.tile_w * 8, plan.tile_h * 8],
             "overlap": overlap,
             "canvas": [req.width, req.height],
@@ -262,7 +262,7 @@ class Refine:
             "tiler": req.tiler,
         }
         ctx.plan(info)
-        params |= {k: info[k] for k in ("tiles", "unet_evals", "tile", "overlap", "steps", "tiler")}
+        params |= {k: info[k] for k in ("tiles", "unet_evals", "tile", "overlap", "steps_run", "tiler")}
         params["anchor"] = req.anchor
 
         # Encode only what the evaluated tiles read (plus VAE context): cost follows the selection.
