@@ -123,14 +123,17 @@ def test_preview_rate_at_arrival(sdb_serve: ServeProcess) -> None:
     c = Client(sdb_serve.url, notify=notify).start()
     try:
         c.wait_connected(30)
+        t0 = time.monotonic()
         job_id = c.submit(GenerateRequest(prompt="p", seed=5, steps=80, width=128, height=128))
         assert c.wait(job_id, 180).status == "result"
+        elapsed = time.monotonic() - t0
     finally:
         c.stop()
     assert arrivals, "the server sent no step previews"
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
-    # <= 4/s: consecutive previews at least ~0.25 s apart (small slack for scheduling jitter).
-    assert all(g >= 0.2 for g in gaps), gaps
+    # Throttled to <= 4/s (+1 for the final step, which always carries one). Counted against the job's
+    # whole duration, which network buffering cannot shrink — unlike gaps between arrivals.
+    assert len(arrivals) <= elapsed / 0.25 + 2, (len(arrivals), elapsed)
+    assert len(arrivals) < 80  # far fewer previews than steps
 
 
 def test_poll_collapses_superseded_progress() -> None:
