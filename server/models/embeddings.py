@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from .files import find_files
+
 EMBEDDING_DIRS = ("embeddings", "models/embeddings", "textual_inversion")
 SUFFIXES = (".pt", ".safetensors", ".bin")
 
@@ -22,17 +24,7 @@ class BadEmbedding(ValueError):
 
 def discover_embeddings(root: Path) -> dict[str, Path]:
     """Name → file. A1111 names embeddings by file stem (sub-folders only organise), so do we."""
-    found: dict[str, Path] = {}
-    root = Path(root).resolve()
-    for sub in EMBEDDING_DIRS:
-        base = (root / sub).resolve()
-        if not base.is_dir() or not base.is_relative_to(root):
-            continue
-        for path in sorted(base.rglob("*")):
-            rel = path.relative_to(base)
-            if path.suffix.lower() in SUFFIXES and not any(p.startswith(".") for p in rel.parts):
-                found.setdefault(path.stem, path)
-    return found
+    return find_files(root, EMBEDDING_DIRS, SUFFIXES, by_stem=True)
 
 
 Vectors = dict[str, torch.Tensor]  # "clip_l" / "clip_g" / "any" → [n, dim]

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from . import ldm_keys
+from .files import find_files
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +37,7 @@ SUFFIXES = (".safetensors",)
 
 def discover_loras(root: Path) -> dict[str, Path]:
     """Name (path inside its folder, no suffix) → file. Pickled LoRAs are not offered (they run code)."""
-    found: dict[str, Path] = {}
-    root = Path(root).resolve()
-    for sub in LORA_DIRS:
-        base = (root / sub).resolve()
-        if not base.is_dir() or not base.is_relative_to(root):
-            continue
-        for path in sorted(base.rglob("*")):
-            rel = path.relative_to(base)
-            if path.suffix.lower() in SUFFIXES and not any(p.startswith(".") for p in rel.parts):
-                found.setdefault(rel.with_suffix("").as_posix(), path)
-    return found
+    return find_files(root, LORA_DIRS, SUFFIXES)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import torch
 from ..imaging.faces import Face, align_face, detect_faces, paste_back
 from ..imaging.geometry import Rect
 from ..protocol import ProtocolError
+from .files import find_files
 from .registry import check_name
 
 # Relative to --models: the models folder itself or an A1111/ComfyUI root above it.
@@ -52,18 +53,7 @@ def discover_restorers(root: Path) -> dict[str, Path]:
     Names are the path inside its folder without suffix (`GFPGANv1.4`); the first folder wins on a
     clash. Files are not opened here: a wrong file is reported when it is loaded.
     """
-    found: dict[str, Path] = {}
-    root = Path(root).resolve()
-    for sub in RESTORER_DIRS:
-        base = (root / sub).resolve()
-        if not base.is_dir() or not base.is_relative_to(root):
-            continue
-        for path in sorted(base.rglob("*")):
-            rel = path.relative_to(base)
-            if path.suffix.lower() not in SUFFIXES or any(p.startswith(".") for p in rel.parts):
-                continue
-            found.setdefault(rel.with_suffix("").as_posix(), path)
-    return found
+    return find_files(root, RESTORER_DIRS, SUFFIXES)
 
 
 def _where(root: Path, kind: str) -> str:

@@ -14,22 +14,14 @@ from typing import Any
 
 import torch
 
+from .files import find_files
+
 VAE_DIRS = ("VAE", "vae", "models/VAE", "models/vae")
 SUFFIXES = (".safetensors",)
 
 
 def discover_vaes(root: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    root = Path(root).resolve()
-    for sub in VAE_DIRS:
-        base = (root / sub).resolve()
-        if not base.is_dir() or not base.is_relative_to(root):
-            continue
-        for path in sorted(base.rglob("*")):
-            rel = path.relative_to(base)
-            if path.suffix.lower() in SUFFIXES and not any(p.startswith(".") for p in rel.parts):
-                found.setdefault(rel.with_suffix("").as_posix(), path)
-    return found
+    return find_files(root, VAE_DIRS, SUFFIXES)
 
 
 def load_vae(path: Path, config: dict[str, Any]) -> Any:
