@@ -133,7 +133,6 @@ def test_preview_rate_at_arrival(sdb_serve: ServeProcess) -> None:
     # Throttled to <= 4/s (+1 for the final step, which always carries one). Counted against the job's
     # whole duration, which network buffering cannot shrink — unlike gaps between arrivals.
     assert len(arrivals) <= elapsed / 0.25 + 2, (len(arrivals), elapsed)
-    assert len(arrivals) < 80  # far fewer previews than steps
 
 
 def test_poll_collapses_superseded_progress() -> None:
