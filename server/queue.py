@@ -43,7 +43,7 @@ class Job:
     terminal: Event | None = None
     finished_at: float = 0.0
     size: int = 0
-    last_preview: float = 0.0
+    last_preview: float = float("-inf")  # the first step always previews
 
 
 class JobQueue:
