@@ -70,10 +70,33 @@ def plan_for(
     tile: int | None = None,
     overlap: int | None = None,
 ) -> TilePlan:
-    """The tile plan for a latent canvas; `tile`/`overlap` in latent px (default: native, by strength)."""
-    t = native_tile(model) if tile is None else max(8, tile)
-    ov = overlap_for_strength(t, strength) if overlap is None else max(2, min(overlap, t // 2))
-    return plan_tiles(width_lat, height_lat, t, ov)
+    """The tile plan for a latent canvas; `tile`/`overlap` in latent px (default: chosen, by strength).
+
+    Without an explicit `tile`, nominal tiles from native up to `max_tile_factor` x native are
+    tried and the plan with the least total tile area (UNet cost per step) wins: tile sizes are
+    multiples of 8 latent px, so a canvas that does not divide well can cost up to ~25% more
+    at native size than one size up. Larger tiles are only allowed at low strength, where the
+    init image holds the composition (no repeated subjects).
+    """
+    native = native_tile(model)
+    if tile is not None:
+        t = max(8, tile)
+        ov = overlap_for_strength(t, strength) if overlap is None else max(2, min(overlap, t // 2))
+        return plan_tiles(width_lat, height_lat, t, ov)
+    top = native if strength > 0.5 else int(native * max_tile_factor(model))
+    best: TilePlan | None = None
+    for t in range(native, max(native, top) + 1, 8):
+        ov = overlap_for_strength(t, strength) if overlap is None else max(2, min(overlap, t // 2))
+        cand = plan_tiles(width_lat, height_lat, t, ov)
+        if best is None or len(cand) * cand.tile_w * cand.tile_h < len(best) * best.tile_w * best.tile_h:
+            best = cand
+    assert best is not None
+    return best
+
+
+def max_tile_factor(model: LoadedModel) -> float:
+    """Largest automatic tile over native: SD1.5 768 px, SDXL 1280 px (img2img at low strength)."""
+    return 1.25 if model.family.xl else 1.5
 
 
 def vae_tiles(model: LoadedModel) -> dict[str, int]:
