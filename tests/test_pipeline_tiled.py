@@ -80,3 +80,19 @@ def test_sdxl_tiles_get_their_own_crop_coordinates(manager: ModelManager) -> Non
     assert ids[1].tolist() == [480, 640, 64, 192, 128, 128]  # uncond branch, second tile
     assert ids[3].tolist() == [480, 640, 64, 192, 128, 128]  # cond branch, second tile
     assert ids[0].tolist() == [480, 640, 0, 0, 128, 128]
+
+
+def test_large_generate_uses_the_fused_tiler(server) -> None:
+    from tests.conftest import connect, run
+
+    events: list[dict] = []
+
+    async def go() -> dict:
+        async with await connect(server.url) as c:
+            return await c.run("generate", {"prompt": "a hill", "model": "tiny-sd15", "seed": 1, "steps": 2,
+                                            "width": 176, "height": 96}, {}, on_event=events.append)
+
+    res = run(go())
+    (plan,) = [e for e in events if e["type"] == "plan"]  # beyond 2x the native 64 px side: tiled
+    assert plan["canvas"] == [176, 96] and plan["tiles"] > 1
+    assert (res["images"][0]["w"], res["images"][0]["h"]) == (176, 96)

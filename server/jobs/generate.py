@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..models.loader import LoadedModel
-from ..pipelines import denoise
+from ..pipelines import denoise, tiled
 from ..pipelines.preview import latent_rgb
 from ..prompt import encode_pair
 from ..protocol import Fields, ImageRef, ProtocolError
@@ -141,7 +141,11 @@ class Generate:
         init = denoise.encode_image(model, to_tensor(req.init)) if req.init is not None else None
         cond, uncond = encode_gen(model, gen)
         guidance = denoise.Guidance(model, cond, uncond, gen.cfg, req.width, req.height)
-        model_fn = guidance.model_fn(_extra(model, req.width, req.height))
+        extra = _extra(model, req.width, req.height)
+        if _large(model, req.width, req.height):  # beyond one pass: the fused tiler (server.pipelines.tiled)
+            model_fn = _tiled_fn(guidance, req.strength if req.init is not None else 1.0, extra, ctx)
+        else:
+            model_fn = guidance.model_fn(extra)
         switch_at = int(round(first * req.refiner_switch)) if req.refiner else None
 
         states = []
@@ -160,7 +164,8 @@ class Generate:
                 use_vae_override(ctx, model, gen.vae)
             rcond, runcond = encode_pair(model, gen.prompt, gen.negative, gen.clip_skip, blend=gen.blend,
                                          networks=False)  # LoRAs are for the base's layers
-            rfn = denoise.Guidance(model, rcond, runcond, gen.cfg, req.width, req.height).model_fn()
+            rguide = denoise.Guidance(model, rcond, runcond, gen.cfg, req.width, req.height)
+            rfn = _tiled_fn(rguide, 1.0, None, None) if _large(model, req.width, req.height) else rguide.model_fn()
             for state in states:
                 denoise.run(state, rfn, on_step=progress.step(model))
             params |= {"refiner": req.refiner, "refiner_switch": req.refiner_switch, "refiner_step": switch_at}
@@ -195,10 +200,8 @@ class Generate:
         cond, uncond = encode_gen(model, gen)  # same job: LoRAs stay as activated
         guidance = denoise.Guidance(model, cond, uncond, gen.cfg, hr.width, hr.height)
         extra = _extra(model, hr.width, hr.height)
-        if self._tiled(model, hr):
-            model_fn = _tiled_fn(model, cond, uncond, gen.cfg, lw, lh, hr.strength, extra, ctx)
-        else:
-            model_fn = guidance.model_fn(extra)
+        tiled_ = self._tiled(model, hr)
+        model_fn = _tiled_fn(guidance, hr.strength, extra, ctx) if tiled_ else guidance.model_fn(extra)
         out = denoise.sample(model, model_fn, gen.sampler, hr.steps, denoise.seeded_noise(seed, (1, 4, lh, lw)),
                              torch.Generator("cpu").manual_seed(seed), init=init, strength=hr.strength,
                              on_step=progress.step(model))
@@ -222,30 +225,22 @@ def upscale(ctx: JobContext, pixels: np.ndarray, hr: Hires) -> np.ndarray:
     return np.asarray(Image.fromarray(big).resize((hr.width, hr.height), Image.Resampling.LANCZOS))
 
 
+def _large(model: LoadedModel, width: int, height: int) -> bool:
+    """Plain generate tiles beyond 2x the native side (one pass there repeats subjects and costs VRAM)."""
+    return tiled.needs_tiling(model, width, height, factor=2.0)
+
+
 def _tiled_fn(
-    model: LoadedModel, cond: Any, uncond: Any, cfg: float, lw: int, lh: int, strength: float,
-    extra: torch.Tensor | None, ctx: JobContext,
+    guidance: denoise.Guidance, strength: float, extra: torch.Tensor | None, ctx: JobContext | None
 ) -> denoise.ModelFn:
-    """Fused tiled denoising (tiling.fused): one whole-canvas scheduler step per step, tiles blended."""
-    from tiling.fused import fused_model_output
-    from tiling.plan import overlap_for_strength, plan_tiles
-
-    tile = max(8, model.family.native // 8)
-    plan = plan_tiles(lw, lh, tile, overlap_for_strength(tile, strength))
-    # SDXL micro-conditioning sees the tile size (crop 0,0): each tile is drawn as a whole picture.
-    guidance = denoise.Guidance(model, cond, uncond, cfg, plan.tile_w * 8, plan.tile_h * 8)
-    ctx.plan({"tiles": len(plan), "tile": [plan.tile_w * 8, plan.tile_h * 8], "canvas": [lw * 8, lh * 8]})
-
-    def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        def per_tile(tiles: torch.Tensor, refs: Any) -> torch.Tensor:
-            ex = None
-            if extra is not None:
-                ex = torch.cat([extra[:, :, r.y : r.y1, r.x : r.x1] for r in refs])
-            return guidance.guided(tiles, t, ex, guidance.unet_kwargs(tiles.shape[0]))
-
-        return fused_model_output(x, per_tile, plan, TILE_BATCH)
-
-    return call
+    """Fused tiled model call over the guidance's canvas (one whole-canvas scheduler step per step,
+    tiles blended; SDXL tiles conditioned with their crop offset in the canvas)."""
+    model = guidance.model
+    lw, lh = guidance.width // 8, guidance.height // 8
+    plan = tiled.plan_for(model, lw, lh, strength)
+    if ctx is not None:
+        ctx.plan({"tiles": len(plan), "tile": [plan.tile_w * 8, plan.tile_h * 8], "canvas": [lw * 8, lh * 8]})
+    return tiled.model_fn(guidance, plan, extra=extra, batch=TILE_BATCH)
 
 
 def _extra(model: LoadedModel, width: int, height: int) -> torch.Tensor | None:
