@@ -306,6 +306,8 @@ class Refine:
         full = req.output == "full"
 
         def place(rect_px: LRect, pixels: np.ndarray) -> None:
+            if ctx.cancelled():
+                raise denoise.Cancelled
             at = Rect(rect_px.x + dec.x * 8, rect_px.y + dec.y * 8, rect_px.w, rect_px.h)
             part = at.intersect(target)
             if part.is_empty:
