@@ -23,7 +23,7 @@ from ..imaging.masks import denoise_mask
 from ..protocol import Fields, ImageRef
 from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
 from .common import GenParams, parse_gen
-from .masked import Progress, generate_masked, read_mask, steps_for
+from .masked import Progress, generate_masked, job_errors, read_mask, steps_for
 
 NO_FACES = "no faces found"
 
@@ -51,6 +51,10 @@ class FaceRerender:
     kind = "face"
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> FaceRequest:
+        with job_errors(ctx.job_id):
+            return self._parse(f, images, ctx)
+
+    def _parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> FaceRequest:
         gen = parse_gen(f, ctx, prompt_required=False)
         entry = ctx.models.entry(gen.model)
         image = require_image(images, "image", ctx)
@@ -89,7 +93,7 @@ class FaceRerender:
             crop = plan.crop
             local = box.relative_to(crop)
             paste = ellipse_mask((crop.w, crop.h), local)  # alpha at crop size, exactly 0 outside
-            sel = extract_crop(paste, plan)  # the same ellipse at processing size
+            sel = cv2.resize(paste, plan.process_size, interpolation=cv2.INTER_LINEAR)  # same ellipse, process size
             feather = max(2, round(min(box.w, box.h) * plan.scale / 8))
             strength_mask = denoise_mask(sel, feather, feather)
             seed = (req.gen.seed + i) % 2**32

@@ -23,7 +23,7 @@ from ..imaging.outpaint import prefill
 from ..protocol import Fields, ImageRef
 from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
 from .common import GenParams, parse_gen
-from .masked import Progress, generate_masked, read_mask, steps_for
+from .masked import Progress, generate_masked, job_errors, read_mask, steps_for
 
 FILLS = ("original", "blur", "telea", "ns")
 
@@ -60,6 +60,10 @@ class Inpaint:
     kind = "inpaint"
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> InpaintRequest:
+        with job_errors(ctx.job_id):
+            return self._parse(f, images, ctx)
+
+    def _parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> InpaintRequest:
         gen = parse_gen(f, ctx, prompt_required=False)
         entry = ctx.models.entry(gen.model)
         image = require_image(images, "image", ctx)

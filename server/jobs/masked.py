@@ -13,7 +13,8 @@ One call denoises a processing-size RGB image with a soft per-pixel strength mas
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,6 +166,18 @@ def generate_masked(
         on_step=on_step,
     )
     return _decode(model, latents, tiled)
+
+
+@contextlib.contextmanager
+def job_errors(job_id: str) -> Iterator[None]:
+    """Give errors raised by shared helpers (model/asset lookups) this job's id, so the client that
+    submitted it gets the error as the job's terminal event."""
+    try:
+        yield
+    except ProtocolError as exc:
+        if exc.job_id is None:
+            exc.job_id = job_id
+        raise
 
 
 def read_mask(images: Any, name: str, canvas: np.ndarray, ctx: Any, *, allow_empty: bool = False) -> np.ndarray:

@@ -24,7 +24,7 @@ from ..imaging.outpaint import Sides, extend_canvas, plan_outpaint, prefill, tou
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
 from .common import GenParams, parse_gen
-from .masked import Progress, generate_masked, needs_tiling, read_mask, steps_for
+from .masked import Progress, generate_masked, job_errors, needs_tiling, read_mask, steps_for
 
 PREFILLS = ("telea", "ns")
 
@@ -55,6 +55,10 @@ class Outpaint:
     kind = "outpaint"
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> OutpaintRequest:
+        with job_errors(ctx.job_id):
+            return self._parse(f, images, ctx)
+
+    def _parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> OutpaintRequest:
         gen = parse_gen(f, ctx, prompt_required=False)
         entry = ctx.models.entry(gen.model)
         image = require_image(images, "image", ctx)

@@ -20,7 +20,7 @@ from ..pipelines.denoise import Cancelled
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
 from .face import NO_FACES, mask_boxes
-from .masked import read_mask
+from .masked import job_errors, read_mask
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,10 @@ class Restore:
     kind = "restore"
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> RestoreRequest:
+        with job_errors(ctx.job_id):
+            return self._parse(f, images, ctx)
+
+    def _parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> RestoreRequest:
         name = f.str("model", None, max_len=512)
         root = ctx.models.root
         if root is None:
