@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 # Modules that add client sub-commands; each has `register(subparsers, add)`.
-CLIENT_COMMANDS = ("server.cli_client", "server.cli_upscale")
+CLIENT_COMMANDS = ("server.cli_client", "server.cli_edit", "server.cli_upscale")
 
 
 def _add(sub: Any, name: str, help_: str) -> argparse.ArgumentParser:
