@@ -175,8 +175,7 @@ def gimp_run(gimp_available: None, sdbridge_serve: Serve, tmp_path_factory: pyte
 
 def result(outcome: Outcome, sid: str, request: pytest.FixtureRequest, kind: str | None = None) -> dict[str, Any]:
     offered = outcome.welcome.get("jobs") or []
-    if kind is not None and kind not in offered:
-        request.applymarker(pytest.mark.xfail(reason=f"server does not offer '{kind}' jobs yet", strict=False))
+    assert kind is None or kind in offered, f"server does not offer '{kind}' jobs (welcome.jobs = {offered})"
     res = outcome.run.results.get(sid)
     assert res is not None, f"scenario {sid} did not run:\n{outcome.run.log[-4000:]}"
     assert "exception" not in res, res["exception"]
