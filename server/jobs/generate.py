@@ -26,8 +26,11 @@ from .base import JobContext, JobResult, ParseContext, ResultImage
 from .common import GenParams, encode_gen, load_model, parse_gen, parse_size, round8, use_vae_override
 
 # Built-in hires upscalers; any other name is looked up in welcome.upscalers (model upscalers).
-PIXEL_UPSCALERS = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC,
-                   "nearest": Image.Resampling.NEAREST}
+PIXEL_UPSCALERS = {
+    "lanczos": Image.Resampling.LANCZOS,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+}
 LATENT_UPSCALERS = ("latent", "latent-nearest")
 TILE_BATCH = 2
 
@@ -82,7 +85,8 @@ def _parse_hires(f: Fields, ctx: ParseContext, gen: GenParams, width: int, heigh
     tw, th = round8(int(round(width * scale))), round8(int(round(height * scale)))
     if tw * th > ctx.limits.max_pixels:
         raise ProtocolError(
-            "bad_field", f"params.hires.scale: {tw}x{th} exceeds the limit of {ctx.limits.max_pixels} pixels",
+            "bad_field",
+            f"params.hires.scale: {tw}x{th} exceeds the limit of {ctx.limits.max_pixels} pixels",
             ctx.job_id,
         )
     upscaler = f.str("upscaler", "lanczos", max_len=512)
@@ -91,8 +95,15 @@ def _parse_hires(f: Fields, ctx: ParseContext, gen: GenParams, width: int, heigh
     tile = f.data.get("tile")
     if tile is not None:
         tile = f.bool("tile")
-    return Hires(scale, tw, th, f.int("steps", gen.steps, lo=1, hi=ctx.limits.max_steps),
-                 f.float("strength", 0.5, lo=0.01, hi=1.0), upscaler, tile)
+    return Hires(
+        scale,
+        tw,
+        th,
+        f.int("steps", gen.steps, lo=1, hi=ctx.limits.max_steps),
+        f.float("strength", 0.5, lo=0.01, hi=1.0),
+        upscaler,
+        tile,
+    )
 
 
 class Generate:
@@ -135,8 +146,9 @@ class Generate:
         model = load_model(ctx, gen)
         seeds = [(gen.seed + i) % 2**32 for i in range(req.batch)]
         first = steps_run(gen.steps, req.strength) if req.init is not None else gen.steps
-        progress = _Progress(ctx, req.batch * (first + (steps_run(req.hires.steps, req.hires.strength)
-                                                        if req.hires else 0)))
+        progress = _Progress(
+            ctx, req.batch * (first + (steps_run(req.hires.steps, req.hires.strength) if req.hires else 0))
+        )
         latent_shape = (1, 4, req.height // 8, req.width // 8)
         init = denoise.encode_image(model, to_tensor(req.init)) if req.init is not None else None
         cond, uncond = encode_gen(model, gen)
@@ -150,8 +162,15 @@ class Generate:
 
         states = []
         for seed in seeds:
-            state = denoise.start(model, gen.sampler, gen.steps, denoise.seeded_noise(seed, latent_shape),
-                                  torch.Generator("cpu").manual_seed(seed), init=init, strength=req.strength)
+            state = denoise.start(
+                model,
+                gen.sampler,
+                gen.steps,
+                denoise.seeded_noise(seed, latent_shape),
+                torch.Generator("cpu").manual_seed(seed),
+                init=init,
+                strength=req.strength,
+            )
             states.append(denoise.run(state, model_fn, until=switch_at, on_step=progress.step(model)))
         params: dict[str, Any] = gen.describe() | {"width": req.width, "height": req.height, "seeds": seeds}
         if req.init is not None:
@@ -162,8 +181,9 @@ class Generate:
             model = ctx.models.get_refiner(req.refiner)
             if gen.vae is not None:
                 use_vae_override(ctx, model, gen.vae)
-            rcond, runcond = encode_pair(model, gen.prompt, gen.negative, gen.clip_skip, blend=gen.blend,
-                                         networks=False)  # LoRAs are for the base's layers
+            rcond, runcond = encode_pair(
+                model, gen.prompt, gen.negative, gen.clip_skip, blend=gen.blend, networks=False
+            )  # LoRAs are for the base's layers
             rguide = denoise.Guidance(model, rcond, runcond, gen.cfg, req.width, req.height)
             rfn = _tiled_fn(rguide, 1.0, None, None) if _large(model, req.width, req.height) else rguide.model_fn()
             for state in states:
@@ -173,10 +193,16 @@ class Generate:
         images = [to_pixels(denoise.decode_latents(model, s.latents)[0]) for s in states]
         if req.hires is not None:
             hr = req.hires
-            images = [self._hires(model, gen, hr, pix, s.latents, seed, progress, ctx)
-                      for pix, s, seed in zip(images, states, seeds, strict=True)]
-            params |= {"width": hr.width, "height": hr.height, "first_pass": [req.width, req.height],
-                       "hires": asdict(hr) | {"tiled": self._tiled(model, hr)}}
+            images = [
+                self._hires(model, gen, hr, pix, s.latents, seed, progress, ctx)
+                for pix, s, seed in zip(images, states, seeds, strict=True)
+            ]
+            params |= {
+                "width": hr.width,
+                "height": hr.height,
+                "first_pass": [req.width, req.height],
+                "hires": asdict(hr) | {"tiled": self._tiled(model, hr)},
+            }
         return JobResult([ResultImage(0, 0, pix, seed=seed) for pix, seed in zip(images, seeds, strict=True)], params)
 
     # --- hires fix ------------------------------------------------------------------------------
@@ -188,8 +214,15 @@ class Generate:
         return hr.width * hr.height > 4 * model.family.native**2
 
     def _hires(
-        self, model: LoadedModel, gen: GenParams, hr: Hires, pixels: np.ndarray, latents: torch.Tensor, seed: int,
-        progress: _Progress, ctx: JobContext,
+        self,
+        model: LoadedModel,
+        gen: GenParams,
+        hr: Hires,
+        pixels: np.ndarray,
+        latents: torch.Tensor,
+        seed: int,
+        progress: _Progress,
+        ctx: JobContext,
     ) -> np.ndarray:
         lw, lh = hr.width // 8, hr.height // 8
         if hr.upscaler in LATENT_UPSCALERS:
@@ -202,9 +235,17 @@ class Generate:
         extra = _extra(model, hr.width, hr.height)
         tiled_ = self._tiled(model, hr)
         model_fn = _tiled_fn(guidance, hr.strength, extra, ctx) if tiled_ else guidance.model_fn(extra)
-        out = denoise.sample(model, model_fn, gen.sampler, hr.steps, denoise.seeded_noise(seed, (1, 4, lh, lw)),
-                             torch.Generator("cpu").manual_seed(seed), init=init, strength=hr.strength,
-                             on_step=progress.step(model))
+        out = denoise.sample(
+            model,
+            model_fn,
+            gen.sampler,
+            hr.steps,
+            denoise.seeded_noise(seed, (1, 4, lh, lw)),
+            torch.Generator("cpu").manual_seed(seed),
+            init=init,
+            strength=hr.strength,
+            on_step=progress.step(model),
+        )
         return to_pixels(denoise.decode_latents(model, out)[0])
 
 
