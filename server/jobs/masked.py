@@ -22,30 +22,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tiling.fused import TileRef, fused_model_output
 from tiling.plan import overlap_for_strength, plan_tiles
-
-try:  # tiled VAE (bounded memory for large regions); whole-image VAE passes when it is absent
-    from tiling.vae import tiled_decode, tiled_encode
-except ImportError:  # pragma: no cover - depends on the tiling package's state
-    tiled_decode = tiled_encode = None  # type: ignore[assignment]
 
 from ..images import to_gray
 from ..imaging.geometry import MaskError, check_mask
 from ..imaging.masks import latent_mask
 from ..models.loader import LoadedModel
 from ..pipelines import denoise
+from ..pipelines import tiled as tiled_pipe
 from ..pipelines.preview import latent_rgb
 from ..prompt import encode_pair
 from ..protocol import ProtocolError
 from .base import JobContext
 from .common import GenParams
 from .generate import to_pixels, to_tensor
-
-# A region is tiled once either side exceeds this many native passes (tiling costs overlap, so a
-# slightly-too-large crop is cheaper in one pass).
-TILE_ABOVE = 1.5
-TILE_BATCH = 4
 
 
 @dataclass
@@ -68,55 +58,13 @@ def steps_for(gen: GenParams, strength: float) -> int:
     return min(max(int(round(gen.steps * strength)), 1), gen.steps)
 
 
-def needs_tiling(model: LoadedModel, width: int, height: int) -> bool:
-    limit = model.family.native * TILE_ABOVE
-    return width > limit or height > limit
-
-
-def _vae_tiles(model: LoadedModel) -> dict[str, int]:
-    # One native pass per VAE tile (latent px); tiny test models get at least 16.
-    tile = max(16, model.family.native // 8)
-    return {"tile": tile, "overlap": max(2, tile // 8)}
-
-
 def _encode(model: LoadedModel, rgb: np.ndarray, tiled: bool) -> torch.Tensor:
     x = to_tensor(rgb)
-    if not tiled or tiled_encode is None:
-        return denoise.encode_image(model, x)
-    with torch.no_grad():
-        z = tiled_encode(model.vae, x.to(model.device, model.vae_dtype), **_vae_tiles(model))
-    return z.float() * model.vae_scale
+    return tiled_pipe.encode(model, x) if tiled else denoise.encode_image(model, x)
 
 
 def _decode(model: LoadedModel, latents: torch.Tensor, tiled: bool) -> np.ndarray:
-    if not tiled or tiled_decode is None:
-        return to_pixels(denoise.decode_latents(model, latents)[0])
-    with torch.no_grad():
-        z = (latents / model.vae_scale).to(model.device, model.vae_dtype)
-        img = tiled_decode(model.vae, z, **_vae_tiles(model))
-    return to_pixels((img[0].float() / 2 + 0.5).clamp(0, 1))
-
-
-def _tiled_fn(
-    guidance: denoise.Guidance, extra: torch.Tensor | None, region: torch.Tensor, strength: float
-) -> denoise.ModelFn:
-    tile = guidance.model.family.native // 8
-    _, _, h, w = region.shape
-
-    def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        plan = plan_tiles(w, h, tile, overlap_for_strength(tile, strength))
-
-        def per_tile(tiles: torch.Tensor, refs: Any) -> torch.Tensor:
-            ex = None
-            if extra is not None:
-                ex = torch.stack([extra[0, :, r.y : r.y1, r.x : r.x1] for r in refs])
-            r0: TileRef = refs[0]
-            kw = guidance.unet_kwargs(tiles.shape[0], crop=(r0.y * 8, r0.x * 8))
-            return guidance.guided(tiles, t, ex, kw)
-
-        return fused_model_output(x, per_tile, plan, TILE_BATCH, region_weights=region[0, 0])
-
-    return call
+    return tiled_pipe.decode(model, latents) if tiled else to_pixels(denoise.decode_latents(model, latents)[0])
 
 
 def generate_masked(
@@ -135,7 +83,7 @@ def generate_masked(
     original (the caller's blend mask keeps them out of the result anyway).
     """
     h, w = image.shape[:2]
-    tiled = needs_tiling(model, w, h)
+    tiled = tiled_pipe.needs_tiling(model, w, h)
     dev = model.device
     init = _encode(model, image, tiled)
     keep = torch.from_numpy(latent_mask(mask))[None, None].to(dev)
@@ -145,14 +93,17 @@ def generate_masked(
         # selection blanked (0 in [-1, 1], i.e. grey), both at latent resolution.
         hard = torch.from_numpy((mask > 0.5).astype(np.float32))[None, None]
         blanked = to_tensor(image) * (1 - hard)
-        masked_latents = (
-            _encode(model, to_pixels((blanked[0] + 1) / 2), tiled) if tiled else denoise.encode_image(model, blanked)
-        )
+        masked_latents = tiled_pipe.encode(model, blanked) if tiled else denoise.encode_image(model, blanked)
         small = F.interpolate(hard, size=init.shape[-2:], mode="area").to(dev)
         extra = torch.cat([small, masked_latents.to(dev)], 1).to(model.dtype)
     cond, uncond = encode_pair(model, gen.prompt if prompt is None else prompt, gen.negative, gen.clip_skip)
     guidance = denoise.Guidance(model, cond, uncond, gen.cfg, w, h)
-    model_fn = _tiled_fn(guidance, extra, keep, strength) if tiled else guidance.model_fn(extra)
+    if tiled:
+        tile = tiled_pipe.native_tile(model)
+        plan = plan_tiles(init.shape[-1], init.shape[-2], tile, overlap_for_strength(tile, strength))
+        model_fn = tiled_pipe.model_fn(guidance, plan, extra=extra, region=keep[0, 0])
+    else:
+        model_fn = guidance.model_fn(extra)
     latents = denoise.sample(
         model,
         model_fn,

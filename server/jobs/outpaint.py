@@ -21,10 +21,11 @@ from ..imaging.compose import make_patch
 from ..imaging.geometry import Rect, extract_crop, plan_inpaint, restore_crop
 from ..imaging.masks import denoise_mask, to_alpha
 from ..imaging.outpaint import Sides, extend_canvas, plan_outpaint, prefill, touching_sides, transparent_hole
+from ..pipelines.tiled import needs_tiling
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
 from .common import GenParams, parse_gen
-from .masked import Progress, generate_masked, job_errors, needs_tiling, read_mask, steps_for
+from .masked import Progress, generate_masked, job_errors, read_mask, steps_for
 
 PREFILLS = ("telea", "ns")
 

@@ -312,11 +312,13 @@ def model_fn(
     extra: torch.Tensor | None = None,
     batch: int = TILE_BATCH,
     on_tiles: Callable[[int], None] | None = None,
+    region: torch.Tensor | None = None,
 ) -> denoise.ModelFn:
-    """A drop-in `denoise.ModelFn` doing the fused tiled call (fixed grid, no culling).
+    """A drop-in `denoise.ModelFn` doing the fused tiled call on a fixed grid.
 
     For callers that keep their own loop (`denoise.sample` / `denoise.run`); `on_tiles(n)` is told
-    how many tiles each UNet batch evaluated.
+    how many tiles each UNet batch evaluated. With `region` (latent-resolution mask [h, w]), only
+    tiles touching it are evaluated (the caller's keep mask pins everything else).
     """
 
     def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -327,7 +329,7 @@ def model_fn(
                 on_tiles(len(refs))
             return out
 
-        return fused_model_output(x, per_tile, plan, batch)
+        return fused_model_output(x, per_tile, plan, batch, region_weights=region)
 
     return call
 
