@@ -126,7 +126,7 @@ def plan_face(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = None
 def plan_restore(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = None) -> RestoreRequest:
     require_kind("restore", welcome)
     mask = canvas.mask() if canvas.selection_bounds() is not None else None
-    return RestoreRequest(restorer=s.restorer or None, image=canvas.image(), mask=mask)
+    return RestoreRequest(model=s.restorer or None, image=canvas.image(), mask=mask)
 
 
 def plan_upscale(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = None) -> UpscaleRequest:

@@ -178,8 +178,9 @@ class RestoreRequest(JobRequest):
     """`restore`: face restoration model (GFPGAN/CodeFormer-like) over the image."""
 
     kind: ClassVar[str] = "restore"
-    restorer: str | None = None
-    strength: float | None = None
+    model: str | None = None  # a name from welcome.restorers
+    fidelity: float | None = None
+    blend: float | None = None
     image: WireImage | None = _image("image")
     mask: WireImage | None = _image("mask")
 

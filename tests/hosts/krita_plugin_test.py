@@ -33,6 +33,8 @@ def krita_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kr
     models = base / "models"
     subprocess.run([sys.executable, "-m", "server.cli", "make-test-model", str(models), "--arch", "sd15"],
                    cwd=ROOT, check=True, capture_output=True, timeout=300)  # fmt: skip
+    subprocess.run([sys.executable, "-m", "server.cli", "make-test-model", str(models / "GFPGAN"), "--arch",
+                    "gfpgan"], cwd=ROOT, check=True, capture_output=True, timeout=300)  # fmt: skip
     srv = start_serve(models, base / "serve.log")
     try:
         template = prepare_template(base, plugin_zip)
@@ -139,8 +141,9 @@ def test_face(krita_session: tuple[KritaRun, dict]) -> None:
     res = run.result("face")
     expect_kind(res, "face")
     assert res["ok"], res.get("error")
-    # A synthetic canvas has no face: either a layer or a clear "no face" outcome, never a crash.
-    assert [f["status"] for f in res["finished"]] in (["result"], ["error"]), res
+    # The face is given as a selection: one re-rendered face, as a new layer.
+    assert [f["status"] for f in res["finished"]] == ["result"], res
+    assert res["new_layer"] is not None, res
 
 
 def test_restore(krita_session: tuple[KritaRun, dict]) -> None:
@@ -148,7 +151,9 @@ def test_restore(krita_session: tuple[KritaRun, dict]) -> None:
     res = run.result("restore")
     expect_kind(res, "restore")
     assert res["ok"], res.get("error")
-    assert [f["status"] for f in res["finished"]] in (["result"], ["error"]), res
+    # The tiny GFPGAN restores the selected face area: a new layer.
+    assert [f["status"] for f in res["finished"]] == ["result"], res
+    assert res["new_layer"] is not None, res
 
 
 def test_cancel_mid_job_leaves_no_layer(krita_session: tuple[KritaRun, dict]) -> None:

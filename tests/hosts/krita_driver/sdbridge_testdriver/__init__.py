@@ -195,16 +195,25 @@ def sc_upscale(res):
     yield from run_action(res, "sdbridge_upscale", doc, timeout=180)
 
 
+def select_face_area(doc):
+    # The drawn canvas has no real face, so mark one the way an artist would: a selection.
+    sel = Selection()
+    sel.select(24, 24, 64, 64, 255)
+    doc.setSelection(sel)
+
+
 def sc_face(res):
     settings(seed=13)
     doc = new_doc("face")
+    select_face_area(doc)
     yield from run_action(res, "sdbridge_face", doc)
 
 
 def sc_restore(res):
     settings()
     doc = new_doc("restore")
-    yield from run_action(res, "sdbridge_restore", doc)
+    select_face_area(doc)
+    yield from run_action(res, "sdbridge_restore", doc, timeout=180)
 
 
 def sc_cancel(res):
