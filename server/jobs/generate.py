@@ -253,17 +253,9 @@ def upscale(ctx: JobContext, pixels: np.ndarray, hr: Hires) -> np.ndarray:
     """First-pass pixels → target size, with PIL or a model upscaler from welcome.upscalers."""
     if hr.upscaler in PIXEL_UPSCALERS:
         return np.asarray(Image.fromarray(pixels).resize((hr.width, hr.height), PIXEL_UPSCALERS[hr.upscaler]))
-    from ..models.upscaler import load_upscaler, upscale_tiled  # model upscalers (spandrel)
+    from ..models.upscaler import upscale_with  # model upscalers (spandrel)
 
-    path = ctx.models.asset("upscalers", hr.upscaler)
-    try:
-        desc = load_upscaler(path, ctx.models.device)
-    except Exception as exc:
-        raise ProtocolError("model_load", f"cannot load upscaler {hr.upscaler!r}: {exc}") from exc
-    big = pixels
-    while big.shape[1] < hr.width or big.shape[0] < hr.height:  # a 2x model may run twice for 4x
-        big = upscale_tiled(desc, big)
-    return np.asarray(Image.fromarray(big).resize((hr.width, hr.height), Image.Resampling.LANCZOS))
+    return upscale_with(ctx.models, hr.upscaler, pixels, (hr.width, hr.height), ctx.cancelled)
 
 
 def _large(model: LoadedModel, width: int, height: int) -> bool:

@@ -26,6 +26,7 @@ from tiling.geometry import Rect as LRect
 from ..imaging.compose import Patch, composite
 from ..imaging.geometry import Rect
 from ..imaging.masks import blend_mask, changed_rect, denoise_mask, latent_mask, to_alpha
+from ..models.upscaler import upscale_with
 from ..pipelines import denoise, tiled
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
@@ -168,25 +169,7 @@ def denoise_steps(req: UpscaleRequest) -> int:
 
 def upscale_pixels(ctx: JobContext, req: UpscaleRequest) -> np.ndarray:
     """Source RGB → output size with the upscaler model (repeated for larger factors) or Lanczos."""
-    rgb = np.ascontiguousarray(req.image[..., :3])
-    size = (req.width, req.height)
-    if req.upscaler is None:
-        return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
-    from ..models.upscaler import load_upscaler, upscale_tiled
-
-    path = ctx.models.asset("upscalers", req.upscaler)
-    try:
-        desc = load_upscaler(path, ctx.models.device)
-    except Exception as exc:
-        raise ProtocolError("model_load", f"cannot load upscaler {req.upscaler!r}: {exc}") from exc
-    big = rgb
-    while big.shape[1] < req.width or big.shape[0] < req.height:  # a 2x model may run twice for 4x
-        if ctx.cancelled():
-            raise denoise.Cancelled
-        big = upscale_tiled(desc, big)
-    if (big.shape[1], big.shape[0]) == size:
-        return big
-    return np.asarray(Image.fromarray(big).resize(size, Image.Resampling.LANCZOS))
+    return upscale_with(ctx.models, req.upscaler, req.image[..., :3], (req.width, req.height), ctx.cancelled)
 
 
 def _alpha(req: UpscaleRequest) -> np.ndarray | None:

@@ -14,7 +14,9 @@ with one small dependency and no network access.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +25,12 @@ from PIL import Image
 from tiling.geometry import Rect
 from tiling.plan import plan_tiles
 from tiling.weights import TileWeights
+
+from ..pipelines.denoise import Cancelled
+from ..protocol import ProtocolError
+
+if TYPE_CHECKING:
+    from .registry import ModelManager
 
 MODEL_SUFFIXES = (".pth", ".safetensors")
 # A1111 keeps upscalers in models/ESRGAN and models/RealESRGAN; ComfyUI in models/upscale_models.
@@ -205,3 +213,29 @@ def write_test_upscaler(
     path = out_dir / f"{name}.pth"
     torch.save(payload, path)
     return path
+
+
+def upscale_with(
+    models: ModelManager,
+    name: str | None,
+    rgb: np.ndarray,
+    size: tuple[int, int],
+    cancelled: Callable[[], bool] = lambda: False,
+) -> np.ndarray:
+    """HxWx3 uint8 → `size` (w, h): the named upscaler from `welcome.upscalers` (repeated while the
+    image is still smaller, e.g. a 2× model twice for 4×, then Lanczos to the exact size), or Lanczos
+    alone when `name` is None. `cancelled()` is checked between model passes."""
+    big = np.ascontiguousarray(rgb)
+    if name is not None:
+        path = models.asset("upscalers", name)
+        try:
+            desc = load_upscaler(path, models.device)
+        except Exception as exc:
+            raise ProtocolError("model_load", f"cannot load upscaler {name!r}: {exc}") from exc
+        while big.shape[1] < size[0] or big.shape[0] < size[1]:
+            if cancelled():
+                raise Cancelled
+            big = upscale_tiled(desc, big)
+    if (big.shape[1], big.shape[0]) == size:
+        return big
+    return np.asarray(Image.fromarray(big).resize(size, Image.Resampling.LANCZOS))
