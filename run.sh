@@ -3,7 +3,7 @@
 #   ./run.sh serve [sdbridge serve options]  make .venv if needed, start the server
 #                                            (a tiny random-weight demo model when no --models is given)
 #   ./run.sh test [pytest options]           make .venv + the real editor hosts (Krita 5, GIMP 3 chroot),
-#                                            then run the whole test suite
+#                                            then ruff (lint + format check) and the whole test suite
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 VENV="${SDBRIDGE_VENV:-.venv}"
@@ -34,6 +34,9 @@ case "$cmd" in
     for s in tests/hosts/krita_setup.sh tests/hosts/gimp_setup.sh; do
       if [ -x "$s" ]; then "$s"; fi
     done
+    # Style is part of the suite: lint and formatting must be clean before any test runs.
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
   *)

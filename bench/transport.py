@@ -43,8 +43,9 @@ async def ours(url: str, img: np.ndarray) -> float:
     h, w = img.shape[:2]
     async with await Client.connect(url) as client:
         t0 = time.perf_counter()
-        res = await client.run("echo", {"result_format": "rgba8"},
-                               {"image": {"format": "rgba8", "w": w, "h": h, "data": img.tobytes()}})
+        res = await client.run(
+            "echo", {"result_format": "rgba8"}, {"image": {"format": "rgba8", "w": w, "h": h, "data": img.tobytes()}}
+        )
         out = np.frombuffer(res["images"][0]["data"], np.uint8).reshape(h, w, 4)
         dt = time.perf_counter() - t0
     assert np.array_equal(out, img)

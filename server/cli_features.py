@@ -22,8 +22,12 @@ def add_feature_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hires-steps", type=int, help="hires fix: steps of the second pass (default: --steps)")
     g.add_argument("--hires-strength", type=float, help="hires fix: denoising strength (default 0.5)")
     g.add_argument("--hires-upscaler", help="lanczos | bicubic | nearest | latent | an upscaler model name")
-    g.add_argument("--hires-tile", choices=("auto", "on", "off"), default="auto",
-                   help="tile the second pass with the fused tiler (auto: when larger than 2x2 native)")
+    g.add_argument(
+        "--hires-tile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="tile the second pass with the fused tiler (auto: when larger than 2x2 native)",
+    )
 
 
 def feature_params(args: argparse.Namespace) -> dict[str, Any]:

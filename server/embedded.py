@@ -28,8 +28,13 @@ class RunningServer:
         self.thread.join(timeout=30)
 
 
-def start_server(models: Path | None, limits: Limits | None = None, token: str | None = None,
-                 host: str = "127.0.0.1", device: torch.device | None = None) -> RunningServer:
+def start_server(
+    models: Path | None,
+    limits: Limits | None = None,
+    token: str | None = None,
+    host: str = "127.0.0.1",
+    device: torch.device | None = None,
+) -> RunningServer:
     """A real `Server` on a free port, in a thread with its own event loop; returns once listening."""
     dev = device or torch.device("cpu")
     dtype = torch.float16 if dev.type == "cuda" else torch.float32

@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def find_files(root: Path, folders: Iterable[str], suffixes: tuple[str, ...], by_stem: bool = False,
-               inside_root: bool = False) -> dict[str, Path]:
+def find_files(
+    root: Path, folders: Iterable[str], suffixes: tuple[str, ...], by_stem: bool = False, inside_root: bool = False
+) -> dict[str, Path]:
     """Name → file for every file with one of `suffixes` below `root/<folder>` (first folder wins).
 
     Names are the path inside the folder without suffix (`sub/name`), or just the stem when

@@ -81,10 +81,24 @@ _DIFFUSERS = re.compile(
     r"^(unet|text_encoder|text_encoder_2)\.(.+?)[._](lora_A|lora_B|lora\.down|lora\.up|lora_down|lora_up|alpha)"
     r"(?:\.weight)?$"
 )
-_COMPONENT = {"lora_unet": "unet", "lora_te": "te0", "lora_te1": "te0", "lora_te2": "te1",
-              "unet": "unet", "text_encoder": "te0", "text_encoder_2": "te1"}
-_ROLE = {"lora_down": "down", "lora_A": "down", "lora.down": "down", "lora_up": "up", "lora_B": "up",
-         "lora.up": "up", "alpha": "alpha"}
+_COMPONENT = {
+    "lora_unet": "unet",
+    "lora_te": "te0",
+    "lora_te1": "te0",
+    "lora_te2": "te1",
+    "unet": "unet",
+    "text_encoder": "te0",
+    "text_encoder_2": "te1",
+}
+_ROLE = {
+    "lora_down": "down",
+    "lora_A": "down",
+    "lora.down": "down",
+    "lora_up": "up",
+    "lora_B": "up",
+    "lora.up": "up",
+    "alpha": "alpha",
+}
 
 
 def _diffusers_module(path: str) -> str:

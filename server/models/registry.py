@@ -200,9 +200,7 @@ class ModelManager:
                 if entry.path.is_dir():
                     model = loader.load_diffusers_folder(entry.path, entry.name, self.device, self.dtype)
                 else:
-                    model = loader.load_single_file(
-                        entry.path, entry.name, self.device, self.dtype, self.allow_pickle
-                    )
+                    model = loader.load_single_file(entry.path, entry.name, self.device, self.dtype, self.allow_pickle)
             except Exception as exc:
                 log.exception("loading %s failed", entry.path)
                 raise ProtocolError("model_load", f"cannot load model {entry.name!r}: {exc}") from exc

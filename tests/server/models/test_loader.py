@@ -46,8 +46,10 @@ def test_single_file_round_trip_is_exact(models_dir: Path, family: str) -> None:
 def test_ldm_layout_has_the_real_key_names(models_dir: Path) -> None:
     sd15 = load_file(str(models_dir / "tiny-sd15.safetensors"))
     assert "model.diffusion_model.input_blocks.0.0.weight" in sd15
-    assert "first_stage_model.decoder.mid.attn_1.q.weight" in sd15 and sd15[
-        "first_stage_model.decoder.mid.attn_1.q.weight"].ndim == 4  # 1x1 conv, as in LDM files
+    assert (
+        "first_stage_model.decoder.mid.attn_1.q.weight" in sd15
+        and sd15["first_stage_model.decoder.mid.attn_1.q.weight"].ndim == 4
+    )  # 1x1 conv, as in LDM files
     assert "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight" in sd15
     xl = load_file(str(models_dir / "tiny-sdxl.safetensors"))
     assert "conditioner.embedders.1.model.transformer.resblocks.9.attn.in_proj_weight" in xl
@@ -111,10 +113,16 @@ def test_diffusers_folder_loads(tmp_path: Path, models_dir: Path) -> None:
     from diffusers import StableDiffusionPipeline
 
     m = loader.load_single_file(models_dir / "tiny-sd15.safetensors", "t", CPU, torch.float32, False)
-    pipe = StableDiffusionPipeline(vae=m.vae, text_encoder=m.text_encoders[0], tokenizer=m.tokenizers[0],
-                                   unet=m.unet, scheduler=__import__("diffusers").EulerDiscreteScheduler.from_config(
-                                       m.scheduler_config), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=m.vae,
+        text_encoder=m.text_encoders[0],
+        tokenizer=m.tokenizers[0],
+        unet=m.unet,
+        scheduler=__import__("diffusers").EulerDiscreteScheduler.from_config(m.scheduler_config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.save_pretrained(tmp_path / "diffusers" / "my-folder-model")
     mm = ModelManager(tmp_path, CPU, torch.float32)
     assert mm.entries["my-folder-model"].family == "diffusers"

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gimp_harness as harness
 import numpy as np
 import pytest
-from gimp_host import harness
 
 from plugins.gimp import build as gimp_build
 

@@ -186,10 +186,40 @@ def test_batch_returns_distinct_seeds_and_images(srv: RunningServer) -> None:
 
 def test_cli_generate_with_features(srv: RunningServer, tmp_path: Path) -> None:
     out = tmp_path / "cli.png"
-    rc = cli_main(["generate", "a cat <lora:lora-sd15:0.8> embedding-sd15", "--url", srv.url, "--out", str(out),
-                   "--model", "tiny-sd15", "--steps", "2", "--seed", "9", "--size", "64x64", "--batch", "2",
-                   "--vae", "vae-sd15", "--clip-skip", "2", "--blend", "frog", "--blend-ratio", "0.3",
-                   "--hires-scale", "1.5", "--hires-steps", "2", "--hires-upscaler", "bicubic"])
+    rc = cli_main(
+        [
+            "generate",
+            "a cat <lora:lora-sd15:0.8> embedding-sd15",
+            "--url",
+            srv.url,
+            "--out",
+            str(out),
+            "--model",
+            "tiny-sd15",
+            "--steps",
+            "2",
+            "--seed",
+            "9",
+            "--size",
+            "64x64",
+            "--batch",
+            "2",
+            "--vae",
+            "vae-sd15",
+            "--clip-skip",
+            "2",
+            "--blend",
+            "frog",
+            "--blend-ratio",
+            "0.3",
+            "--hires-scale",
+            "1.5",
+            "--hires-steps",
+            "2",
+            "--hires-upscaler",
+            "bicubic",
+        ]
+    )
     assert rc == 0
     written = sorted(tmp_path.glob("cli-*.png"))
     assert len(written) == 2 and all(Image.open(p).size == (96, 96) for p in written)

@@ -28,8 +28,13 @@ OK_PARAMS = {"prompt": "x", "model": "tiny-sd15", "steps": 1, "width": 64, "heig
 
 
 def job(params: dict | None = None, images: dict | None = None, kind: str = "generate", jid: str = "j") -> dict:
-    return {"type": "job", "id": jid, "kind": kind, "params": OK_PARAMS if params is None else params,
-            "images": images or {}}
+    return {
+        "type": "job",
+        "id": jid,
+        "kind": kind,
+        "params": OK_PARAMS if params is None else params,
+        "images": images or {},
+    }
 
 
 def png(w: int, h: int) -> bytes:
@@ -51,8 +56,16 @@ def png_bomb(w: int, h: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def small(models_dir: Path):
-    running = start_server(models_dir, Limits(max_image_pixels=128 * 128, max_pixels=128 * 128,
-                                              max_message_bytes=1 << 20, max_steps=4, max_queued_per_client=3))
+    running = start_server(
+        models_dir,
+        Limits(
+            max_image_pixels=128 * 128,
+            max_pixels=128 * 128,
+            max_message_bytes=1 << 20,
+            max_steps=4,
+            max_queued_per_client=3,
+        ),
+    )
     yield running
     running.close()
 
@@ -131,8 +144,11 @@ def test_queue_limit_per_client(small) -> None:
     raw = Raw(small.url)
     codes = []
     for i in range(6):
-        codes += [e.get("code", e["type"]) for e in raw.replies(job(jid=f"q{i}", params=OK_PARAMS | {"steps": 4}))
-                  if e.get("id") == f"q{i}" and e["type"] in ("queued", "error")]
+        codes += [
+            e.get("code", e["type"])
+            for e in raw.replies(job(jid=f"q{i}", params=OK_PARAMS | {"steps": 4}))
+            if e.get("id") == f"q{i}" and e["type"] in ("queued", "error")
+        ]
     assert "too_many_jobs" in codes and codes[0] == "queued"
     for i in range(6):
         raw.send({"type": "cancel", "id": f"q{i}"})

@@ -122,8 +122,14 @@ def test_progress_counts_steps_and_carries_throttled_previews(server) -> None:
 def test_a_client_that_stops_reading_does_not_block_others(server) -> None:
     stuck = Raw(server.url)
     # A big rgba8 batch that this client will never read: the server's sends to it stall.
-    stuck.send({"type": "job", "id": uuid.uuid4().hex, "kind": "generate",
-                "params": FAST | {"batch": 8, "width": 256, "height": 256, "result_format": "rgba8"}})
+    stuck.send(
+        {
+            "type": "job",
+            "id": uuid.uuid4().hex,
+            "kind": "generate",
+            "params": FAST | {"batch": 8, "width": 256, "height": 256, "result_format": "rgba8"},
+        }
+    )
     time.sleep(0.5)
     t0 = time.monotonic()
     res = run(_generate(server.url, FAST | {"seed": 99}))
@@ -156,11 +162,22 @@ def test_chunked_upload_is_accepted(server) -> None:
     rgba = np.random.default_rng(0).integers(0, 255, (64, 64, 4), dtype=np.uint8).tobytes()
     raw = Raw(server.url)
     for i in range(4):
-        assert raw.replies({"type": "blob", "ref": "up", "seq": i, "data": rgba[i * 4096 : (i + 1) * 4096],
-                            "last": i == 3}) == []
+        assert (
+            raw.replies(
+                {"type": "blob", "ref": "up", "seq": i, "data": rgba[i * 4096 : (i + 1) * 4096], "last": i == 3}
+            )
+            == []
+        )
     jid = uuid.uuid4().hex
-    raw.send({"type": "job", "id": jid, "kind": "generate", "params": FAST | {"strength": 0.5},
-              "images": {"init": {"format": "rgba8", "w": 64, "h": 64, "blob": "up"}}})
+    raw.send(
+        {
+            "type": "job",
+            "id": jid,
+            "kind": "generate",
+            "params": FAST | {"strength": 0.5},
+            "images": {"init": {"format": "rgba8", "w": 64, "h": 64, "blob": "up"}},
+        }
+    )
     assert raw.until(jid)["type"] == "result"
 
 

@@ -46,8 +46,12 @@ def served(request, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     assert made.returncode == 0, made.stderr
     assert Path(made.stdout.strip()).suffix == ".safetensors"
     port = free_port()
-    proc = subprocess.Popen([*SDBRIDGE, "serve", "--models", str(models), "--port", str(port)],
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [*SDBRIDGE, "serve", "--models", str(models), "--port", str(port)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         wait_listening(port, proc)
         yield f"ws://127.0.0.1:{port}", tmp_path_factory.mktemp("out")
@@ -82,8 +86,24 @@ def test_img2img_and_batch_from_the_cli(served) -> None:
     init = out / "a.png"
     if not init.exists():
         sdbridge("generate", "x", "--seed", "1", "--steps", "1", "--size", "64x64", "--url", url, "--out", str(init))
-    res = sdbridge("generate", "a dog", "--init", str(init), "--strength", "0.5", "--steps", "2", "--seed", "5",
-                   "--batch", "2", "--url", url, "--out", str(out / "i.png"))
+    res = sdbridge(
+        "generate",
+        "a dog",
+        "--init",
+        str(init),
+        "--strength",
+        "0.5",
+        "--steps",
+        "2",
+        "--seed",
+        "5",
+        "--batch",
+        "2",
+        "--url",
+        url,
+        "--out",
+        str(out / "i.png"),
+    )
     assert res.returncode == 0, res.stderr
     files = [Path(p) for p in res.stdout.split()]
     assert [f.name for f in files] == ["i-1.png", "i-2.png"]
@@ -111,12 +131,23 @@ def test_serve_refuses_public_bind_without_token(tmp_path: Path) -> None:
 def test_serve_without_models_uses_tiny_demo_model(tmp_path: Path) -> None:
     port = free_port()
     env = dict(os.environ, SDBRIDGE_HOME=str(tmp_path))
-    proc = subprocess.Popen([*SDBRIDGE, "serve", "--port", str(port)], env=env, stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [*SDBRIDGE, "serve", "--port", str(port)], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
     try:
         wait_listening(port, proc)
-        res = sdbridge("generate", "demo", "--steps", "1", "--seed", "3", "--url", f"ws://127.0.0.1:{port}",
-                       "--out", str(tmp_path / "demo.png"))
+        res = sdbridge(
+            "generate",
+            "demo",
+            "--steps",
+            "1",
+            "--seed",
+            "3",
+            "--url",
+            f"ws://127.0.0.1:{port}",
+            "--out",
+            str(tmp_path / "demo.png"),
+        )
         assert res.returncode == 0, res.stderr
         assert Image.open(tmp_path / "demo.png").size == (64, 64)
         assert (tmp_path / "demo-models" / "demo-tiny-sd15.safetensors").is_file()

@@ -10,13 +10,10 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 from krita_harness import KritaRun, build_zip, fresh_profile, prepare_template, require_krita, run_krita
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
 from plugin_serve import ROOT, start_serve  # noqa: E402
 
 pytestmark = pytest.mark.krita

@@ -7,15 +7,19 @@ import numpy as np
 import pytest
 
 from server.client import ServerError
-from tests.edit_helpers import apply, gray8, job, photo, pixels, rgba8
+from tests.server.jobs.edit_helpers import apply, gray8, job, photo, pixels, rgba8
 
 S = 256
 
 
 def test_face_rerender_changes_only_the_face_region(server) -> None:
     img = photo("astronaut", S, S)
-    res = job(server.url, "face", {"prompt": "a smiling face", "model": "tiny-sd15", "seed": 4, "steps": 3,
-                                   "strength": 0.6}, {"image": rgba8(img)})
+    res = job(
+        server.url,
+        "face",
+        {"prompt": "a smiling face", "model": "tiny-sd15", "seed": 4, "steps": 3, "strength": 0.6},
+        {"image": rgba8(img)},
+    )
     assert res["params"]["source"] == "detector"
     (face,) = res["params"]["faces"]
     fx, fy, fw, fh = face
@@ -46,8 +50,9 @@ def test_faces_from_a_mask(server) -> None:
     mask = np.zeros((120, 160), np.uint8)
     mask[20:50, 20:50] = 255
     mask[60:100, 100:140] = 255
-    res = job(server.url, "face", {"model": "tiny-sd15", "seed": 9, "steps": 2}, {"image": rgba8(img),
-                                                                                "mask": gray8(mask)})
+    res = job(
+        server.url, "face", {"model": "tiny-sd15", "seed": 9, "steps": 2}, {"image": rgba8(img), "mask": gray8(mask)}
+    )
     assert res["params"]["source"] == "mask"
     assert sorted(res["params"]["faces"]) == [[20, 20, 30, 30], [100, 60, 40, 40]]
     assert [r["seed"] for r in res["images"]] == [9, 10]
@@ -58,5 +63,9 @@ def test_faces_from_a_mask(server) -> None:
 
 def test_face_mask_errors(server) -> None:
     with pytest.raises(ServerError, match="empty"):
-        job(server.url, "face", {"model": "tiny-sd15"},
-            {"image": rgba8(photo("chelsea", 64, 48)), "mask": gray8(np.zeros((48, 64), np.uint8))})
+        job(
+            server.url,
+            "face",
+            {"model": "tiny-sd15"},
+            {"image": rgba8(photo("chelsea", 64, 48)), "mask": gray8(np.zeros((48, 64), np.uint8))},
+        )

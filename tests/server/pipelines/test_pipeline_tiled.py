@@ -89,8 +89,12 @@ def test_large_generate_uses_the_fused_tiler(server) -> None:
 
     async def go() -> dict:
         async with await connect(server.url) as c:
-            return await c.run("generate", {"prompt": "a hill", "model": "tiny-sd15", "seed": 1, "steps": 2,
-                                            "width": 176, "height": 96}, {}, on_event=events.append)
+            return await c.run(
+                "generate",
+                {"prompt": "a hill", "model": "tiny-sd15", "seed": 1, "steps": 2, "width": 176, "height": 96},
+                {},
+                on_event=events.append,
+            )
 
     res = run(go())
     (plan,) = [e for e in events if e["type"] == "plan"]  # beyond 2x the native 64 px side: tiled

@@ -20,7 +20,7 @@ from server.client import ServerError
 from server.embedded import RunningServer, start_server
 from server.models.upscaler import lanczos_upscale, load_upscaler, upscale_tiled, write_test_upscaler
 from tests.conftest import connect, run
-from tests.edit_helpers import gray8, photo, pixels, rgba8
+from tests.server.jobs.edit_helpers import gray8, photo, pixels, rgba8
 from tests.tiling.tiling_helpers import smooth_gradient
 from tiling.plan import overlap_for_strength, plan_tiles
 from tiling.seams import plan_seams, sgr_ms
@@ -265,7 +265,7 @@ def test_cli_upscale_with_mask(up_server, tmp_path: Path) -> None:
         "--url",
         up_server.url,
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[3])
     assert done.returncode == 0, done.stderr
     written = np.asarray(Image.open(out))
     assert written.shape[:2] == (96, 128)

@@ -121,8 +121,11 @@ def test_lora_patch_math_and_exact_restore(tree: Path, model) -> None:
     for w, orig, key in zip(
         (linear, conv3, conv1),
         originals,
-        ("down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q", "down_blocks_0_resnets_0_conv1",
-         "down_blocks_0_attentions_0_proj_in"),
+        (
+            "down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q",
+            "down_blocks_0_resnets_0_conv1",
+            "down_blocks_0_attentions_0_proj_in",
+        ),
         strict=True,
     ):
         p = pairs[key]

@@ -7,19 +7,21 @@ import numpy as np
 import pytest
 
 from server.client import ServerError
-from tests.edit_helpers import apply, gray8, job, photo, rgba8
+from tests.server.jobs.edit_helpers import apply, gray8, job, photo, rgba8
 
 W, H = 90, 70
 MARGIN = 12
 
 
-@pytest.mark.parametrize(
-    ("side", "px"), [("left", 24), ("right", 20), ("top", 16), ("bottom", 22)]
-)
+@pytest.mark.parametrize(("side", "px"), [("left", 24), ("right", 20), ("top", 16), ("bottom", 22)])
 def test_outpaint_each_edge(server, side: str, px: int) -> None:
     img = photo("coffee", W, H)
-    res = job(server.url, "outpaint", {"model": "tiny-sd15", "seed": 5, "steps": 2, side: px, "margin": MARGIN},
-              {"image": rgba8(img)})
+    res = job(
+        server.url,
+        "outpaint",
+        {"model": "tiny-sd15", "seed": 5, "steps": 2, side: px, "margin": MARGIN},
+        {"image": rgba8(img)},
+    )
     left, top = (px if side == "left" else 0), (px if side == "top" else 0)
     nw = W + (px if side in ("left", "right") else 0)
     nh = H + (px if side in ("top", "bottom") else 0)
@@ -36,8 +38,10 @@ def test_outpaint_each_edge(server, side: str, px: int) -> None:
     orig[top : top + H, left : left + W] = img
     assert np.array_equal(out[old & ~touched], orig[old & ~touched])
     far = old.copy()
-    far[top + (MARGIN if side == "top" else 0) : top + H - (MARGIN if side == "bottom" else 0),
-        left + (MARGIN if side == "left" else 0) : left + W - (MARGIN if side == "right" else 0)] = False
+    far[
+        top + (MARGIN if side == "top" else 0) : top + H - (MARGIN if side == "bottom" else 0),
+        left + (MARGIN if side == "left" else 0) : left + W - (MARGIN if side == "right" else 0),
+    ] = False
     assert not (touched & old & ~far).any()
     # And the returned rects are the strip plus the margin, nothing more.
     (r,) = res["images"]
@@ -46,8 +50,12 @@ def test_outpaint_each_edge(server, side: str, px: int) -> None:
 
 def test_two_sides_and_a_large_extension_use_the_tiler(server) -> None:
     img = photo("chelsea", 64, 48)
-    res = job(server.url, "outpaint", {"model": "tiny-sd15", "seed": 1, "steps": 2, "right": 96, "top": 24},
-              {"image": rgba8(img)})
+    res = job(
+        server.url,
+        "outpaint",
+        {"model": "tiny-sd15", "seed": 1, "steps": 2, "right": 96, "top": 24},
+        {"image": rgba8(img)},
+    )
     assert res["canvas"] == {"w": 160, "h": 72}
     assert res["params"]["tiled"] is True  # the region is wider than 1.5 native passes of the tiny model
     assert len(res["images"]) == 2
@@ -61,8 +69,12 @@ def test_two_sides_and_a_large_extension_use_the_tiler(server) -> None:
 def test_selection_over_transparent_area(server) -> None:
     img = photo("coffee", W, H)
     img[:, 70:, 3] = 0  # the user enlarged the canvas in the editor: a transparent strip
-    res = job(server.url, "outpaint", {"model": "tiny-sd15", "seed": 1, "steps": 2, "margin": 8},
-              {"image": rgba8(img), "mask": gray8(np.full((H, W), 255, np.uint8) * (np.arange(W) >= 60))})
+    res = job(
+        server.url,
+        "outpaint",
+        {"model": "tiny-sd15", "seed": 1, "steps": 2, "margin": 8},
+        {"image": rgba8(img), "mask": gray8(np.full((H, W), 255, np.uint8) * (np.arange(W) >= 60))},
+    )
     assert "canvas" not in res or res["canvas"] is None
     out, touched = apply(img, res)
     assert (out[:, 70:, 3] == 255).all()  # filled

@@ -74,7 +74,7 @@ def run_batch(
     for stale in (ROOT / WORK.lstrip("/")).glob(f"{tag}.*"):  # earlier runs' dumps (kept for post-mortems)
         shutil.rmtree(stale, ignore_errors=True)
     work.mkdir(parents=True)
-    shutil.copy2(Path(__file__).with_name("batch.py"), work / "batch.py")
+    shutil.copy2(Path(__file__).with_name("gimp_batch.py"), work / "batch.py")
     (work / "scenarios.json").write_text(json.dumps(scenarios))
     env = [
         "PATH=/usr/bin:/bin", "HOME=/root", "LANG=C.UTF-8",

@@ -37,7 +37,10 @@ def test_welcome_describes_server(server) -> None:
     assert w["protocol"] == 1 and w["server"].startswith("sdbridge")
     assert w["device"] == "cpu" and w["vram"] is None
     assert {m["name"]: m["family"] for m in w["models"]} == {
-        "tiny-sd15": "sd15", "tiny-sdxl": "sdxl", "tiny-sd15-inpaint": "sd15-inpaint"}
+        "tiny-sd15": "sd15",
+        "tiny-sdxl": "sdxl",
+        "tiny-sd15-inpaint": "sd15-inpaint",
+    }
     assert "generate" in w["jobs"]
     assert {"Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC"} <= set(w["samplers"])
     assert w["limits"]["max_pixels"] > 0 and w["limits"]["max_message_bytes"] > 0
@@ -60,22 +63,24 @@ def test_random_seed_is_reported(server) -> None:
     res = generate(server.url, {"prompt": "x", "model": "tiny-sd15", "steps": 1, "width": 64, "height": 64})
     seed = res["params"]["seed"]
     assert isinstance(seed, int) and 0 <= seed < 2**32 and res["images"][0]["seed"] == seed
-    again = generate(server.url, {"prompt": "x", "model": "tiny-sd15", "steps": 1, "width": 64, "height": 64,
-                                  "seed": seed})
+    again = generate(
+        server.url, {"prompt": "x", "model": "tiny-sd15", "steps": 1, "width": 64, "height": 64, "seed": seed}
+    )
     assert np.array_equal(pixels(res["images"][0]), pixels(again["images"][0]))
 
 
 def test_size_rounds_to_multiple_of_8(server) -> None:
-    res = generate(server.url, {"prompt": "x", "model": "tiny-sd15", "steps": 1, "width": 70, "height": 61,
-                                "seed": 1})
+    res = generate(server.url, {"prompt": "x", "model": "tiny-sd15", "steps": 1, "width": 70, "height": 61, "seed": 1})
     assert (res["params"]["width"], res["params"]["height"]) == (72, 64)
     assert pixels(res["images"][0]).shape[:2] == (64, 72)
 
 
 @pytest.mark.parametrize("sampler", NAMES)
 def test_every_sampler_name_runs(server, sampler: str) -> None:
-    res = generate(server.url, {"prompt": "a cat", "model": "tiny-sd15", "steps": 3, "sampler": sampler,
-                                "width": 64, "height": 64, "seed": 7})
+    res = generate(
+        server.url,
+        {"prompt": "a cat", "model": "tiny-sd15", "steps": 3, "sampler": sampler, "width": 64, "height": 64, "seed": 7},
+    )
     assert res["params"]["sampler"] == sampler
     assert pixels(res["images"][0]).std() > 1  # NaN latents would decode to a flat black image
 
@@ -94,8 +99,9 @@ def test_unknown_sampler_is_an_error(server) -> None:
 
 
 def test_batch_returns_distinct_seeds(server) -> None:
-    res = generate(server.url, {"prompt": "x", "model": "tiny-sd15", "steps": 2, "width": 64, "height": 64,
-                                "seed": 10, "batch": 3})
+    res = generate(
+        server.url, {"prompt": "x", "model": "tiny-sd15", "steps": 2, "width": 64, "height": 64, "seed": 10, "batch": 3}
+    )
     assert [r["seed"] for r in res["images"]] == [10, 11, 12] == res["params"]["seeds"]
     imgs = [pixels(r) for r in res["images"]]
     assert not np.array_equal(imgs[0], imgs[1])
@@ -103,8 +109,7 @@ def test_batch_returns_distinct_seeds(server) -> None:
 
 def test_img2img_follows_init_and_strength(server) -> None:
     photo = np.asarray(Image.fromarray(data.astronaut()).resize((64, 64)))
-    init = {"format": "rgba8", "w": 64, "h": 64,
-            "data": np.dstack([photo, np.full((64, 64), 255, np.uint8)]).tobytes()}
+    init = {"format": "rgba8", "w": 64, "h": 64, "data": np.dstack([photo, np.full((64, 64), 255, np.uint8)]).tobytes()}
     base = {"prompt": "a portrait", "model": "tiny-sd15", "steps": 10, "seed": 3}
     low = pixels(generate(server.url, base | {"strength": 0.2}, {"init": init})["images"][0])
     high = pixels(generate(server.url, base | {"strength": 0.9}, {"init": init})["images"][0])
@@ -119,17 +124,29 @@ def test_img2img_follows_init_and_strength(server) -> None:
 def test_img2img_png_init_and_resize(server) -> None:
     buf = io.BytesIO()
     Image.fromarray(data.astronaut()).resize((80, 40)).save(buf, format="PNG")
-    res = generate(server.url, {"prompt": "x", "model": "tiny-sd15", "steps": 2, "seed": 1, "strength": 0.5},
-                   {"init": {"format": "png", "data": buf.getvalue()}})
+    res = generate(
+        server.url,
+        {"prompt": "x", "model": "tiny-sd15", "steps": 2, "seed": 1, "strength": 0.5},
+        {"init": {"format": "png", "data": buf.getvalue()}},
+    )
     assert pixels(res["images"][0]).shape[:2] == (40, 80)
     assert res["params"]["strength"] == 0.5
 
 
 def test_rgba8_result_format(server) -> None:
-    res = generate(server.url, {"prompt": "x", "model": "tiny-sd15", "steps": 1, "width": 64, "height": 64,
-                                "seed": 1, "result_format": "rgba8"})
+    res = generate(
+        server.url,
+        {
+            "prompt": "x",
+            "model": "tiny-sd15",
+            "steps": 1,
+            "width": 64,
+            "height": 64,
+            "seed": 1,
+            "result_format": "rgba8",
+        },
+    )
     rect = res["images"][0]
     assert rect["format"] == "rgba8" and len(rect["data"]) == 64 * 64 * 4
-    png = generate(server.url, {"prompt": "x", "model": "tiny-sd15", "steps": 1, "width": 64, "height": 64,
-                                "seed": 1})
+    png = generate(server.url, {"prompt": "x", "model": "tiny-sd15", "steps": 1, "width": 64, "height": 64, "seed": 1})
     assert np.array_equal(pixels(rect)[..., :3], pixels(png["images"][0])[..., :3])

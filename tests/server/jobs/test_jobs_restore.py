@@ -12,7 +12,7 @@ import pytest
 from server.client import ServerError
 from server.models.restorer import write_test_restorer
 from tests.conftest import RunningServer, start_server
-from tests.edit_helpers import apply, job, photo, rgba8
+from tests.server.jobs.edit_helpers import apply, job, photo, rgba8
 
 
 @pytest.fixture(scope="module")
