@@ -9,6 +9,7 @@ mtimes, so after the first run a launch takes ~3–4 s instead of ~9 s.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,9 +24,12 @@ HOSTS = REPO / "tests" / "hosts"
 ROOT = Path(os.environ.get("GIMP3_ROOT", "/tmp/gimp3-root"))
 GIMP = "/usr/bin/gimp-console-3.0"
 GIMP_GUI = "/usr/bin/gimp-3.0"
-PROFILE = "/var/tmp/sdbridge-gimp-profile"  # as seen inside the chroot
-PROFILE_GUI = "/var/tmp/sdbridge-gimp-profile-gui"
-WORK = "/var/tmp/sdbridge-gimp-work"
+# Paths as seen inside the chroot, one set per checkout: suites of two checkouts may run at once
+# and must not install their plug-in into each other's profile or clean up each other's runs.
+_CHECKOUT = hashlib.sha1(str(REPO).encode()).hexdigest()[:10]
+PROFILE = f"/var/tmp/sdbridge-gimp-profile-{_CHECKOUT}"
+PROFILE_GUI = f"/var/tmp/sdbridge-gimp-profile-gui-{_CHECKOUT}"
+WORK = f"/var/tmp/sdbridge-gimp-work-{_CHECKOUT}"
 
 
 def missing_reason() -> str | None:
