@@ -16,6 +16,7 @@ import websockets
 from websockets.asyncio.server import ServerConnection, serve
 
 from . import __version__, images
+from .errors import JobError
 from .jobs import KINDS
 from .jobs.base import ParseContext
 from .limits import Limits
@@ -220,6 +221,8 @@ class Server:
         except ProtocolError as exc:
             exc.job_id = exc.job_id or job_id  # helpers deep in parsing don't know the id
             raise
+        except JobError as exc:  # from the model layer (unknown model, bad name…): same code and message
+            raise ProtocolError(exc.code, exc.message, job_id) from exc
         job = Job(job_id, kind, request, conn.id)
         self.subscribers.setdefault(job_id, set()).add(conn)
         try:

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from . import images
+from .errors import Cancelled, JobError
 from .jobs import KINDS
 from .jobs.base import JobContext, JobResult, ResultImage
 from .limits import Limits
 from .models.registry import ModelManager
-from .pipelines.denoise import Cancelled
 from .protocol import ProtocolError, error_event
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class JobQueue:
             event = self._result_event(job, result)
         except Cancelled:
             event = {"type": "cancelled", "id": job.id}
-        except ProtocolError as exc:
+        except (ProtocolError, JobError) as exc:
             event = error_event(exc.code, exc.message, job.id)
         except Exception as exc:  # a job failure must never take the worker down
             event = _failure_event(job.id, exc)

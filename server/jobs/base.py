@@ -7,7 +7,7 @@ validation error reaches the client before anything is queued), then runs that r
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -45,7 +45,6 @@ class JobContext:
     cancelled: Callable[[], bool]
     partial: Callable[[ResultImage], None] = lambda _img: None
     plan: Callable[[dict[str, Any]], None] = lambda _plan: None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..errors import Cancelled
 from ..models.loader import LoadedModel
 from ..pipelines import denoise, tiled
 from ..pipelines.preview import latent_rgb
@@ -294,7 +295,7 @@ class _Progress:
     def step(self, model: LoadedModel) -> Callable[[int, int, torch.Tensor], None]:
         def on_step(_step: int, _total: int, latents: torch.Tensor) -> None:
             if self.ctx.cancelled():
-                raise denoise.Cancelled
+                raise Cancelled
             self.done += 1
             self.ctx.progress(min(self.done, self.total), self.total, latent_rgb(latents, model.family.xl))
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from tiling.plan import overlap_for_strength, plan_tiles
 
+from ..errors import Cancelled
 from ..images import to_gray
 from ..imaging.geometry import MaskError, check_mask
 from ..imaging.masks import latent_mask
@@ -49,7 +50,7 @@ class Progress:
 
     def __call__(self, step: int, _total: int, latents: torch.Tensor) -> None:
         if self.ctx.cancelled():
-            raise denoise.Cancelled
+            raise Cancelled
         self.ctx.progress(self.done + step, self.total, latent_rgb(latents, self.xl))
 
 

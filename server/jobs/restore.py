@@ -6,7 +6,6 @@ The restorer file comes from the models tree (`welcome.restorers`); a missing on
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import Cancelled
 from ..imaging.faces import Face, detect_faces
-from ..models.restorer import MissingRestorer, load_restorer, resolve_restorer, restore_faces
-from ..pipelines.denoise import Cancelled
-from ..protocol import Fields, ImageRef, ProtocolError
+from ..models.restorer import MissingRestorer, resolve_restorer, restore_faces
+from ..protocol import Fields, ImageRef
 from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
 from .face import NO_FACES, mask_boxes
 from .masked import job_errors, read_mask
@@ -31,12 +30,6 @@ class RestoreRequest:
     boxes: tuple[Any, ...] | None  # face boxes from a mask; None = detect
     fidelity: float
     blend: float
-
-
-@functools.lru_cache(maxsize=1)
-def _loaded(path: Path, mtime: float, device: str) -> Any:
-    # One restorer stays resident (they are small next to a checkpoint); a changed file reloads.
-    return load_restorer(path, device)
 
 
 class Restore:
@@ -54,11 +47,7 @@ class Restore:
                 "the server has no models folder: start it with --models DIR and put a restorer "
                 "(GFPGANv1.4.pth into DIR/GFPGAN or codeformer-v0.1.0.pth into DIR/Codeformer)"
             )
-        try:
-            path = resolve_restorer(Path(root), name)
-        except MissingRestorer as exc:
-            exc.job_id = ctx.job_id
-            raise
+        path = resolve_restorer(Path(root), name)
         found = {p: n for n, p in ctx.models.assets.get("restorers", {}).items()}
         image = require_image(images, "image", ctx)
         boxes = mask_boxes(read_mask(images, "mask", image, ctx)) if "mask" in images else None
@@ -82,10 +71,7 @@ class Restore:
         }
         if not faces:
             return JobResult([], params | {"messages": [NO_FACES]})
-        try:
-            desc = _loaded(req.path, req.path.stat().st_mtime, str(ctx.models.device))
-        except (OSError, ValueError) as exc:
-            raise ProtocolError("model_load", f"cannot load face restorer {req.path.name}: {exc}") from exc
+        desc = ctx.models.restorer(req.path)
         images = []
         out = rgb
         for i, face in enumerate(faces):

@@ -23,6 +23,7 @@ from PIL import Image
 
 from tiling.geometry import Rect as LRect
 
+from ..errors import Cancelled
 from ..imaging.compose import Patch, composite
 from ..imaging.geometry import Rect
 from ..imaging.masks import blend_mask, changed_rect, denoise_mask, latent_mask, to_alpha
@@ -290,7 +291,7 @@ class Refine:
 
         def place(rect_px: LRect, pixels: np.ndarray) -> None:
             if ctx.cancelled():
-                raise denoise.Cancelled
+                raise Cancelled
             at = Rect(rect_px.x + dec.x * 8, rect_px.y + dec.y * 8, rect_px.w, rect_px.h)
             part = at.intersect(target)
             if part.is_empty:

@@ -6,12 +6,11 @@ embedding table is never changed.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import torch
 
+from .cache import FileCache, nbytes
 from .files import find_files
 
 EMBEDDING_DIRS = ("embeddings", "models/embeddings", "textual_inversion")
@@ -29,8 +28,8 @@ def discover_embeddings(root: Path) -> dict[str, Path]:
 
 Vectors = dict[str, torch.Tensor]  # "clip_l" / "clip_g" / "any" → [n, dim]
 
-_CACHE: OrderedDict[tuple[str, float], Vectors] = OrderedDict()
-_LOCK = threading.Lock()
+# Loaded embedding files for the next encode (they are a few KB each).
+_LOADED: FileCache[Vectors] = FileCache(64 << 20, lambda vectors: nbytes(vectors.values()))
 
 
 def _as_matrix(t: object, what: str) -> torch.Tensor:
@@ -61,10 +60,10 @@ def parse(data: dict) -> Vectors:
 
 
 def load(path: Path) -> Vectors:
-    key = (str(path), path.stat().st_mtime)
-    with _LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
+    return _LOADED.get(path, _read)
+
+
+def _read(path: Path) -> Vectors:
     if path.suffix.lower() == ".safetensors":
         from safetensors.torch import load_file
 
@@ -72,12 +71,7 @@ def load(path: Path) -> Vectors:
     else:
         # weights_only: an embedding file must not be able to run code when loaded.
         data = torch.load(str(path), map_location="cpu", weights_only=True)
-    vectors = parse(data)
-    with _LOCK:
-        _CACHE[key] = vectors
-        while len(_CACHE) > 64:
-            _CACHE.popitem(last=False)
-    return vectors
+    return parse(data)
 
 
 def for_encoder(vectors: Vectors, role: str, width: int, name: str) -> torch.Tensor:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 import torch
 
 from . import ldm_keys
+from .cache import FileCache, nbytes
 from .files import find_files
 
 log = logging.getLogger(__name__)
@@ -55,25 +54,22 @@ class BadLora(ValueError):
     pass
 
 
-_CACHE: OrderedDict[tuple[str, float], list[LoraPair]] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
+# Parsed LoRA files stay in (CPU) memory for the next job: the same LoRA is usually used again and again.
+LORA_CACHE_BYTES = 1 << 30
+_PARSED: FileCache[list[LoraPair]] = FileCache(
+    LORA_CACHE_BYTES, lambda pairs: nbytes(t for p in pairs for t in (p.down, p.up))
+)
 
 
 def load_pairs(path: Path) -> list[LoraPair]:
-    """Parse a LoRA file into per-layer pairs (cached by path and mtime: repeated jobs don't re-read)."""
-    key = (str(path), path.stat().st_mtime)
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
+    """Parse a LoRA file into per-layer pairs (cached by file: repeated jobs don't re-read it)."""
+    return _PARSED.get(path, _parse_file)
+
+
+def _parse_file(path: Path) -> list[LoraPair]:
     from safetensors.torch import load_file
 
-    pairs = parse_state_dict(load_file(str(path)))
-    with _CACHE_LOCK:
-        _CACHE[key] = pairs
-        while len(_CACHE) > 8:
-            _CACHE.popitem(last=False)
-    return pairs
+    return parse_state_dict(load_file(str(path)))
 
 
 _KOHYA = re.compile(r"^(lora_unet|lora_te1|lora_te2|lora_te)_(.+?)\.(lora_down|lora_up|alpha)(?:\.weight)?$")

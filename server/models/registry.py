@@ -1,4 +1,5 @@
-"""Checkpoint discovery in a models folder (plain, A1111 or ComfyUI layout) and the resident cache."""
+"""Checkpoint discovery in a models folder (plain, A1111 or ComfyUI layout), the other model files found
+there, and the model manager: one resident checkpoint plus a byte-bounded cache of upscalers/restorers."""
 
 from __future__ import annotations
 
@@ -12,8 +13,15 @@ from typing import Any
 
 import torch
 
-from ..protocol import ProtocolError
+from ..errors import ModelLoadError, UnknownModel
 from . import detect, loader
+from .cache import FileCache, module_bytes
+from .embeddings import discover_embeddings
+from .files import check_name, walk
+from .lora import discover_loras
+from .restorer import discover_restorers, load_restorer
+from .upscaler import find_upscalers, load_upscaler
+from .vae import discover_vaes
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +50,13 @@ class ModelEntry:
         }
 
 
+def _is_diffusers_folder(path: Path) -> bool:
+    return (path / "model_index.json").is_file()
+
+
 def _entry_for(path: Path, name: str) -> ModelEntry | None:
     if path.is_dir():
-        if not (path / "model_index.json").is_file():
-            return None
-        return ModelEntry(name, path, "diffusers", 512)
+        return ModelEntry(name, path, "diffusers", 512) if _is_diffusers_folder(path) else None
     suffix = path.suffix.lower()
     if suffix in PICKLED:
         return ModelEntry(name, path, "unknown", 512, pickled=True)
@@ -64,17 +74,14 @@ def _entry_for(path: Path, name: str) -> ModelEntry | None:
 
 
 def _checkpoint_files(root: Path) -> list[tuple[str, Path]]:
-    """(name, path) for every candidate in the checkpoint folders; the first folder wins on a clash."""
+    """(name, path) for every candidate in the checkpoint folders; the first folder wins on a clash.
+
+    The models folder itself is only searched at its top level (it may be a whole A1111/ComfyUI tree)."""
     seen: dict[str, Path] = {}
     root = root.resolve()
     for sub in CHECKPOINT_DIRS:
-        base = (root / sub).resolve()
-        if not base.is_dir() or not base.is_relative_to(root):
-            continue
-        candidates = sorted(base.rglob("*")) if sub else sorted(base.iterdir())
-        for path in candidates:
-            if any(p.startswith(".") for p in path.relative_to(base).parts):
-                continue
+        base = root / sub
+        for path in walk(base, recursive=bool(sub), bundle=_is_diffusers_folder):
             rel = path.relative_to(base)
             seen.setdefault(rel.with_suffix("").as_posix() if path.is_file() else rel.as_posix(), path)
     return list(seen.items())
@@ -104,60 +111,33 @@ def discover_refiners(root: Path) -> dict[str, Path]:
     return found
 
 
-def check_name(name: str, what: str = "model") -> None:
-    """Refuse names that look like paths out of the models folder before any lookup."""
-    if (
-        not name
-        or name.startswith(("/", "\\", "~"))
-        or ".." in Path(name.replace("\\", "/")).parts
-        or (len(name) > 1 and name[1] == ":")
-        or "\x00" in name
-    ):
-        raise ProtocolError("bad_name", f"{what} name {name!r} is not allowed: use a name from the server's list")
-
-
-def _restorers(root: Path) -> dict[str, Path]:
-    from .restorer import discover_restorers
-
-    return discover_restorers(root)
-
-
-def _loras(root: Path) -> dict[str, Path]:
-    from .lora import discover_loras
-
-    return discover_loras(root)
-
-
-def _embeddings(root: Path) -> dict[str, Path]:
-    from .embeddings import discover_embeddings
-
-    return discover_embeddings(root)
-
-
-def _vaes(root: Path) -> dict[str, Path]:
-    from .vae import discover_vaes
-
-    return discover_vaes(root)
-
-
 # Other model files found in the same tree, by `welcome` key: name -> path. Kinds register here.
-ASSET_KINDS: dict[str, Callable[[Path], dict[str, Path]]] = {"restorers": _restorers}
-ASSET_KINDS |= {"loras": _loras, "embeddings": _embeddings, "vaes": _vaes, "refiners": discover_refiners}
-
-
-def _upscalers(root: Path) -> dict[str, Path]:
-    from .upscaler import find_upscalers  # ESRGAN/, RealESRGAN/, upscale_models/
-
-    return find_upscalers(root)
-
-
-ASSET_KINDS["upscalers"] = _upscalers
+ASSET_KINDS: dict[str, Callable[[Path], dict[str, Path]]] = {
+    "restorers": discover_restorers,
+    "loras": discover_loras,
+    "embeddings": discover_embeddings,
+    "vaes": discover_vaes,
+    "refiners": discover_refiners,
+    "upscalers": find_upscalers,  # ESRGAN/, RealESRGAN/, upscale_models/
+}
+# Loaded upscalers and face restorers kept for the next job (a 4x ESRGAN is ~64 MB, GFPGAN ~350 MB).
+AUX_CACHE_BYTES = 1 << 30
 
 
 class ModelManager:
-    """Keeps one model resident; asking for another unloads the old one first (VRAM is finite)."""
+    """Keeps one model resident; asking for another unloads the old one first (VRAM is finite).
 
-    def __init__(self, root: Path | None, device: torch.device, dtype: torch.dtype, allow_pickle: bool = False):
+    Upscalers and face restorers are small next to a checkpoint: they are kept loaded beside it in
+    `aux`, least recently used dropped past `aux_cache_bytes`."""
+
+    def __init__(
+        self,
+        root: Path | None,
+        device: torch.device,
+        dtype: torch.dtype,
+        allow_pickle: bool = False,
+        aux_cache_bytes: int = AUX_CACHE_BYTES,
+    ):
         self.root = root
         self.device = device
         self.dtype = dtype
@@ -166,6 +146,8 @@ class ModelManager:
         self.assets: dict[str, dict[str, Path]] = {k: (find(root) if root else {}) for k, find in ASSET_KINDS.items()}
         self._resident: loader.LoadedModel | None = None
         self._lock = threading.Lock()
+        # Upscalers and restorers stay loaded beside the checkpoint (by file), within a byte budget.
+        self.aux: FileCache[Any] = FileCache(aux_cache_bytes, lambda desc: module_bytes(desc.model))
 
     @property
     def resident_name(self) -> str | None:
@@ -177,17 +159,15 @@ class ModelManager:
             if self._resident is not None and self._resident.name in self.entries:
                 return self.entries[self._resident.name]
             if not self.entries:
-                raise ProtocolError("unknown_model", "the server has no models: start it with --models DIR")
+                raise UnknownModel("the server has no models: start it with --models DIR")
             return next(iter(self.entries.values()))
         check_name(name)
         if name not in self.entries:
             known = ", ".join(list(self.entries)[:10]) or "none"
-            raise ProtocolError("unknown_model", f"unknown model {name!r}; available: {known}")
+            raise UnknownModel(f"unknown model {name!r}; available: {known}")
         entry = self.entries[name]
         if entry.pickled and not self.allow_pickle:
-            raise ProtocolError(
-                "model_load", f"{name} is a pickled .ckpt: refused unless the server runs with --allow-pickle"
-            )
+            raise ModelLoadError(f"{name} is a pickled .ckpt: refused unless the server runs with --allow-pickle")
         return entry
 
     def get(self, name: str | None) -> loader.LoadedModel:
@@ -203,7 +183,7 @@ class ModelManager:
                     model = loader.load_single_file(entry.path, entry.name, self.device, self.dtype, self.allow_pickle)
             except Exception as exc:
                 log.exception("loading %s failed", entry.path)
-                raise ProtocolError("model_load", f"cannot load model {entry.name!r}: {exc}") from exc
+                raise ModelLoadError(f"cannot load model {entry.name!r}: {exc}") from exc
             model.extras["manager"] = self  # prompt features (LoRA, embeddings) resolve names through it
             self._resident = model
             return model
@@ -222,7 +202,7 @@ class ModelManager:
                 model = loader.load_single_file(path, key, self.device, self.dtype, False)
             except Exception as exc:
                 log.exception("loading refiner %s failed", path)
-                raise ProtocolError("model_load", f"cannot load refiner {name!r}: {exc}") from exc
+                raise ModelLoadError(f"cannot load refiner {name!r}: {exc}") from exc
             model.extras["manager"] = self
             self._resident = model
             return model
@@ -238,8 +218,23 @@ class ModelManager:
         found = self.assets.get(kind, {})
         if name not in found:
             known = ", ".join(list(found)[:10]) or "none"
-            raise ProtocolError("unknown_model", f"unknown {kind.rstrip('s')} {name!r}; available: {known}")
+            raise UnknownModel(f"unknown {kind.rstrip('s')} {name!r}; available: {known}")
         return found[name]
+
+    def upscaler(self, name: str) -> Any:
+        """The named upscaler from `welcome.upscalers` as a spandrel descriptor, loaded once."""
+        path = self.asset("upscalers", name)
+        try:
+            return self.aux.get(path, lambda p: load_upscaler(p, self.device))
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load upscaler {name!r}: {exc}") from exc
+
+    def restorer(self, path: Path) -> Any:
+        """The face restorer in `path` (see `restorer.resolve_restorer`) as a spandrel descriptor, loaded once."""
+        try:
+            return self.aux.get(path, lambda p: load_restorer(p, self.device))
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"cannot load face restorer {path.name}: {exc}") from exc
 
     def unload(self) -> None:
         self._resident = None

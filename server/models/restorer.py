@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import MissingModel
 from ..imaging.faces import Face, align_face, detect_faces, paste_back
 from ..imaging.geometry import Rect
-from ..protocol import ProtocolError
-from .files import find_files
-from .registry import check_name
+from .files import check_name, find_files
 
 # Relative to --models: the models folder itself or an A1111/ComfyUI root above it.
 RESTORER_DIRS = (
@@ -42,9 +41,8 @@ EXPECTED = {
 ALIGNED_SIZE = 512
 
 
-class MissingRestorer(ProtocolError):
-    def __init__(self, message: str) -> None:
-        super().__init__("missing_model", message)
+class MissingRestorer(MissingModel):
+    """No restorer file (or not the named one): the message says which file to put where."""
 
 
 def discover_restorers(root: Path) -> dict[str, Path]:

@@ -17,7 +17,9 @@ from typing import Any
 
 import torch
 
-from . import arch
+from . import arch, ldm_keys
+from .lora import _unet_ldm_names
+from .testnets import from_config, text_model
 
 _UNET_LAYERS = (
     "attn1.to_q",
@@ -53,17 +55,13 @@ def _modules(model: torch.nn.Module, wanted: tuple[str, ...]) -> list[tuple[str,
 def _build(family: arch.Family) -> tuple[Any, list[Any]]:
     from diffusers import UNet2DConditionModel
 
-    from .testmodels import _from_config, _text_model
-
-    unet = _from_config(UNet2DConditionModel, family.configs["unet"])
-    tes = [_text_model(family.configs[k]) for k in ("text_encoder", "text_encoder_2") if k in family.configs]
+    unet = from_config(UNet2DConditionModel, family.configs["unet"])
+    tes = [text_model(family.configs[k]) for k in ("text_encoder", "text_encoder_2") if k in family.configs]
     return unet, tes
 
 
 def lora_state_dict(family: arch.Family, style: str, seed: int, rank: int = 4, alpha: float = 2.0) -> dict:
     """Random LoRA factors for `family`'s layers; style: kohya | kohya-ldm | diffusers."""
-    from .lora import _unet_ldm_names
-
     gen = torch.Generator().manual_seed(seed)
     unet, tes = _build(family)
     ldm = {v: k for k, v in _unet_ldm_names(unet).items()} if style == "kohya-ldm" else {}
@@ -125,12 +123,9 @@ def write_vae(out_dir: Path, name: str | None, seed: int, family: str, arch_name
     from diffusers import AutoencoderKL
     from safetensors.torch import save_file
 
-    from . import ldm_keys
-    from .testmodels import _from_config
-
     torch.manual_seed(seed + 1000)  # not the checkpoint's own VAE
     cfg = arch.TINY[family].configs["vae"]
-    vae = _from_config(AutoencoderKL, cfg)
+    vae = from_config(AutoencoderKL, cfg)
     sd = ldm_keys.vae_to_ldm(vae.state_dict(), len(cfg["block_out_channels"]))
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name or arch_name}.safetensors"

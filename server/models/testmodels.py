@@ -14,20 +14,12 @@ from pathlib import Path
 import torch
 
 from . import arch, ldm_keys
+from .restorer import write_test_restorer
+from .testassets import WRITERS
+from .testnets import from_config, text_model
+from .upscaler import write_test_upscaler
 
 SD_ARCHS = ("sd15", "sdxl", "sd15-inpaint", "sdxl-inpaint", "sdxl-refiner")
-
-
-def _text_model(config: arch.Config) -> torch.nn.Module:
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    cfg = CLIPTextConfig(**{k: v for k, v in config.items() if k not in ("architectures", "model_type")})
-    cls = CLIPTextModelWithProjection if "WithProjection" in config["architectures"][0] else CLIPTextModel
-    return cls(cfg)
-
-
-def _from_config(cls: type, config: arch.Config) -> torch.nn.Module:
-    return cls.from_config({k: v for k, v in config.items() if not k.startswith("_")})
 
 
 def build_state_dict(family: arch.Family, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -36,19 +28,19 @@ def build_state_dict(family: arch.Family, seed: int = 0) -> dict[str, torch.Tens
 
     torch.manual_seed(seed)
     cfg = family.configs
-    unet = _from_config(UNet2DConditionModel, cfg["unet"])
-    vae = _from_config(AutoencoderKL, cfg["vae"])
+    unet = from_config(UNet2DConditionModel, cfg["unet"])
+    vae = from_config(AutoencoderKL, cfg["vae"])
     up_attn = ["CrossAttn" in t for t in cfg["unet"]["up_block_types"]]
     sd = ldm_keys.unet_to_ldm(unet.state_dict(), cfg["unet"]["layers_per_block"], up_attn)
     sd |= ldm_keys.vae_to_ldm(vae.state_dict(), len(cfg["vae"]["block_out_channels"]))
     if family.refiner:  # bigG alone, at embedders.0
-        te2 = _text_model(cfg["text_encoder_2"]).state_dict()
+        te2 = text_model(cfg["text_encoder_2"]).state_dict()
         sd |= ldm_keys.open_clip_to_ldm(te2, "conditioner.embedders.0.model.")
         return {k: v.detach().contiguous() for k, v in sd.items()}
-    te = _text_model(cfg["text_encoder"]).state_dict()
+    te = text_model(cfg["text_encoder"]).state_dict()
     if family.xl:
         sd |= ldm_keys.clip_to_ldm(te, "conditioner.embedders.0.")
-        te2 = _text_model(cfg["text_encoder_2"]).state_dict()
+        te2 = text_model(cfg["text_encoder_2"]).state_dict()
         sd |= ldm_keys.open_clip_to_ldm(te2, "conditioner.embedders.1.model.")
     else:
         sd |= ldm_keys.clip_to_ldm(te, "cond_stage_model.")
@@ -76,8 +68,6 @@ Writer = Callable[[Path, "str | None", int], Path]
 
 def _restorer(arch_name: str) -> Writer:
     def write(out_dir: Path, name: str | None, seed: int) -> Path:
-        from .restorer import write_test_restorer
-
         return write_test_restorer(out_dir, arch=arch_name, name=name, seed=seed)
 
     return write
@@ -86,21 +76,11 @@ def _restorer(arch_name: str) -> Writer:
 # `make-test-model --arch` → writer(out_dir, name, seed). Other asset kinds register here too.
 ARCHS: dict[str, Writer] = {a: (lambda d, n, s, a=a: write_sd_checkpoint(d, a, n, s)) for a in SD_ARCHS}
 ARCHS |= {"gfpgan": _restorer("gfpgan"), "codeformer": _restorer("codeformer")}
-
-
-def _asset_writers() -> dict[str, Writer]:
-    from .testassets import WRITERS
-
-    return WRITERS
-
-
-ARCHS |= _asset_writers()  # lora-sd15, lora-sd15-diffusers, lora-sdxl, embedding-sd15/-sdxl, vae-sd15
+ARCHS |= WRITERS  # lora-sd15, lora-sd15-diffusers, lora-sdxl, embedding-sd15/-sdxl, vae-sd15
 
 
 def _upscaler(arch_name: str, spandrel_arch: str) -> Writer:
     def write(out_dir: Path, name: str | None, seed: int) -> Path:
-        from .upscaler import write_test_upscaler
-
         # A tiny 4x model; pass DIR/ESRGAN (or RealESRGAN, upscale_models) so discovery finds it.
         return write_test_upscaler(out_dir, name or f"tiny-{arch_name}", 4, arch=spandrel_arch, seed=seed)
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -26,11 +26,8 @@ from tiling.geometry import Rect
 from tiling.plan import plan_tiles
 from tiling.weights import TileWeights
 
-from ..pipelines.denoise import Cancelled
-from ..protocol import ProtocolError
-
-if TYPE_CHECKING:
-    from .registry import ModelManager
+from ..errors import Cancelled
+from .files import find_files
 
 MODEL_SUFFIXES = (".pth", ".safetensors")
 # A1111 keeps upscalers in models/ESRGAN and models/RealESRGAN; ComfyUI in models/upscale_models.
@@ -38,7 +35,13 @@ UPSCALER_DIRS = ("ESRGAN", "RealESRGAN", "upscale_models")
 
 
 class UpscalerError(ValueError):
-    """The file is not a usable super-resolution model (or the name is not a safe model name)."""
+    """The file is not a usable super-resolution model."""
+
+
+class Upscalers(Protocol):
+    """Where `upscale_with` gets a loaded upscaler by name (the `ModelManager`, which caches them)."""
+
+    def upscaler(self, name: str) -> Any: ...
 
 
 def load_upscaler(path: Path | str, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
@@ -121,35 +124,9 @@ def lanczos_upscale(image: np.ndarray, scale: float) -> np.ndarray:
 def find_upscalers(models_root: Path) -> dict[str, Path]:
     """Upscaler files under ``models_root``'s ESRGAN/, RealESRGAN/ and upscale_models/ folders.
 
-    Names are the stems relative to their folder (``"sub/4x-Foo"``); the first folder wins on a
-    clash. Files (or symlinks) resolving outside ``models_root`` are ignored.
-    """
-    root = Path(models_root).resolve()
-    found: dict[str, Path] = {}
-    for folder in UPSCALER_DIRS:
-        base = root / folder
-        if not base.is_dir():
-            continue
-        for path in sorted(base.rglob("*")):
-            if path.suffix.lower() not in MODEL_SUFFIXES or not path.is_file():
-                continue
-            real = path.resolve()
-            if not real.is_relative_to(root):
-                continue
-            name = path.relative_to(base).with_suffix("").as_posix()
-            found.setdefault(name, real)
-    return found
-
-
-def resolve_upscaler(models_root: Path, name: str) -> Path:
-    """The file for a client-supplied upscaler ``name``; names are looked up, never joined as paths."""
-    pure = PurePosixPath(name)
-    if not name or "\\" in name or pure.is_absolute() or any(p in ("..", ".", "") for p in name.split("/")):
-        raise UpscalerError(f"invalid upscaler name {name!r}")
-    models = find_upscalers(models_root)
-    if name not in models:
-        raise UpscalerError(f"no upscaler named {name!r}")
-    return models[name]
+    Names are the paths relative to their folder without suffix (``"sub/4x-Foo"``); the first
+    folder wins on a clash (walking rules: ``files.walk``)."""
+    return find_files(models_root, UPSCALER_DIRS, MODEL_SUFFIXES)
 
 
 def _conv(sd: dict[str, torch.Tensor], key: str, cin: int, cout: int, gen: torch.Generator) -> None:
@@ -216,7 +193,7 @@ def write_test_upscaler(
 
 
 def upscale_with(
-    models: ModelManager,
+    models: Upscalers,
     name: str | None,
     rgb: np.ndarray,
     size: tuple[int, int],
@@ -227,11 +204,7 @@ def upscale_with(
     alone when `name` is None. `cancelled()` is checked between model passes."""
     big = np.ascontiguousarray(rgb)
     if name is not None:
-        path = models.asset("upscalers", name)
-        try:
-            desc = load_upscaler(path, models.device)
-        except Exception as exc:
-            raise ProtocolError("model_load", f"cannot load upscaler {name!r}: {exc}") from exc
+        desc = models.upscaler(name)
         while big.shape[1] < size[0] or big.shape[0] < size[1]:
             if cancelled():
                 raise Cancelled

@@ -22,10 +22,6 @@ ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int, int, torch.Tensor], None]
 
 
-class Cancelled(Exception):
-    """Raised from inside the loop when the job was cancelled; nothing is returned."""
-
-
 @dataclass
 class Guidance:
     """Text conditioning for one job, batched for classifier-free guidance."""

@@ -36,6 +36,7 @@ from tiling.plan import TilePlan, overlap_for_strength, plan_tiles
 from tiling.selection import select_tiles
 from tiling.vae import tiled_decode, tiled_encode
 
+from ..errors import Cancelled
 from ..models.loader import LoadedModel
 from ..samplers import STOCHASTIC, make_scheduler
 from . import denoise
@@ -229,7 +230,7 @@ class TiledSampler:
             def per_tile(tiles: torch.Tensor, refs: Sequence[TileRef], t: torch.Tensor = t) -> torch.Tensor:
                 nonlocal done
                 if cancelled is not None and cancelled():
-                    raise denoise.Cancelled
+                    raise Cancelled
                 ex = None
                 if self.extra is not None:
                     ex = torch.stack([self.extra[0, :, r.y : r.y1, r.x : r.x1] for r in refs])
@@ -275,7 +276,7 @@ def naive_sample(
         def on_step(_i: int, _n: int, latents: torch.Tensor) -> None:
             nonlocal done
             if cancelled is not None and cancelled():
-                raise denoise.Cancelled
+                raise Cancelled
             done += ts.cfg_factor
             if progress is not None:
                 progress(min(done, total), total, latent_rgb(latents, ts.model.family.xl))

@@ -8,10 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from server.models import arch, detect, loader, testmodels
-from server.models.registry import ModelManager, check_name, discover
+from server.errors import BadName, ModelLoadError
+from server.models import arch, detect, loader, testnets
+from server.models.files import check_name
+from server.models.registry import ModelManager, discover
 from server.models.tokenizer import clip_tokenizer
-from server.protocol import ProtocolError
 
 CPU = torch.device("cpu")
 
@@ -30,11 +31,11 @@ def test_single_file_round_trip_is_exact(models_dir: Path, family: str) -> None:
 
     fam = arch.TINY[family]
     torch.manual_seed(0)  # the generator's seed: rebuild the same random modules
-    unet = testmodels._from_config(UNet2DConditionModel, fam.configs["unet"])
-    vae = testmodels._from_config(AutoencoderKL, fam.configs["vae"])
-    tes = [testmodels._text_model(fam.configs["text_encoder"])]
+    unet = testnets.from_config(UNet2DConditionModel, fam.configs["unet"])
+    vae = testnets.from_config(AutoencoderKL, fam.configs["vae"])
+    tes = [testnets.text_model(fam.configs["text_encoder"])]
     if fam.xl:
-        tes.append(testmodels._text_model(fam.configs["text_encoder_2"]))
+        tes.append(testnets.text_model(fam.configs["text_encoder_2"]))
     model = loader.load_single_file(models_dir / f"tiny-{family}.safetensors", family, CPU, torch.float32, False)
     assert model.family.name == family and model.unet.config.in_channels == (9 if fam.inpaint else 4)
     for src, dst in [(unet, model.unet), (vae, model.vae), *zip(tes, model.text_encoders, strict=True)]:
@@ -103,7 +104,7 @@ def test_pickled_ckpt_is_refused_unless_allowed(tmp_path: Path, models_dir: Path
     torch.save({"state_dict": state}, tmp_path / "old.ckpt")
     mm = ModelManager(tmp_path, CPU, torch.float32)
     assert mm.entries["old"].pickled
-    with pytest.raises(ProtocolError, match="allow-pickle"):
+    with pytest.raises(ModelLoadError, match="allow-pickle"):
         mm.get("old")
     with pytest.raises(loader.PickleRefused):
         loader.load_single_file(tmp_path / "old.ckpt", "old", CPU, torch.float32, allow_pickle=False)
@@ -140,6 +141,6 @@ def test_switching_models_keeps_one_resident(models_dir: Path) -> None:
 
 @pytest.mark.parametrize("name", ["../x", "/abs/path", "a/../../b", "C:\\x", "~/x", "", "a\x00b"])
 def test_path_like_names_are_refused(name: str) -> None:
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(BadName) as err:
         check_name(name)
     assert err.value.code == "bad_name"

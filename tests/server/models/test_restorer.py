@@ -6,6 +6,7 @@ import pytest
 import torch
 from skimage import data
 
+from server.errors import BadName
 from server.imaging.faces import detect_faces
 from server.imaging.geometry import Rect
 from server.models import restorer
@@ -18,7 +19,6 @@ from server.models.restorer import (
     restore_faces,
     write_test_restorer,
 )
-from server.protocol import ProtocolError
 
 FACE = Rect.from_bounds(175, 65, 270, 180)
 
@@ -136,7 +136,7 @@ def test_discovery_layouts_and_names(tmp_path):
 
 @pytest.mark.parametrize("name", ["../GFPGAN/GFPGANv1.4", "/etc/passwd", "C:\\x", "~/x"])
 def test_names_cannot_escape_the_root(tmp_path, name):
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(BadName) as err:
         resolve_restorer(tmp_path, name)
     assert err.value.code == "bad_name"
 

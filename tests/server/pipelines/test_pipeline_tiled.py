@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from server.errors import Cancelled
 from server.models.registry import ModelManager
 from server.pipelines import denoise, tiled
 from server.prompt import encode_pair
@@ -65,7 +66,7 @@ def test_cancel_between_tile_batches(manager: ModelManager) -> None:
         n[0] += 1
         return n[0] > 3
 
-    with pytest.raises(denoise.Cancelled):
+    with pytest.raises(Cancelled):
         ts.run(cancelled=cancelled)
     assert n[0] == 4  # stopped inside the first step, after three tile batches
 

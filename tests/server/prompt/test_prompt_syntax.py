@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from server.errors import BadPrompt, UnknownModel
 from server.models import embeddings, lora, testassets
 from server.models.registry import ModelManager
 from server.models.tokenizer import clip_tokenizer
@@ -15,14 +16,13 @@ from server.prompt import (
     BREAK,
     CHUNK,
     Blend,
-    _chunks_of,
     encode,
     encode_pair,
     extract_networks,
     n_chunks_for,
     parse_weights,
 )
-from server.protocol import ProtocolError
+from server.prompt.encode import chunks_of
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +63,17 @@ def test_plus_minus_weights() -> None:
 def test_break_splits_chunks() -> None:
     tok = clip_tokenizer()
     assert [f for f, _ in parse_weights("(a BREAK b:1.5)")] == ["a", BREAK, "b"]
-    chunks = _chunks_of(tok, "a cat BREAK a dog")
+    chunks = chunks_of(tok, "a cat BREAK a dog")
     assert len(chunks) == 2
     assert [t[0] for t in chunks[0]] == tok("a cat", add_special_tokens=False).input_ids
     assert [t[0] for t in chunks[1]] == tok("a dog", add_special_tokens=False).input_ids
-    assert len(_chunks_of(tok, "BREAK a cat BREAK")) == 1  # empty chunks are not made
+    assert len(chunks_of(tok, "BREAK a cat BREAK")) == 1  # empty chunks are not made
 
 
 def test_long_prompt_is_chunked_not_truncated() -> None:
     tok = clip_tokenizer()
     text = " ".join(["cat"] * 200)
-    chunks = _chunks_of(tok, text)
+    chunks = chunks_of(tok, text)
     assert [len(c) for c in chunks] == [CHUNK, CHUNK, 50]
     assert n_chunks_for(tok, text) == 3
 
@@ -106,7 +106,7 @@ def test_extract_networks() -> None:
     text, tags = extract_networks("a <lora:foo:0.5> cat <lora:bar> <LORA:foo:0.25:1>")
     assert text == "a  cat  "
     assert [(t.name, t.unet, t.te) for t in tags] == [("foo", 0.75, 1.5), ("bar", 1.0, 1.0)]
-    with pytest.raises(ProtocolError, match="bad LoRA weight"):
+    with pytest.raises(BadPrompt, match="bad LoRA weight"):
         extract_networks("<lora:foo:lots>")
 
 
@@ -182,6 +182,6 @@ def test_embedding_substitution(model) -> None:
     table = model.text_encoders[0].get_input_embeddings().weight.clone()
     encode(model, "embedding:embedding-sd15 again", 1)
     assert torch.equal(table, model.text_encoders[0].get_input_embeddings().weight)
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(UnknownModel) as err:
         encode(model, "embedding:missing-one", 1)
     assert err.value.code == "unknown_model" and "missing-one" in err.value.message

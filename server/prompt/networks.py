@@ -1,0 +1,49 @@
+"""LoRA tags and embedding references checked against the models folder, and LoRAs activated per job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ModelLoadError, UnknownModel
+from ..models import lora
+from .syntax import NetworkTag, explicit_embeddings, extract_networks
+
+
+def validate(text: str, manager: Any, field: str = "prompt", networks: bool = True) -> None:
+    """Parse-time checks (before queueing): LoRA and explicit embedding names must exist."""
+    if networks:
+        _, tags = extract_networks(text)
+        for tag in tags:
+            manager.asset("loras", tag.name)
+    known = manager.assets.get("embeddings", {})
+    for name in explicit_embeddings(text):
+        if name not in known:
+            avail = ", ".join(sorted(known)[:10]) or "none"
+            raise UnknownModel(f"params.{field}: unknown embedding {name!r}; available: {avail}")
+
+
+def activate_networks(model: Any, tags: list[NetworkTag]) -> None:
+    """Patch the LoRAs into `model` for this job (idempotent for the same set; reverted at job end)."""
+    key = tuple(sorted((t.name, t.unet, t.te) for t in tags))
+    active = model.extras.get("lora_active")
+    if active is not None and active[0] == key:
+        return
+    if active is not None:
+        active[1]()  # a different set within the same job: back to the checkpoint first
+    if not tags:
+        return
+    manager = model.extras.get("manager")
+    if manager is None:
+        raise UnknownModel(f"LoRA {tags[0].name!r}: this model has no models folder to look in")
+    specs = [(t.name, manager.asset("loras", t.name), t.unet, t.te) for t in tags]
+    try:
+        _, restore = lora.apply_loras(model, specs)
+    except lora.BadLora as exc:
+        raise ModelLoadError(str(exc)) from exc
+
+    def undo() -> None:
+        restore()
+        model.extras.pop("lora_active", None)
+
+    model.push_undo(undo)
+    model.extras["lora_active"] = (key, undo)
