@@ -1,22 +1,23 @@
-"""`sdbridge` command line: serve, make-test-model, and the client sub-commands."""
+"""`sdbridge serve` (the websocket server) and `sdbridge make-test-model` (tiny random-weight files)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-# Modules that add client sub-commands; each has `register(subparsers, add)`.
-CLIENT_COMMANDS = ("server.cli_client", "server.cli_edit", "server.cli_upscale")
+import torch
 
-
-def _add(sub: Any, name: str, help_: str) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help_, description=help_)
+from ..app import Server, StartupError
+from ..limits import Limits
+from ..models.loader import default_device
+from ..models.registry import ModelManager
+from ..models.testmodels import ARCHS, write_sd_checkpoint
+from .options import add_command
 
 
 def demo_models_dir() -> Path:
@@ -26,20 +27,11 @@ def demo_models_dir() -> Path:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import torch
-
-    from .app import Server, StartupError
-    from .limits import Limits
-    from .models.loader import default_device
-    from .models.registry import ModelManager
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     models_dir = args.models
     if models_dir is None:
         models_dir = demo_models_dir()
         if not any(models_dir.glob("*.safetensors")):
-            from .models.testmodels import write_sd_checkpoint
-
             write_sd_checkpoint(models_dir, "sd15", name="demo-tiny-sd15")
         print(
             f"no --models given: serving the tiny random-weight demo model in {models_dir} (it draws noise)",
@@ -69,17 +61,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_make_test_model(args: argparse.Namespace) -> int:
-    from .models import testmodels
-
-    path = testmodels.ARCHS[args.arch](args.dir, args.name, args.seed)
+    path = ARCHS[args.arch](args.dir, args.name, args.seed)
     print(path)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sdbridge", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = _add(sub, "serve", "run the websocket server")
+def register(sub: Any) -> None:
+    p = add_command(sub, "serve", "run the websocket server")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--models", type=Path, help="checkpoint folder, or an A1111/ComfyUI models/ tree")
@@ -95,24 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-message-mb", type=int, default=256)
     p.set_defaults(func=cmd_serve)
 
-    from .models.testmodels import ARCHS
-
-    p = _add(sub, "make-test-model", "write a tiny random-weight checkpoint (produces noise; for tests/demos)")
+    p = add_command(sub, "make-test-model", "write a tiny random-weight checkpoint (produces noise; for tests/demos)")
     p.add_argument("dir", type=Path)
     p.add_argument("--arch", choices=sorted(ARCHS), default="sd15")
     p.add_argument("--name", help="file name without suffix (default tiny-ARCH)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_make_test_model)
-
-    for module in CLIENT_COMMANDS:
-        importlib.import_module(module).register(sub, _add)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,17 +1,12 @@
-"""Client sub-commands (`generate`, `models`, …): talk to a running server, write PNGs.
-
-Job sub-commands share one shape: build params + images, run the job with a progress bar, then
-composite the returned rectangles onto the canvas and write it with A1111 `parameters` text.
-"""
+"""Running one job from the command line: send params + images, show a progress bar, then composite
+the returned rectangles onto the canvas and write it as a PNG with A1111 `parameters` text."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import io
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,47 +14,10 @@ import numpy as np
 from PIL import Image
 from websockets import ConnectionClosed
 
-from . import images
-from .cli_features import add_feature_args, feature_params
-from .client import DEFAULT_URL, Client, ServerError
-from .imaging import compose
-from .imaging.geometry import Rect
-
-
-def add_connection_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=os.environ.get("SDBRIDGE_URL", DEFAULT_URL), help="server websocket URL")
-    p.add_argument("--token", default=os.environ.get("SDBRIDGE_TOKEN"), help="token (or $SDBRIDGE_TOKEN)")
-
-
-def add_gen_args(p: argparse.ArgumentParser, prompt_required: bool = True) -> None:
-    """The usual generation options, shared by every diffusion sub-command."""
-    if prompt_required:
-        p.add_argument("prompt")
-    else:
-        p.add_argument("--prompt", default="")
-    p.add_argument("--out", required=True, type=Path, help="PNG file to write")
-    p.add_argument("--model")
-    p.add_argument("--negative", default="")
-    p.add_argument("--seed", type=int, default=-1)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--cfg", type=float, default=7.0)
-    p.add_argument("--sampler", default="Euler a")
-    p.add_argument("--layers", type=Path, help="also write each returned rectangle as its own PNG here")
-    add_connection_args(p)
-
-
-def gen_params(args: argparse.Namespace) -> dict[str, Any]:
-    params = {
-        "prompt": args.prompt,
-        "negative": args.negative,
-        "seed": args.seed,
-        "steps": args.steps,
-        "cfg": args.cfg,
-        "sampler": args.sampler,
-    }
-    if args.model:
-        params["model"] = args.model
-    return params
+from .. import images
+from ..client import Client, ServerError
+from ..imaging import compose
+from ..imaging.geometry import Rect
 
 
 def read_image(path: Path) -> dict[str, Any]:
@@ -71,6 +29,14 @@ def read_image(path: Path) -> dict[str, Any]:
         Image.open(io.BytesIO(data)).save(buf, format="PNG")
         data, fmt = buf.getvalue(), "png"
     return {"format": fmt, "data": data}
+
+
+def input_images(args: argparse.Namespace) -> dict[str, Any]:
+    """The command's `image`, and its `mask` when one was given, as protocol images."""
+    imgs = {"image": read_image(args.image)}
+    if getattr(args, "mask", None):
+        imgs["mask"] = read_image(args.mask)
+    return imgs
 
 
 def decode_rect(rect: dict[str, Any]) -> np.ndarray:
@@ -156,47 +122,3 @@ def run_job(
     for path in write_outputs(args, result, composite(base, result)):
         print(path)
     return 0
-
-
-def cmd_generate(args: argparse.Namespace) -> int:
-    params = gen_params(args) | {"batch": args.batch} | feature_params(args)
-    if args.size:
-        w, _, h = args.size.lower().partition("x")
-        params |= {"width": int(w), "height": int(h)}
-    imgs = {}
-    if args.init:
-        imgs["init"] = read_image(args.init)
-        params["strength"] = args.strength
-    return run_job(args, "generate", params, imgs, None)
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    async def go() -> dict[str, Any]:
-        client = await Client.connect(args.url, args.token)
-        await client.close()
-        return client.welcome
-
-    try:
-        welcome = asyncio.run(go())
-    except (OSError, ServerError) as exc:
-        print(f"error: cannot reach the server at {args.url}: {exc}", file=sys.stderr)
-        return 3
-    print(f"{welcome['server']} on {welcome['device']}; jobs: {', '.join(welcome['jobs'])}")
-    for m in welcome["models"]:
-        mark = "*" if m["name"] == welcome.get("model") else " "
-        print(f"{mark} {m['name']:40s} {m['family']:14s} native {m['native']}")
-    return 0
-
-
-def register(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
-    p = add(sub, "generate", "txt2img / img2img")
-    add_gen_args(p)
-    p.add_argument("--size", help="WxH, e.g. 512x768 (rounded to multiples of 8)")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--init", type=Path, help="init image for img2img")
-    p.add_argument("--strength", type=float, default=0.75)
-    add_feature_args(p)
-    p.set_defaults(func=cmd_generate)
-    p = add(sub, "models", "list the server's models")
-    add_connection_args(p)
-    p.set_defaults(func=cmd_models)

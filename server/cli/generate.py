@@ -1,13 +1,20 @@
-"""`sdbridge generate` options for the model/prompt features (VAE, refiner, hires fix, blend, clip skip).
+"""`sdbridge generate` (txt2img / img2img with the model and prompt features) and `sdbridge models`.
 
-LoRAs and embeddings need no option: they are written in the prompt (`<lora:name:0.8>`, an
-embedding's name, `embedding:name`).
+Feature options: VAE, refiner, hires fix, blend, clip skip. LoRAs and embeddings need no option:
+they are written in the prompt (`<lora:name:0.8>`, an embedding's name, `embedding:name`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sys
+from pathlib import Path
 from typing import Any
+
+from ..client import Client, ServerError
+from .options import add_command, add_connection_args, add_gen_args, gen_params
+from .run import read_image, run_job
 
 
 def add_feature_args(p: argparse.ArgumentParser) -> None:
@@ -52,3 +59,47 @@ def feature_params(args: argparse.Namespace) -> dict[str, Any]:
             hires["tile"] = args.hires_tile == "on"
         params["hires"] = hires
     return params
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    params = gen_params(args) | {"batch": args.batch} | feature_params(args)
+    if args.size:
+        w, _, h = args.size.lower().partition("x")
+        params |= {"width": int(w), "height": int(h)}
+    imgs = {}
+    if args.init:
+        imgs["init"] = read_image(args.init)
+        params["strength"] = args.strength
+    return run_job(args, "generate", params, imgs, None)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    async def go() -> dict[str, Any]:
+        client = await Client.connect(args.url, args.token)
+        await client.close()
+        return client.welcome
+
+    try:
+        welcome = asyncio.run(go())
+    except (OSError, ServerError) as exc:
+        print(f"error: cannot reach the server at {args.url}: {exc}", file=sys.stderr)
+        return 3
+    print(f"{welcome['server']} on {welcome['device']}; jobs: {', '.join(welcome['jobs'])}")
+    for m in welcome["models"]:
+        mark = "*" if m["name"] == welcome.get("model") else " "
+        print(f"{mark} {m['name']:40s} {m['family']:14s} native {m['native']}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = add_command(sub, "generate", "txt2img / img2img")
+    add_gen_args(p)
+    p.add_argument("--size", help="WxH, e.g. 512x768 (rounded to multiples of 8)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--init", type=Path, help="init image for img2img")
+    p.add_argument("--strength", type=float, default=0.75)
+    add_feature_args(p)
+    p.set_defaults(func=cmd_generate)
+    p = add_command(sub, "models", "list the server's models")
+    add_connection_args(p)
+    p.set_defaults(func=cmd_models)

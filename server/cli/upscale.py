@@ -8,11 +8,10 @@ outside the blend region are the upscaler's, bit for bit).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from .cli_client import add_gen_args, gen_params, read_image, run_job
+from .options import add_command, add_gen_args, add_image_args, gen_params, set_params
+from .run import input_images, run_job
 
 
 def _region(text: str) -> dict[str, int]:
@@ -24,28 +23,21 @@ def _region(text: str) -> dict[str, int]:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    params: dict[str, Any] = gen_params(args) | {"scale": args.scale, "output": "full"}
-    for key in ("strength", "tile", "upscaler", "region", "tiler"):
-        value = getattr(args, key)
-        if value is not None:
-            params[key] = value
+    params = gen_params(args) | {"scale": args.scale, "output": "full"}
+    set_params(params, args, ("strength", "tile", "upscaler", "region", "tiler"))
     if args.no_anchor:
         params["anchor"] = False
-    imgs = {"image": read_image(args.image)}
-    if args.mask:
-        imgs["mask"] = read_image(args.mask)
-    return run_job(args, "upscale", params, imgs, None)
+    return run_job(args, "upscale", params, input_images(args), None)
 
 
-def register(sub: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
-    p = add(sub, "upscale", "upscale an image xSCALE and refine it tile by tile (or only a masked region)")
-    p.add_argument("image", type=Path)
+def register(sub: Any) -> None:
+    p = add_command(sub, "upscale", "upscale an image xSCALE and refine it tile by tile (or only a masked region)")
+    add_image_args(p, "regenerate only the selected area (white = selected, soft ok)")
     add_gen_args(p, prompt_required=False)
     p.add_argument("--scale", type=float, default=2.0, help="upscale factor (default 2)")
     p.add_argument("--strength", type=float, help="refine strength (default 0.35; 0 = upscaler only)")
     p.add_argument("--tile", type=int, help="UNet tile in output px, multiple of 64 (default: the model's native)")
     p.add_argument("--upscaler", help="upscaler model from the server's upscalers list (default: Lanczos)")
-    p.add_argument("--mask", type=Path, help="regenerate only the selected area (white = selected, soft ok)")
     p.add_argument("--region", type=_region, metavar="X,Y,W,H", help="regenerate only this source rectangle")
     p.add_argument("--no-anchor", action="store_true", help="no low-frequency colour anchoring to the upscale")
     p.add_argument("--tiler", choices=("fused", "naive"), help=argparse.SUPPRESS)  # naive: comparisons only
