@@ -56,7 +56,3 @@ class FileCache(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()

@@ -114,10 +114,8 @@ def _fit_multiple(ctx: Rect, multiple: int, width: int, height: int) -> Rect:
     return Rect(x, y, w, h)
 
 
-def lanczos_upscale(image: np.ndarray, scale: float) -> np.ndarray:
-    """Fallback when no upscaler model is installed: PIL Lanczos to ``round(size * scale)``."""
-    h, w = image.shape[:2]
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+def lanczos(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """PIL Lanczos to ``size`` (w, h): the upscale without a model, and the last step to an exact size."""
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
 
 
@@ -209,6 +207,4 @@ def upscale_with(
             if cancelled():
                 raise Cancelled
             big = upscale_tiled(desc, big)
-    if (big.shape[1], big.shape[0]) == size:
-        return big
-    return np.asarray(Image.fromarray(big).resize(size, Image.Resampling.LANCZOS))
+    return big if (big.shape[1], big.shape[0]) == size else lanczos(big, size)

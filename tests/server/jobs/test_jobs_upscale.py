@@ -18,7 +18,7 @@ from PIL import Image
 
 from server.client import ServerError
 from server.embedded import RunningServer, start_server
-from server.models.upscaler import lanczos_upscale, load_upscaler, upscale_tiled, write_test_upscaler
+from server.models.upscaler import lanczos, load_upscaler, upscale_tiled, write_test_upscaler
 from tests.conftest import connect, run
 from tests.server.jobs.edit_helpers import gray8, photo, pixels, rgba8
 from tests.tiling.tiling_helpers import smooth_gradient
@@ -89,7 +89,7 @@ def test_whole_image_streams_tiles_then_the_full_canvas(up_server, model: str, s
     plan = next(e for e in events if e["type"] == "plan")
     assert plan["tiles"] == plan["tiles_in_plan"] > 1  # larger than one tiny-model pass: tiled
     # Refined, not just resampled: differs from the Lanczos upscale, but stays close to it.
-    base = lanczos_upscale(img[..., :3], 2).astype(int)
+    base = lanczos(img[..., :3], (2 * W, 2 * H)).astype(int)
     diff = np.abs(out[..., :3].astype(int) - base)
     assert diff.mean() > 1
 
@@ -111,7 +111,7 @@ def test_upscaler_file_and_strength_zero(up_server, tmp_path: Path) -> None:
     assert res["params"]["upscaler"] == "tiny-esrgan"
     # Lanczos, strength 0: PIL's Lanczos.
     res, _ = upscale(up_server.url, {"model": "tiny-sd15", "scale": 1.5, "strength": 0}, {"image": rgba8(img)})
-    assert np.array_equal(pixels(res["images"][0])[..., :3], lanczos_upscale(img[..., :3], 1.5))
+    assert np.array_equal(pixels(res["images"][0])[..., :3], lanczos(img[..., :3], (round(1.5 * W), round(1.5 * H))))
     assert res["params"]["upscaler"] == "lanczos"
 
 

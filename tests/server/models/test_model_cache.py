@@ -81,8 +81,11 @@ def test_restorer_is_read_once_and_a_changed_file_again(tmp_path: Path, reads: C
 
 
 def test_byte_budget_evicts_the_least_recently_used(up_tree: Path, reads: Counter[str]) -> None:
-    probe = ModelManager(up_tree, CPU, torch.float32)
-    sizes = {name: probe.aux._weigh(probe.upscaler(name)) for name in ("tiny-esrgan", "tiny-esrgan-2x")}
+    sizes = {}
+    for name in ("tiny-esrgan", "tiny-esrgan-2x"):
+        probe = ModelManager(up_tree, CPU, torch.float32)
+        probe.upscaler(name)
+        sizes[name] = probe.aux.size  # bytes of its parameters and buffers
     reads.clear()
     mm = ModelManager(up_tree, CPU, torch.float32, aux_cache_bytes=max(sizes.values()) + 1)  # room for one
     four = mm.upscaler("tiny-esrgan")

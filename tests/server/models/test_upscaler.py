@@ -10,7 +10,7 @@ from skimage import data
 from server.models.upscaler import (
     UpscalerError,
     find_upscalers,
-    lanczos_upscale,
+    lanczos,
     load_upscaler,
     upscale_tiled,
     write_test_upscaler,
@@ -47,7 +47,7 @@ def test_non_sr_models_are_refused(tmp_path) -> None:
 
 
 def test_lanczos_fallback_size(photo) -> None:
-    out = lanczos_upscale(photo, 2.5)
+    out = lanczos(photo, (200, 240))
     assert out.shape == (240, 200, 3) and out.dtype == np.uint8
     assert abs(float(out.mean()) - float(photo.mean())) < 2
 
