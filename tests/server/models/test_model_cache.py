@@ -15,6 +15,7 @@ import pytest
 import spandrel
 import torch
 
+from server.client import ServerError
 from server.embedded import RunningServer, start_server
 from server.errors import ModelLoadError
 from server.models.cache import FileCache
@@ -47,6 +48,7 @@ def up_tree(models_dir: Path, tmp_path: Path) -> Path:
     shutil.copy(models_dir / "tiny-sd15.safetensors", root)
     write_test_upscaler(root / "ESRGAN", "tiny-esrgan", 4)
     write_test_upscaler(root / "ESRGAN", "tiny-esrgan-2x", 2, seed=1)
+    (root / "ESRGAN" / "broken.pth").write_bytes(b"not a model")
     return root
 
 
@@ -66,6 +68,10 @@ def test_upscaler_file_is_read_once_across_two_upscale_jobs(served, up_tree: Pat
     assert reads == Counter({path: 1})
     assert first["params"]["upscaler"] == "tiny-esrgan"
     assert np.array_equal(pixels(first["images"][0]), pixels(second["images"][0]))
+    # A load failure in the model layer reaches the client as the job's `model_load` error event.
+    with pytest.raises(ServerError) as err:
+        job(served.url, "upscale", params | {"upscaler": "broken"}, {"image": img})
+    assert err.value.code == "model_load" and "cannot load upscaler 'broken'" in str(err.value)
 
 
 def test_restorer_is_read_once_and_a_changed_file_again(tmp_path: Path, reads: Counter[str]) -> None:
@@ -101,7 +107,6 @@ def test_byte_budget_evicts_the_least_recently_used(up_tree: Path, reads: Counte
 
 
 def test_a_broken_upscaler_is_a_model_load_error_and_not_cached(up_tree: Path) -> None:
-    (up_tree / "ESRGAN" / "broken.pth").write_bytes(b"not a model")
     mm = ModelManager(up_tree, CPU, torch.float32)
     with pytest.raises(ModelLoadError, match="cannot load upscaler 'broken'"):
         mm.upscaler("broken")
