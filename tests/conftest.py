@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny checkpoints written by our generator, and a real server on a loopback port."""
+"""Shared fixtures: tiny models written by our generator, and the session's real servers on loopback
+ports (started through `tests/servers.py`, the one way tests start servers)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest
 import torch
 
 from server.client import Client
-from server.embedded import RunningServer, start_server
-from server.models.testmodels import write_sd_checkpoint
+from server.embedded import RunningServer
+from server.models.testmodels import ARCHS, write_sd_checkpoint
+from tests.servers import ServeProcess, in_process, start_serve
 
 torch.set_num_threads(2)
 
@@ -27,9 +29,34 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(models_dir: Path) -> Iterator[RunningServer]:
-    running = start_server(models_dir)
-    yield running
-    running.close()
+    """The in-process server over `models_dir` (no restorer, default limits, no token)."""
+    with in_process(models_dir) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def restore_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """An in-process server whose models tree holds only a tiny GFPGAN (`tiny-gfpgan`)."""
+    root = tmp_path_factory.mktemp("restorers")
+    ARCHS["gfpgan"](root / "GFPGAN", None, 0)
+    with in_process(root) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the editor plug-ins are tested against: tiny SD1.5 + a tiny GFPGAN under its released name."""
+    root = tmp_path_factory.mktemp("plugin-models")
+    ARCHS["sd15"](root, None, 0)
+    ARCHS["gfpgan"](root / "GFPGAN", "GFPGANv1.4", 0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def sdb_serve(tiny_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """One real `sdbridge serve` subprocess for the session (no token): plug-in client, Krita, GIMP."""
+    with start_serve(tiny_models, tmp_path_factory.mktemp("serve") / "serve.log") as srv:
+        yield srv
 
 
 def run(coro: Any) -> Any:

@@ -18,7 +18,8 @@ from safetensors.torch import load_file, save_file
 from server.cli import main as cli_main
 from server.client import ServerError
 from server.models.testmodels import ARCHS
-from tests.conftest import RunningServer, connect, run, start_server
+from tests.conftest import RunningServer, connect, run
+from tests.servers import in_process
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +44,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def srv(tree: Path) -> Iterator[RunningServer]:
-    running = start_server(tree)
-    yield running
-    running.close()
+    with in_process(tree) as running:
+        yield running
 
 
 def gen(srv: RunningServer, params: dict) -> tuple[dict, list[np.ndarray]]:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.limits import Limits
-from tests.conftest import start_server
+from tests.servers import in_process
 from tests.wire import Raw
 
 scalars = st.one_of(
@@ -86,12 +86,9 @@ frames = st.one_of(
 @pytest.fixture(scope="module")
 def fuzz_server(models_dir: Path):
     # Tight limits keep any accidentally valid job tiny; the point is parsing, not generating.
-    running = start_server(
-        models_dir,
-        Limits(max_pixels=64 * 64, max_steps=2, max_batch=1, max_image_pixels=64 * 64, max_queued_per_client=1000),
-    )
-    yield running
-    running.close()
+    limits = Limits(max_pixels=64 * 64, max_steps=2, max_batch=1, max_image_pixels=64 * 64, max_queued_per_client=1000)
+    with in_process(models_dir, limits) as running:
+        yield running
 
 
 def test_fuzzed_frames_never_break_the_server(fuzz_server) -> None:

@@ -21,7 +21,7 @@ from server.app import Server, StartupError
 from server.limits import Limits
 from server.models.registry import ModelManager
 from server.queue import _failure_event
-from tests.conftest import start_server
+from tests.servers import in_process
 from tests.wire import Raw
 
 OK_PARAMS = {"prompt": "x", "model": "tiny-sd15", "steps": 1, "width": 64, "height": 64, "seed": 1}
@@ -56,18 +56,15 @@ def png_bomb(w: int, h: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def small(models_dir: Path):
-    running = start_server(
-        models_dir,
-        Limits(
-            max_image_pixels=128 * 128,
-            max_pixels=128 * 128,
-            max_message_bytes=1 << 20,
-            max_steps=4,
-            max_queued_per_client=3,
-        ),
+    limits = Limits(
+        max_image_pixels=128 * 128,
+        max_pixels=128 * 128,
+        max_message_bytes=1 << 20,
+        max_steps=4,
+        max_queued_per_client=3,
     )
-    yield running
-    running.close()
+    with in_process(models_dir, limits) as running:
+        yield running
 
 
 CASES = [
@@ -185,8 +182,7 @@ def test_silent_client_is_dropped_after_hello_timeout(server, monkeypatch) -> No
 
 
 def test_token_rules(models_dir: Path) -> None:
-    running = start_server(models_dir, token="s3cret")
-    try:
+    with in_process(models_dir, token="s3cret") as running:
         for bad in (None, "wrong"):
             raw = Raw(running.url, token=bad)
             assert raw.welcome is not None and raw.welcome["code"] == "auth"
@@ -195,8 +191,6 @@ def test_token_rules(models_dir: Path) -> None:
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
         good = Raw(running.url, token="s3cret")
         assert good.welcome is not None and good.welcome["type"] == "welcome"
-    finally:
-        running.close()
 
 
 def test_non_loopback_bind_without_token_refuses_to_start() -> None:
@@ -215,16 +209,13 @@ def test_failing_job_becomes_error_and_worker_keeps_running(models_dir: Path, tm
     broken = {k: v for k, v in state.items() if not k.startswith("first_stage_model.")}  # no VAE
     save_file(broken, str(tmp_path / "broken.safetensors"), metadata=meta)
     save_file(state, str(tmp_path / "fine.safetensors"), metadata=meta)
-    running = start_server(tmp_path)
-    try:
+    with in_process(tmp_path) as running:
         raw = Raw(running.url)
         raw.replies(job(jid="b", params=OK_PARAMS | {"model": "broken"}))
         ev = raw.until("b")
         assert ev["type"] == "error" and ev["code"] == "model_load" and "broken" in ev["message"]
         raw.replies(job(jid="f", params=OK_PARAMS | {"model": "fine"}))
         assert raw.until("f")["type"] == "result"
-    finally:
-        running.close()
 
 
 def test_out_of_memory_maps_to_its_own_code() -> None:

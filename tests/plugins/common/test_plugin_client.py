@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from plugin_serve import ServeProcess, free_port, start_serve
 
 from plugins.common import png
 from plugins.common.client import Client, Event
 from plugins.common.jobs import GenerateRequest, WireImage
+from tests.servers import ServeProcess, free_port, start_serve
 
 
 @pytest.fixture
@@ -222,7 +222,7 @@ def test_offline_submit_and_server_restart(tiny_models: Path, tmp_path: Path) ->
         early = c.submit(GenerateRequest(prompt="early", seed=1, steps=2, width=64, height=64))
         time.sleep(1.0)
         assert not c.connected and c.job(early).status == "pending"
-        srv = start_serve(tiny_models, tmp_path / "serve.log", port)
+        srv = start_serve(tiny_models, tmp_path / "serve.log", port=port)
         assert c.wait(early, 180).status == "result"
         # Server dies and comes back: the client reconnects by itself.
         srv.stop()
@@ -230,7 +230,7 @@ def test_offline_submit_and_server_restart(tiny_models: Path, tmp_path: Path) ->
         while c.connected and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not c.connected
-        srv = start_serve(tiny_models, tmp_path / "serve.log", port)
+        srv = start_serve(tiny_models, tmp_path / "serve.log", port=port)
         later = c.submit(GenerateRequest(prompt="later", seed=2, steps=2, width=64, height=64))
         assert c.wait(later, 180).status == "result"
     finally:
@@ -240,8 +240,7 @@ def test_offline_submit_and_server_restart(tiny_models: Path, tmp_path: Path) ->
 
 
 def test_wrong_token_is_fatal_not_hammered(tiny_models: Path, tmp_path: Path) -> None:
-    srv = start_serve(tiny_models, tmp_path / "serve.log", None, "--token", "s3cret")
-    try:
+    with start_serve(tiny_models, tmp_path / "serve.log", "--token", "s3cret") as srv:
         bad = Client(srv.url, token="nope", backoff=(0.05, 0.1)).start()
         try:
             with pytest.raises(Exception, match="auth"):
@@ -256,5 +255,3 @@ def test_wrong_token_is_fatal_not_hammered(tiny_models: Path, tmp_path: Path) ->
             assert good.wait_connected(15)["protocol"] == 1
         finally:
             good.stop()
-    finally:
-        srv.stop()

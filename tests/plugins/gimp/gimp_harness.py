@@ -15,9 +15,12 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.processes import kill_tree
 
 REPO = Path(__file__).resolve().parents[3]
 HOSTS = REPO / "tests" / "hosts"
@@ -65,9 +68,16 @@ def install_plugin(build_dir: Path) -> None:
 
 
 def run_batch(
-    scenarios: list[dict[str, Any]], timeout: float = 300.0, tag: str = "run", display: str | None = None
+    scenarios: list[dict[str, Any]],
+    timeout: float = 300.0,
+    tag: str = "run",
+    display: str | None = None,
+    started: Callable[[int], None] | None = None,
 ) -> BatchRun:
     """One GIMP launch that runs every scenario through the PDB; returns the results.
+
+    `started` gets the pid of the launched process as soon as it exists: GIMP's plug-ins (and
+    what they start) are its descendants, so a test can find and signal exactly those.
 
     Headless `gimp-console-3.0` by default; with `display` (an X display such as ":77" served by a
     host Xvfb, whose socket gimp_in_chroot.sh binds in) the GUI `gimp-3.0`, so procedure dialogs
@@ -96,11 +106,15 @@ def run_batch(
         *gimp, "--batch-interpreter=python-fu-eval", "-b", f'exec(open("{work_in}/batch.py").read())', "--quit",
     ]  # fmt: skip
     t0 = time.monotonic()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        rc, log = proc.returncode, proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired as exc:
-        rc, log = 124, f"gimp timed out after {timeout}s\n{exc.stdout or ''}{exc.stderr or ''}"
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        if started is not None:
+            started(proc.pid)
+        try:
+            log = proc.communicate(timeout=timeout)[0]
+            rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            kill_tree(proc.pid)  # GIMP and its plug-ins: the processes this run started, nothing else
+            rc, log = 124, f"gimp timed out after {timeout}s\n{proc.communicate(timeout=30)[0]}"
     wall = time.monotonic() - t0
     results_file = work / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}

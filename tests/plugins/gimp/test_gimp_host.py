@@ -12,13 +12,11 @@ Without the chroot these tests skip; with env CI set they fail instead, so CI ca
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gimp_harness as harness
@@ -26,10 +24,11 @@ import numpy as np
 import pytest
 
 from plugins.gimp import build as gimp_build
+from tests.processes import find_descendant
+from tests.servers import ServeProcess
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
 
-REPO = harness.REPO
 W = H = 96  # canvas of every scenario image (the tiny test model is 64 px native)
 SEL = (32, 24, 32, 40)  # x, y, w, h of the selection used by "with selection" scenarios
 EDGE = (W - 16, 0, 16, H)  # a strip at the right edge: outpaint's in-canvas form
@@ -42,12 +41,6 @@ PROMPT = "a red fox in the snow"
 class Serve:
     url: str
     welcome: dict[str, Any]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _welcome(url: str) -> dict[str, Any]:
@@ -81,46 +74,13 @@ def gimp_available() -> None:
 
 
 @pytest.fixture(scope="session")
-def sdbridge_serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    """A real `sdbridge serve` subprocess with a tiny random-weight SD1.5 checkpoint."""
-    from server.models.testmodels import write_sd_checkpoint
-
-    models = tmp_path_factory.mktemp("gimp-models")
-    write_sd_checkpoint(models, "sd15")  # what `sdbridge make-test-model` does, minus a torch start-up
-    try:  # a random-weight face restorer, where the server has them (restore jobs)
-        from server.models.restorer import write_test_restorer
-
-        write_test_restorer(models / "GFPGAN", "gfpgan", name="GFPGANv1.4")
-    except ImportError:
-        pass
-    cli = [sys.executable, "-m", "server.cli"]
+def sdbridge_serve(gimp_available: None, sdb_serve: ServeProcess) -> Serve:
+    """The session's real `sdbridge serve` (tiny random-weight SD1.5 + GFPGANv1.4), its welcome, model warm."""
     t0 = time.monotonic()
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("gimp-serve") / "serve.log").open("w")
-    proc = subprocess.Popen([*cli, "serve", "--models", str(models), "--port", str(port)], cwd=REPO,
-                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"ws://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                welcome = _welcome(url)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"sdbridge serve did not come up; see {log.name}") from None
-                time.sleep(0.3)
-        t1 = time.monotonic()
-        _warm_up(url)
-        print(f"\nsdbridge serve: up in {t1 - t0:.1f}s, model warm in {time.monotonic() - t1:.1f}s", file=sys.stderr)
-        yield Serve(url, welcome)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    welcome = _welcome(sdb_serve.url)
+    _warm_up(sdb_serve.url)
+    print(f"\nsdbridge serve: model warm in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+    return Serve(sdb_serve.url, welcome)
 
 
 def scenarios(url: str) -> list[dict[str, Any]]:
@@ -458,20 +418,6 @@ def test_dialog_runs_and_remembers_last_values(
 # --- Cancel: GIMP kills the plug-in; the job must stop on the server too -----------------------------
 
 
-def _find_proc(needle: str) -> tuple[int, list[str]] | None:
-    """A process whose command line contains `needle` (chroot processes share our PID namespace)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if any(needle in a for a in argv):
-            return int(entry.name), [a for a in argv if a]
-    return None
-
-
 def test_killed_plugin_cancels_server_job(gimp_run: Outcome, sdbridge_serve: Serve) -> None:
     """What GIMP's progress Cancel does (quit message, 10 ms, SIGKILL), simulated with SIGKILL while a long
     job runs: the guard process must cancel the job on the server."""
@@ -482,12 +428,14 @@ def test_killed_plugin_cancels_server_job(gimp_run: Outcome, sdbridge_serve: Ser
     from plugins.gimp.sdbridge_gimp.remote import Remote
 
     found: dict[str, Any] = {}
+    gimp: list[int] = []  # pid of this run's GIMP: its plug-in and the guard are below it, and only those
 
     def killer() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and "killed" not in found:
-            guard = _find_proc("sdbridge_gimp.cancel_guard")
-            plugin = _find_proc("plug-ins/sdbridge/sdbridge.py")
+            # chroot processes share our PID namespace, so the tree is visible from here
+            guard = find_descendant(gimp[0], "sdbridge_gimp.cancel_guard") if gimp else None
+            plugin = find_descendant(gimp[0], "plug-ins/sdbridge/sdbridge.py") if gimp else None
             if guard and plugin:
                 found["job"] = guard[1][-1]
                 # at once: the guard exists only while the job is in flight (queued or running), and a
@@ -503,6 +451,7 @@ def test_killed_plugin_cancels_server_job(gimp_run: Outcome, sdbridge_serve: Ser
         [{"id": "killed", "proc": "sdbridge-generate", "w": 256, "h": 256, "selection": None, "args": long_job}],
         timeout=300,
         tag="cancel",
+        started=gimp.append,
     )
     thread.join(5)
     assert "killed" in found, f"never saw the plug-in and its guard running:\n{run.log[-3000:]}"

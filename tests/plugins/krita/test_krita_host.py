@@ -7,14 +7,13 @@ readback (pixels through the Krita API, dumped as raw BGRA by the test driver).
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterator
+import json
 
 import numpy as np
 import pytest
 from krita_harness import KritaRun, build_zip, fresh_profile, prepare_template, require_krita, run_krita
-from plugin_serve import ROOT, start_serve  # noqa: E402
+
+from tests.servers import ServeProcess
 
 pytestmark = pytest.mark.krita
 
@@ -23,27 +22,18 @@ SCENARIOS = ["generate", "img2img", "inpaint", "outpaint", "upscale", "face", "r
 
 
 @pytest.fixture(scope="module")
-def krita_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[KritaRun, dict]]:
+def krita_session(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> tuple[KritaRun, dict]:
+    """One Krita run of every scenario against the session's `sdbridge serve` (tiny SD1.5 + GFPGAN)."""
     require_krita()
+    sdb_serve: ServeProcess = request.getfixturevalue("sdb_serve")  # only once Krita is known to be there
     base = tmp_path_factory.mktemp("krita")
     plugin_zip = build_zip(base / "build")
-    models = base / "models"
-    subprocess.run([sys.executable, "-m", "server.cli", "make-test-model", str(models), "--arch", "sd15"],
-                   cwd=ROOT, check=True, capture_output=True, timeout=300)  # fmt: skip
-    subprocess.run([sys.executable, "-m", "server.cli", "make-test-model", str(models / "GFPGAN"), "--arch",
-                    "gfpgan"], cwd=ROOT, check=True, capture_output=True, timeout=300)  # fmt: skip
-    srv = start_serve(models, base / "serve.log")
-    try:
-        template = prepare_template(base, plugin_zip)
-        home = fresh_profile(template, base / "home", plugin_zip)
-        run = run_krita(home, base / "out", SCENARIOS, srv.url, timeout=400)
-        import json
-
-        done = base / "out" / "done.json"
-        summary = json.loads(done.read_text()) if done.exists() else {}
-        yield run, summary
-    finally:
-        srv.stop()
+    template = prepare_template(base, plugin_zip)
+    home = fresh_profile(template, base / "home", plugin_zip)
+    run = run_krita(home, base / "out", SCENARIOS, sdb_serve.url, timeout=400)
+    done = base / "out" / "done.json"
+    summary = json.loads(done.read_text()) if done.exists() else {}
+    return run, summary
 
 
 def bgra(run: KritaRun, name: str, w: int, h: int) -> np.ndarray:
@@ -56,9 +46,18 @@ def server_lacks(res: dict, kind: str) -> bool:
     return jobs is not None and kind not in jobs
 
 
-def expect_kind(res: dict, kind: str) -> None:
+def job_result(run: KritaRun, kind: str) -> dict:
+    """The scenario named after a job kind: the server offers that kind and the action succeeded."""
+    res = run.result(kind)
     # Every job kind the plugin uses exists now: a missing one is a regression, not an xfail.
     assert not server_lacks(res, kind), f"server does not offer '{kind}' (welcome.jobs = {res.get('welcome_jobs')})"
+    assert res["ok"], res.get("error")
+    return res
+
+
+def one_new_layer(res: dict) -> None:
+    assert [f["status"] for f in res["finished"]] == ["result"], res
+    assert res["new_layer"] is not None, res
 
 
 def test_plugin_loads_with_actions(krita_session: tuple[KritaRun, dict]) -> None:
@@ -95,9 +94,7 @@ def test_generate_img2img_by_strength(krita_session: tuple[KritaRun, dict]) -> N
 
 def test_inpaint_selection(krita_session: tuple[KritaRun, dict]) -> None:
     run, _ = krita_session
-    res = run.result("inpaint")
-    expect_kind(res, "inpaint")
-    assert res["ok"], res.get("error")
+    res = job_result(run, "inpaint")
     assert [f["status"] for f in res["finished"]] == ["result"], res
     layer = bgra(run, "inpaint.layer.bgra", SIZE, SIZE).astype(int)
     before = bgra(run, "inpaint.before.bgra", SIZE, SIZE).astype(int)
@@ -115,9 +112,7 @@ def test_inpaint_selection(krita_session: tuple[KritaRun, dict]) -> None:
 
 def test_outpaint_right_by_64(krita_session: tuple[KritaRun, dict]) -> None:
     run, _ = krita_session
-    res = run.result("outpaint")
-    expect_kind(res, "outpaint")
-    assert res["ok"], res.get("error")
+    res = job_result(run, "outpaint")
     assert res["doc_size"] == [SIZE + 64, SIZE]
     proj = bgra(run, "outpaint.projection.bgra", SIZE + 64, SIZE)
     strip = proj[:, SIZE:]
@@ -126,31 +121,19 @@ def test_outpaint_right_by_64(krita_session: tuple[KritaRun, dict]) -> None:
 
 def test_upscale_x2(krita_session: tuple[KritaRun, dict]) -> None:
     run, _ = krita_session
-    res = run.result("upscale")
-    expect_kind(res, "upscale")
-    assert res["ok"], res.get("error")
+    res = job_result(run, "upscale")
     assert res["doc_size"] == [2 * SIZE, 2 * SIZE]
     assert res["new_layer"]["bounds"][2:] == [2 * SIZE, 2 * SIZE]
 
 
 def test_face(krita_session: tuple[KritaRun, dict]) -> None:
-    run, _ = krita_session
-    res = run.result("face")
-    expect_kind(res, "face")
-    assert res["ok"], res.get("error")
     # The face is given as a selection: one re-rendered face, as a new layer.
-    assert [f["status"] for f in res["finished"]] == ["result"], res
-    assert res["new_layer"] is not None, res
+    one_new_layer(job_result(krita_session[0], "face"))
 
 
 def test_restore(krita_session: tuple[KritaRun, dict]) -> None:
-    run, _ = krita_session
-    res = run.result("restore")
-    expect_kind(res, "restore")
-    assert res["ok"], res.get("error")
     # The tiny GFPGAN restores the selected face area: a new layer.
-    assert [f["status"] for f in res["finished"]] == ["result"], res
-    assert res["new_layer"] is not None, res
+    one_new_layer(job_result(krita_session[0], "restore"))
 
 
 def test_cancel_mid_job_leaves_no_layer(krita_session: tuple[KritaRun, dict]) -> None:

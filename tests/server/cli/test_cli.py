@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,29 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-SDBRIDGE = [sys.executable, "-m", "server.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.servers import SDBRIDGE, free_port, start_serve
 
 
 def sdbridge(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([*SDBRIDGE, *args], capture_output=True, text=True, timeout=300, **kw)
-
-
-def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise TimeoutError("server did not start")
 
 
 @pytest.fixture(scope="module", params=["sd15", "sdxl"])
@@ -45,19 +23,8 @@ def served(request, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     made = sdbridge("make-test-model", str(models), "--arch", request.param)
     assert made.returncode == 0, made.stderr
     assert Path(made.stdout.strip()).suffix == ".safetensors"
-    port = free_port()
-    proc = subprocess.Popen(
-        [*SDBRIDGE, "serve", "--models", str(models), "--port", str(port)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        wait_listening(port, proc)
-        yield f"ws://127.0.0.1:{port}", tmp_path_factory.mktemp("out")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with start_serve(models, tmp_path_factory.mktemp("serve") / "serve.log") as srv:
+        yield srv.url, tmp_path_factory.mktemp("out")
 
 
 def test_generate_writes_png_with_parameters_and_is_repeatable(served) -> None:
@@ -129,28 +96,10 @@ def test_serve_refuses_public_bind_without_token(tmp_path: Path) -> None:
 
 
 def test_serve_without_models_uses_tiny_demo_model(tmp_path: Path) -> None:
-    port = free_port()
-    env = dict(os.environ, SDBRIDGE_HOME=str(tmp_path))
-    proc = subprocess.Popen(
-        [*SDBRIDGE, "serve", "--port", str(port)], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
-    )
-    try:
-        wait_listening(port, proc)
+    with start_serve(None, tmp_path / "serve.log", env={"SDBRIDGE_HOME": str(tmp_path)}) as srv:
         res = sdbridge(
-            "generate",
-            "demo",
-            "--steps",
-            "1",
-            "--seed",
-            "3",
-            "--url",
-            f"ws://127.0.0.1:{port}",
-            "--out",
-            str(tmp_path / "demo.png"),
+            "generate", "demo", "--steps", "1", "--seed", "3", "--url", srv.url, "--out", str(tmp_path / "demo.png")
         )
         assert res.returncode == 0, res.stderr
         assert Image.open(tmp_path / "demo.png").size == (64, 64)
         assert (tmp_path / "demo-models" / "demo-tiny-sd15.safetensors").is_file()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

@@ -10,8 +10,6 @@ import pytest
 from PIL import Image
 
 from server import cli
-from server.models.restorer import write_test_restorer
-from tests.conftest import start_server
 from tests.server.jobs.edit_helpers import photo
 
 GEN = ["--model", "tiny-sd15", "--steps", "2", "--seed", "7"]
@@ -120,43 +118,13 @@ def test_cli_face(server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert np.array_equal(load(tmp_path / "cup-out.png"), photo("coffee", 120, 90))
 
 
-def test_cli_restore(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    write_test_restorer(tmp_path / "models" / "GFPGAN", "gfpgan")
-    running = start_server(tmp_path / "models")
-    try:
-        img = photo("astronaut", 256, 256)
-        out = tmp_path / "restored.png"
-        rc = cli.main(
-            [
-                "restore",
-                str(save(tmp_path / "in.png", img)),
-                "--out",
-                str(out),
-                "--url",
-                running.url,
-                "--model",
-                "tiny-gfpgan",
-                "--fidelity",
-                "0.3",
-                "--blend",
-                "0.9",
-            ]
-        )
-        assert rc == 0, capsys.readouterr().err
-        diff = np.any(load(out) != img, axis=2)
-        assert diff.any() and not diff[:, :50].any() and not diff[150:].any()
-        rc = cli.main(
-            [
-                "restore",
-                str(tmp_path / "in.png"),
-                "--out",
-                str(tmp_path / "x.png"),
-                "--url",
-                running.url,
-                "--model",
-                "nope",
-            ]
-        )
-        assert rc == 2 and "nope.pth" in capsys.readouterr().err
-    finally:
-        running.close()
+def test_cli_restore(restore_server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    img = photo("astronaut", 256, 256)
+    out = tmp_path / "restored.png"
+    restore = ["restore", str(save(tmp_path / "in.png", img)), "--url", restore_server.url]
+    rc = cli.main([*restore, "--out", str(out), "--model", "tiny-gfpgan", "--fidelity", "0.3", "--blend", "0.9"])
+    assert rc == 0, capsys.readouterr().err
+    diff = np.any(load(out) != img, axis=2)
+    assert diff.any() and not diff[:, :50].any() and not diff[150:].any()
+    rc = cli.main([*restore, "--out", str(tmp_path / "x.png"), "--model", "nope"])
+    assert rc == 2 and "nope.pth" in capsys.readouterr().err

@@ -16,8 +16,7 @@ from server.imaging.faces import (
     plan_face_crop,
 )
 from server.imaging.geometry import Rect, extract_crop, restore_crop
-
-ASTRONAUT_FACE = Rect.from_bounds(175, 65, 270, 180)
+from tests.server.jobs.edit_helpers import ASTRONAUT_FACE
 
 
 @pytest.fixture(scope="module")

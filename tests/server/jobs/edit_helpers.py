@@ -13,6 +13,8 @@ from server.imaging.compose import Patch, composite
 from server.imaging.geometry import Rect
 from tests.conftest import connect, run
 
+ASTRONAUT_FACE = Rect.from_bounds(175, 65, 270, 180)  # the face in scikit-image's astronaut photo (512x512)
+
 
 def photo(name: str, w: int, h: int) -> np.ndarray:
     """A scikit-image sample photo resized to w x h, as opaque RGBA."""

@@ -76,26 +76,21 @@ def test_all_white_mask_inpaints_the_whole_canvas(server) -> None:
     assert np.abs(out.astype(int) - img).mean() > 5
 
 
-def test_wrong_size_mask_names_both_sizes(server) -> None:
+def rejected_mask(url: str, mask: np.ndarray) -> pytest.ExceptionInfo[ServerError]:
+    """Inpaint a W x H photo with `mask`: the server must refuse it."""
     with pytest.raises(ServerError) as err:
-        job(
-            server.url,
-            "inpaint",
-            {"model": "tiny-sd15"},
-            {"image": rgba8(photo("coffee", W, H)), "mask": gray8(np.full((48, 64), 255, np.uint8))},
-        )
+        job(url, "inpaint", {"model": "tiny-sd15"}, {"image": rgba8(photo("coffee", W, H)), "mask": gray8(mask)})
+    return err
+
+
+def test_wrong_size_mask_names_both_sizes(server) -> None:
+    err = rejected_mask(server.url, np.full((48, 64), 255, np.uint8))
     assert err.value.code == "bad_image"
     assert "64x48" in str(err.value) and f"{W}x{H}" in str(err.value) and "mask" in str(err.value)
 
 
 def test_empty_mask_is_a_clear_error(server) -> None:
-    with pytest.raises(ServerError) as err:
-        job(
-            server.url,
-            "inpaint",
-            {"model": "tiny-sd15"},
-            {"image": rgba8(photo("coffee", W, H)), "mask": gray8(np.zeros((H, W), np.uint8))},
-        )
+    err = rejected_mask(server.url, np.zeros((H, W), np.uint8))
     assert err.value.code == "bad_image" and "empty" in str(err.value)
 
 

@@ -3,25 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from server.client import ServerError
-from server.models.restorer import write_test_restorer
-from tests.conftest import RunningServer, start_server
 from tests.server.jobs.edit_helpers import apply, job, photo, rgba8
-
-
-@pytest.fixture(scope="module")
-def restore_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    root = tmp_path_factory.mktemp("restorers")
-    write_test_restorer(root / "GFPGAN", "gfpgan")
-    running = start_server(root)
-    yield running
-    running.close()
 
 
 def test_restore_end_to_end(restore_server) -> None:

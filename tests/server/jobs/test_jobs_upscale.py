@@ -17,10 +17,11 @@ import pytest
 from PIL import Image
 
 from server.client import ServerError
-from server.embedded import RunningServer, start_server
+from server.embedded import RunningServer
 from server.models.upscaler import lanczos, load_upscaler, upscale_tiled, write_test_upscaler
 from tests.conftest import connect, run
 from tests.server.jobs.edit_helpers import gray8, photo, pixels, rgba8
+from tests.servers import in_process
 from tests.tiling.tiling_helpers import smooth_gradient
 from tiling.plan import overlap_for_strength, plan_tiles
 from tiling.seams import plan_seams, sgr_ms
@@ -34,9 +35,8 @@ def up_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     for name in ("tiny-sd15", "tiny-sdxl"):
         shutil.copy(models_dir / f"{name}.safetensors", root)
     write_test_upscaler(root / "ESRGAN", "tiny-esrgan", 4)
-    running = start_server(root)
-    yield running
-    running.close()
+    with in_process(root) as running:
+        yield running
 
 
 def upscale(url: str, params: dict, images: dict) -> tuple[dict, list[dict]]:

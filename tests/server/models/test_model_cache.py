@@ -16,13 +16,14 @@ import spandrel
 import torch
 
 from server.client import ServerError
-from server.embedded import RunningServer, start_server
+from server.embedded import RunningServer
 from server.errors import ModelLoadError
 from server.models.cache import FileCache
 from server.models.registry import ModelManager
 from server.models.restorer import write_test_restorer
 from server.models.upscaler import write_test_upscaler
 from tests.server.jobs.edit_helpers import job, photo, pixels, rgba8
+from tests.servers import in_process
 
 CPU = torch.device("cpu")
 
@@ -54,9 +55,8 @@ def up_tree(models_dir: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def served(up_tree: Path) -> Iterator[RunningServer]:
-    running = start_server(up_tree)
-    yield running
-    running.close()
+    with in_process(up_tree) as running:
+        yield running
 
 
 def test_upscaler_file_is_read_once_across_two_upscale_jobs(served, up_tree: Path, reads: Counter[str]) -> None:

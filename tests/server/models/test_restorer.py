@@ -8,7 +8,6 @@ from skimage import data
 
 from server.errors import BadName
 from server.imaging.faces import detect_faces
-from server.imaging.geometry import Rect
 from server.models import restorer
 from server.models.restorer import (
     MissingRestorer,
@@ -19,8 +18,7 @@ from server.models.restorer import (
     restore_faces,
     write_test_restorer,
 )
-
-FACE = Rect.from_bounds(175, 65, 270, 180)
+from tests.server.jobs.edit_helpers import ASTRONAUT_FACE
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +50,9 @@ def test_restore_end_to_end_on_astronaut(gfpgan):
     out, rects = restore_faces(img, gfpgan)
     assert len(rects) == 1
     (rect,) = rects
-    assert rect.intersect(FACE).area > 0.8 * FACE.area and rect.w < 200 and rect.h < 200
+    assert rect.intersect(ASTRONAUT_FACE).area > 0.8 * ASTRONAUT_FACE.area and rect.w < 200 and rect.h < 200
     changed = np.any(out != img, axis=2)
-    assert changed[FACE.slices].mean() > 0.5
+    assert changed[ASTRONAUT_FACE.slices].mean() > 0.5
     outside = np.ones(changed.shape, bool)
     outside[rect.slices] = False
     assert not changed[outside].any()

@@ -1,0 +1,104 @@
+"""The one way tests start a real server: in-process on a thread (`in_process`), or as a
+`sdbridge serve` subprocess (`start_serve`). Both listen on a loopback port and are stopped by
+the test that started them (the subprocess by its own pid, never by name)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from server.embedded import RunningServer, start_server
+from server.limits import Limits
+
+ROOT = Path(__file__).resolve().parents[1]
+SDBRIDGE = [sys.executable, "-m", "server.cli"]
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def in_process(models: Path | None, limits: Limits | None = None, token: str | None = None) -> Iterator[RunningServer]:
+    """A real `Server` in this process on a free port, closed on exit (fixtures `yield` from this)."""
+    running = start_server(models, limits, token=token)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+@dataclass
+class ServeProcess:
+    """A `sdbridge serve` child of this test process."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/"
+
+    def stop(self) -> None:
+        """End our own child, by its pid: SIGTERM, then SIGKILL if it lingers."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def __enter__(self) -> ServeProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _log_tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:] if log.exists() else ""
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120.0) -> None:
+    """Return once something accepts connections on `port`; fail early if `proc` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sdbridge serve exited with {proc.returncode}:\n{_log_tail(log)}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait(10)
+    raise TimeoutError(f"sdbridge serve did not listen on {port}:\n{_log_tail(log)}")
+
+
+def start_serve(
+    models: Path | None,
+    log: Path,
+    *extra: str,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ServeProcess:
+    """`sdbridge serve --models MODELS --port PORT EXTRA…` (no --models: the demo model), output
+    appended to `log`; returns once it listens."""
+    port = port or free_port()
+    args = ["serve", *(["--models", str(models)] if models is not None else []), "--port", str(port), *extra]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2", **(env or {})}
+    with log.open("ab") as fh:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([*SDBRIDGE, *args], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=full_env)
+    wait_listening(port, proc, log)
+    return ServeProcess(proc, port, log)
