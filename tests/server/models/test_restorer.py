@@ -7,7 +7,6 @@ import torch
 from skimage import data
 
 from server.imaging.faces import detect_faces
-from server.imaging.geometry import Rect
 from server.models import restorer
 from server.models.restorer import (
     MissingRestorer,
@@ -19,6 +18,7 @@ from server.models.restorer import (
     write_test_restorer,
 )
 from server.protocol import ProtocolError
+from tiling.geometry import Rect
 
 FACE = Rect.from_bounds(175, 65, 270, 180)
 
@@ -52,14 +52,14 @@ def test_restore_end_to_end_on_astronaut(gfpgan):
     out, rects = restore_faces(img, gfpgan)
     assert len(rects) == 1
     (rect,) = rects
-    assert rect.intersect(FACE).area > 0.8 * FACE.area and rect.w < 200 and rect.h < 200
+    assert rect.intersection(FACE).area > 0.8 * FACE.area and rect.w < 200 and rect.h < 200
     changed = np.any(out != img, axis=2)
     assert changed[FACE.slices].mean() > 0.5
     outside = np.ones(changed.shape, bool)
     outside[rect.slices] = False
     assert not changed[outside].any()
     far = np.ones(changed.shape, bool)
-    far[rect.pad(8).clamp(512, 512).slices] = False
+    far[rect.padded(8).clamped(512, 512).slices] = False
     np.testing.assert_array_equal(out[far], img[far])
 
 
