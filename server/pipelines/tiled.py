@@ -20,7 +20,6 @@ Units: `TilePlan`s and masks are in latent px; pixel rectangles are 8x those (`L
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -380,6 +379,4 @@ def anchor(
 
 def latent_rect_for(px: Rect, pad: int, canvas_lat: Rect) -> Rect:
     """The latent rectangle covering pixel rect `px`, grown by `pad` latent px, inside the canvas."""
-    x0, y0 = px.x // LATENT, px.y // LATENT
-    x1, y1 = math.ceil(px.right / LATENT), math.ceil(px.bottom / LATENT)
-    return Rect(x0, y0, x1 - x0, y1 - y0).padded(pad).intersection(canvas_lat)
+    return px.scaled(1 / LATENT).padded(pad).intersection(canvas_lat)  # scaled rounds outward: covers px
