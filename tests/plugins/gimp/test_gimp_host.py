@@ -458,17 +458,31 @@ def test_dialog_runs_and_remembers_last_values(
 # --- Cancel: GIMP kills the plug-in; the job must stop on the server too -----------------------------
 
 
-def _find_proc(needle: str) -> tuple[int, list[str]] | None:
-    """A process whose command line contains `needle` (chroot processes share our PID namespace)."""
+def _argv(pid: int) -> list[str]:
+    try:
+        raw = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a for a in raw.decode(errors="replace").split("\0") if a]
+
+
+def _our_guard_and_plugin(url: str) -> tuple[list[str], int] | None:
+    """The cancel guard of a job on *our* server (its argv names the URL) and the plug-in process that
+    spawned it (its parent). Other checkouts may run GIMP host tests at the same time on this machine
+    (chroot processes share our PID namespace): matching by name alone could pick, and kill, theirs."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
+        argv = _argv(int(entry.name))
+        if "sdbridge_gimp.cancel_guard" not in argv or not any(url.rstrip("/") in a for a in argv):
+            continue
         try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            status = (entry / "status").read_text()
         except OSError:
             continue
-        if any(needle in a for a in argv):
-            return int(entry.name), [a for a in argv if a]
+        ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+        if any("plug-ins/sdbridge/sdbridge.py" in a for a in _argv(ppid)):
+            return argv, ppid
     return None
 
 
@@ -486,14 +500,13 @@ def test_killed_plugin_cancels_server_job(gimp_run: Outcome, sdbridge_serve: Ser
     def killer() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and "killed" not in found:
-            guard = _find_proc("sdbridge_gimp.cancel_guard")
-            plugin = _find_proc("plug-ins/sdbridge/sdbridge.py")
-            if guard and plugin:
-                found["job"] = guard[1][-1]
+            ours = _our_guard_and_plugin(sdbridge_serve.url)
+            if ours:
+                found["job"] = ours[0][-1]
                 # at once: the guard exists only while the job is in flight (queued or running), and a
                 # fast machine could finish even this long job within a fraction of a second
-                os.kill(plugin[0], signal.SIGKILL)
-                found["killed"] = plugin[0]
+                os.kill(ours[1], signal.SIGKILL)
+                found["killed"] = ours[1]
             time.sleep(0.05)
 
     thread = threading.Thread(target=killer, daemon=True)
