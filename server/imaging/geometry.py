@@ -147,9 +147,10 @@ def plan_inpaint(
             return v
         return max(multiple, floor_to(int(v * scale), multiple) if floor else round(v * scale / multiple) * multiple)
 
-    # The nearest multiples, unless that breaks the pixel cap: then round both sides down. Decided on
-    # the integer sizes, not by comparing the float scale with the cap again (225x81 at target 64 once
-    # came out as 208x80 > 4·64² because the capped scale sat one ulp under the cap).
+    # Capped: both sides round down, so the cap holds after rounding. Otherwise the nearest multiples,
+    # and down after all if those break the cap. Decided by which branch set the scale and on the
+    # integer sizes, never by comparing the float scale with the cap again (225x81 at target 64 once
+    # came out 208x80 > 4·64²: the capped scale compared an ulp under the cap).
     size = (axis(pw, False), axis(ph, False))
     if capped or size[0] * size[1] > limit:
         size = (axis(pw, True), axis(ph, True))
