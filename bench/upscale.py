@@ -32,6 +32,7 @@ from server.embedded import start_server  # noqa: E402
 from server.models.testmodels import write_sd_checkpoint  # noqa: E402
 from server.pipelines.tiled import plan_for  # noqa: E402
 from tiling.plan import usdu_evaluations  # noqa: E402
+from tiling.steps import steps_run  # noqa: E402
 
 USDU_PAD = 32  # USDU default padding (context around each tile)
 
@@ -42,10 +43,6 @@ JOBS = [
     ("SDXL 1024²→2048²", "sdxl", 1024, 1024, 2),
     ("SDXL 2048²→4096²", "sdxl", 1024, 2048, 2),
 ]
-
-
-def steps_run(steps: int, strength: float) -> int:
-    return min(max(int(round(steps * strength)), 1), steps)
 
 
 def ours(out_px: int, native_px: int, xl: bool, steps: int, strength: float) -> tuple[int, int, float, int]:

@@ -1,10 +1,10 @@
 """Build installable editor plugins: `python -m plugins.build krita [--out DIR]`.
 
-Each target assembles a plugin tree with the shared client (`plugins/common` + a copy of
-`server/protocol.py` as `_protocol.py`) and pure-Python copies of `websockets` and `msgpack`
-taken from the *build environment's* installed packages (compiled speedups are left out: msgpack
-falls back to `msgpack.fallback`, websockets to its Python masking). Vendored code is never
-committed; outputs go to `build/` (git-ignored).
+Each target assembles a plugin tree with the shared client (`plugins/common` + copies of
+`server/protocol.py` as `_protocol.py` and `tiling/geometry.py` as `_geometry.py`) and
+pure-Python copies of `websockets` and `msgpack` taken from the *build environment's* installed
+packages (compiled speedups are left out: msgpack falls back to `msgpack.fallback`, websockets
+to its Python masking). Vendored code is never committed; outputs go to `build/` (git-ignored).
 
 Adding a target: write `def build_x(out: Path) -> Path` and decorate it with `@target("x")`.
 """
@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ROOT / "plugins"
 VENDORED = ("websockets", "msgpack")
+# Our own pure-Python files the client shares with the server, copied next to it (never edited there).
+SHARED_FILES = {"server/protocol.py": "_protocol.py", "tiling/geometry.py": "_geometry.py"}
 # Not needed by the plugins and/or pulling optional third-party deps (trio) or C sources.
 _SKIP_DIRS = {"__pycache__", "trio"}
 _SKIP_SUFFIXES = (".so", ".pyd", ".c", ".pyc", ".dylib")
@@ -44,11 +46,12 @@ def _ignore(_dir: str, names: list[str]) -> set[str]:
 
 
 def copy_common(dest: Path) -> Path:
-    """Copy the shared client to `dest` (a package dir) with the protocol core vendored in."""
+    """Copy the shared client to `dest` (a package dir) with the protocol core and `Rect` vendored in."""
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(PLUGINS / "common", dest, ignore=_ignore)
-    shutil.copy2(ROOT / "server" / "protocol.py", dest / "_protocol.py")
+    for source, name in SHARED_FILES.items():
+        shutil.copy2(ROOT / source, dest / name)
     return dest
 
 

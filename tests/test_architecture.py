@@ -50,6 +50,8 @@ def import_graph() -> dict[str, set[str]]:
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 base = _resolve(mod, is_pkg, node.level, node.module)
+                if node.level and node.module and base not in mods:
+                    continue  # `from ._geometry import …`: a file only a built plugin has (vendored copy)
                 # `from pkg import sub` depends on the submodule when it is one, else on pkg itself.
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
             for target in targets:

@@ -88,7 +88,7 @@ def fused_model_output(
     done = 0
     for size in batch_sizes(len(refs), batch_size):
         chunk = refs[done : done + size]
-        tiles = [latents[r.batch, :, r.y : r.y1, r.x : r.x1] for r in chunk]
+        tiles = [latents[r.batch, :, r.y : r.bottom, r.x : r.right] for r in chunk]
         if pad_batches and size < batch_size:
             tiles += [tiles[-1]] * (batch_size - size)
             chunk = [*chunk, *[chunk[-1]] * (batch_size - size)]
@@ -101,9 +101,9 @@ def fused_model_output(
         for k in range(size):
             r, i = refs[done + k], index[done + k]
             wt = weights.tile(i, acc_dtype, latents.device)
-            acc[r.batch, :, r.y : r.y1, r.x : r.x1] += out[k].to(acc_dtype) * wt
+            acc[r.batch, :, r.y : r.bottom, r.x : r.right] += out[k].to(acc_dtype) * wt
             if r.batch == 0 and wsum is not None:
-                wsum[r.y : r.y1, r.x : r.x1] += wt
+                wsum[r.y : r.bottom, r.x : r.right] += wt
         done += size
     if acc is None or wsum is None:  # nothing selected: nothing to predict
         return torch.zeros_like(latents)

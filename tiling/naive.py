@@ -21,11 +21,11 @@ def naive_paste(image: torch.Tensor, fn: Callable[[torch.Tensor, Rect], torch.Te
     out: torch.Tensor | None = None
     for i, tile in enumerate(plan.tiles):
         row, col = divmod(i, plan.xs.count)
-        result = fn(image[:, :, tile.y : tile.y1, tile.x : tile.x1], tile)
+        result = fn(image[:, :, tile.y : tile.bottom, tile.x : tile.right], tile)
         if out is None:
             out = torch.zeros(image.shape[0], result.shape[1], plan.height, plan.width, dtype=result.dtype)
         cell = Rect(bx[col], by[row], bx[col + 1] - bx[col], by[row + 1] - by[row])
         src = cell.relative_to(tile)
-        out[:, :, cell.y : cell.y1, cell.x : cell.x1] = result[:, :, src.y : src.y1, src.x : src.x1]
+        out[:, :, cell.y : cell.bottom, cell.x : cell.right] = result[:, :, src.y : src.bottom, src.x : src.right]
     assert out is not None
     return out

@@ -59,16 +59,16 @@ def keyed_noise(
     r = _as_rect(region)
     out = torch.empty(channels, r.h, r.w, dtype=torch.float32)
     gen = torch.Generator(device="cpu")
-    for by in range(r.y // block, -(-r.y1 // block)):
-        for bx in range(r.x // block, -(-r.x1 // block)):
+    for by in range(r.y // block, -(-r.bottom // block)):
+        for bx in range(r.x // block, -(-r.right // block)):
             cell = Rect(bx * block, by * block, block, block)
             part = cell.intersection(r)
-            if part is None:
+            if part.is_empty:
                 continue
             gen.manual_seed(key64(seed, stream, bx, by, channels, block))
             values = torch.randn(channels, block, block, generator=gen)
             src, dst = part.relative_to(cell), part.relative_to(r)
-            out[:, dst.y : dst.y1, dst.x : dst.x1] = values[:, src.y : src.y1, src.x : src.x1]
+            out[:, dst.y : dst.bottom, dst.x : dst.right] = values[:, src.y : src.bottom, src.x : src.right]
     return out.to(device=device, dtype=dtype)
 
 

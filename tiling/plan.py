@@ -13,7 +13,8 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from ._keys import key64
-from .geometry import Rect
+from .geometry import Rect, ceil_to
+from .steps import steps_run
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,6 @@ class AxisLayout:
         return AxisLayout(self.length * factor, self.tile * factor, tuple(s * factor for s in self.starts))
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
-
-
 def plan_axis(length: int, tile: int, overlap: int, *, multiple: int = 8, slack: float = 0.12) -> AxisLayout:
     """Fewest evenly spread tiles of one size covering ``length`` with at least ``overlap`` between neighbours.
 
@@ -63,7 +60,7 @@ def plan_axis(length: int, tile: int, overlap: int, *, multiple: int = 8, slack:
     n = math.ceil((length - overlap) / (tile - overlap))
     if n > 1 and math.ceil((length + (n - 2) * overlap) / (n - 1)) <= tile * (1 + slack):
         n -= 1
-    size = min(length, _round_up(math.ceil((length + (n - 1) * overlap) / n), multiple))
+    size = min(length, ceil_to(math.ceil((length + (n - 1) * overlap) / n), multiple))
     if n == 1 or size == length:
         return AxisLayout(length, length, (0,))
     starts = tuple(round(i * (length - size) / (n - 1)) for i in range(n))
@@ -77,7 +74,7 @@ def overlap_for_strength(tile: int, strength: float, *, base: float = 1 / 16, pe
     strength lets tiles wander apart and needs a wider blend band.
     """
     frac = base + per_strength * min(max(strength, 0.0), 1.0)
-    return max(2, min(tile // 2, _round_up(round(tile * frac), 2)))
+    return max(2, min(tile // 2, ceil_to(round(tile * frac), 2)))
 
 
 @dataclass(frozen=True)
@@ -114,11 +111,6 @@ class TilePlan:
 
     def __len__(self) -> int:
         return self.xs.count * self.ys.count
-
-    @property
-    def area_factor(self) -> float:
-        """Summed tile area over canvas area: the UNet cost relative to one untiled pass."""
-        return len(self) * self.tile_w * self.tile_h / (self.width * self.height)
 
     def scaled(self, factor: int) -> TilePlan:
         """The same layout in units ``factor`` times smaller (e.g. latent -> pixels with 8)."""
@@ -171,11 +163,6 @@ def plan_tiles(
         plan_axis(width, tile, overlap, multiple=multiple, slack=slack),
         plan_axis(height, tile, overlap, multiple=multiple, slack=slack),
     )
-
-
-def steps_run(steps: int, strength: float) -> int:
-    """Sampler steps an img2img job actually runs (diffusers semantics: ``int(steps * strength)``)."""
-    return min(int(steps * strength), steps)
 
 
 def unet_evaluations(

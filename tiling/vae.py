@@ -88,11 +88,11 @@ def _run_tiled(
         )
     for i, tile in enumerate(plan.tiles):
         row, col = divmod(i, plan.xs.count)
-        ctx = tile.padded(pad, plan.canvas)
+        ctx = tile.padded(pad).intersection(plan.canvas)
         cell = Rect(cells_x[col], cells_y[row], cells_x[col + 1] - cells_x[col], cells_y[row + 1] - cells_y[row])
         c = cell.relative_to(ctx)
-        sync.core = (c.y / ctx.h, c.x / ctx.w, c.y1 / ctx.h, c.x1 / ctx.w)
-        inp = x[..., ctx.y * scale_in : ctx.y1 * scale_in, ctx.x * scale_in : ctx.x1 * scale_in]
+        sync.core = (c.y / ctx.h, c.x / ctx.w, c.bottom / ctx.h, c.right / ctx.w)
+        inp = x[..., ctx.y * scale_in : ctx.bottom * scale_in, ctx.x * scale_in : ctx.right * scale_in]
         with torch.no_grad():
             y = fn(inp)
         if out is None or weights is None:
@@ -100,10 +100,10 @@ def _run_tiled(
         t = tile.relative_to(ctx).scaled(scale_out)
         wt = weights.tile(i, y.dtype, y.device)
         dst = tile.scaled(scale_out)
-        out[..., dst.y : dst.y1, dst.x : dst.x1] += y[..., t.y : t.y1, t.x : t.x1] * wt
+        out[..., dst.y : dst.bottom, dst.x : dst.right] += y[..., t.y : t.bottom, t.x : t.right] * wt
         if on_tile is not None:
             f = finals[i].scaled(scale_out)
-            on_tile(f, out[..., f.y : f.y1, f.x : f.x1])
+            on_tile(f, out[..., f.y : f.bottom, f.x : f.right])
     return out
 
 

@@ -2,7 +2,8 @@
 
 Depends only on the standard library, `websockets` and `msgpack` (pure-Python copies are vendored
 into the built plugins). The wire rules live in exactly one place, `server/protocol.py`: the build
-copies it here as `_protocol`; when running from the repository we import the original.
+copies it here as `_protocol`; when running from the repository we import the original. `Rect`
+likewise: `tiling/geometry.py`, copied as `_geometry` (see `geometry.py`).
 """
 
 from __future__ import annotations

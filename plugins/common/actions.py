@@ -53,7 +53,7 @@ class Canvas:
         if self.selection is None:
             return None
         r = geometry.mask_bounds(self.selection, self.w, self.h)
-        return None if r.empty else r
+        return None if r.is_empty else r
 
 
 def _sampling(s: Settings, welcome: dict[str, Any] | None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ request never pins a value the user did not choose. Image fields are marked with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from .geometry import Rect
@@ -64,7 +64,7 @@ class JobRequest:
             if value is None:
                 continue
             if isinstance(value, Rect):
-                value = value.to_wire()
+                value = asdict(value)
             out[f.name] = value
         return out
 

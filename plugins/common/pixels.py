@@ -53,12 +53,6 @@ def gray_to_rgba(gray: bytes) -> bytes:
     return bytes(out)
 
 
-def rgba_to_gray(rgba: bytes) -> bytes:
-    """Luma of RGBA pixels (Rec.601 integer weights), e.g. to turn a painted mask layer into gray8."""
-    r, g, b = rgba[0::4], rgba[1::4], rgba[2::4]
-    return bytes((77 * r[i] + 150 * g[i] + 29 * b[i]) >> 8 for i in range(len(r)))
-
-
 def threshold(gray: bytes, level: int = 127) -> bytes:
     """Binary 0/255 mask from gray8."""
     return gray.translate(bytes(255 if v > level else 0 for v in range(256)))

@@ -5,9 +5,10 @@
 Result: `<out>/sdbridge/` — ready to copy into GIMP's `plug-ins` folder — and
 `<out>/sdbridge-gimp-<version>.zip` holding that folder. Vendored at build time (never committed):
 the shared client `plugins/common` (as `sdbridge_common`, with `server/protocol.py` as its
-`_protocol`), and pure-Python copies of `websockets` and `msgpack` taken from the build
-interpreter's installed packages. Compiled extensions are left out on purpose: GIMP's Python may
-be another version or OS, and both libraries fall back to pure Python.
+`_protocol` and `tiling/geometry.py` as its `_geometry`), and pure-Python copies of `websockets`
+and `msgpack` taken from the build interpreter's installed packages. Compiled extensions are left
+out on purpose: GIMP's Python may be another version or OS, and both libraries fall back to pure
+Python.
 
 Also available as `python -m plugins.build gimp` (output under build/plugins/gimp/).
 """

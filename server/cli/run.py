@@ -14,10 +14,11 @@ import numpy as np
 from PIL import Image
 from websockets import ConnectionClosed
 
+from tiling.geometry import Rect
+
 from .. import images
 from ..client import Client, ServerError
 from ..imaging import compose
-from ..imaging.geometry import Rect
 
 
 def read_image(path: Path) -> dict[str, Any]:

@@ -6,11 +6,13 @@ to write the full image for the CLI's `--out`. Integer maths so alpha 0 keeps th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import Rect
+from tiling.geometry import Rect
+
 from .masks import changed_rect, to_alpha
 
 
@@ -33,14 +35,31 @@ def make_patch(result: np.ndarray, blend: np.ndarray, origin: Rect | None = None
         return None
     rgb = np.asarray(result)[local.slices][..., :3]
     rgba = np.dstack([rgb, alpha[local.slices]]).astype(np.uint8)
-    at = local if origin is None else local.offset(origin.x, origin.y)
+    at = local if origin is None else local.shifted(origin.x, origin.y)
     return Patch(at, rgba)
+
+
+def region_patches(result: np.ndarray, blend: np.ndarray, regions: Sequence[Rect]) -> list[Patch]:
+    """One patch per region of a full-size `result` (alpha = `blend`); a pixel already covered by an
+    earlier region gets alpha 0 in later ones, so overlapping patches composite exactly like one blend
+    would. Without regions: the one changed rectangle (`make_patch`), or nothing."""
+    if not regions:
+        patch = make_patch(result, blend)
+        return [] if patch is None else [patch]
+    alpha = to_alpha(blend)
+    claimed = np.zeros(alpha.shape, bool)
+    patches = []
+    for r in regions:
+        a = np.where(claimed[r.slices], 0, alpha[r.slices]).astype(np.uint8)
+        claimed[r.slices] = True
+        patches.append(Patch(r, np.dstack([result[r.slices], a])))
+    return patches
 
 
 def composite(base: np.ndarray, patch: Patch) -> np.ndarray:
     """`patch` over `base` (RGB or RGBA uint8); pixels with alpha 0 stay bit-identical."""
     out = np.array(base, copy=True)
-    region = patch.rect.clamp(out.shape[1], out.shape[0])
+    region = patch.rect.clamped(out.shape[1], out.shape[0])
     if region.is_empty:
         return out
     src = patch.rgba[region.relative_to(patch.rect).slices]

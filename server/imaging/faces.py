@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .geometry import InpaintPlan, Rect
+from tiling.geometry import Rect
+
+from .geometry import InpaintPlan
 from .masks import blend_mask, to_alpha
 
 # FFHQ 5-point template at 512x512 (left eye, right eye, nose tip, left/right mouth corner), as used by
@@ -68,7 +70,7 @@ def _gray(image: np.ndarray) -> np.ndarray:
 
 
 def iou(a: Rect, b: Rect) -> float:
-    inter = a.intersect(b).area
+    inter = a.intersection(b).area
     return inter / (a.area + b.area - inter) if inter else 0.0
 
 
@@ -141,7 +143,7 @@ def detect_faces(
     faces = [f for f in _merge(boxes, len(_CASCADES), merge_iou) if f.score * len(_CASCADES) >= min_votes]
     if f != 1.0:
         h, w = full.shape
-        faces = [Face(face.box.scale(1 / f).clamp(w, h), face.score) for face in faces]
+        faces = [Face(face.box.scaled(1 / f).clamped(w, h), face.score) for face in faces]
     if find_eyes:
         # Eyes on the full-resolution image: they are small, downscaling would lose them.
         faces = [Face(face.box, face.score, _find_eyes(full, face.box)) for face in faces]
@@ -242,7 +244,7 @@ def paste_back(
     corners = cv2.transform(np.float32([[[0, 0], [size, 0], [0, size], [size, size]]]), inv)[0]
     x0, y0 = np.floor(corners.min(axis=0)).astype(int)
     x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 1
-    region = Rect.from_bounds(int(x0), int(y0), int(x1), int(y1)).clamp(out.shape[1], out.shape[0])
+    region = Rect.from_bounds(int(x0), int(y0), int(x1), int(y1)).clamped(out.shape[1], out.shape[0])
     if region.is_empty or blend <= 0:
         return out, Rect(0, 0, 0, 0)
     # Warp straight into the region (not the whole canvas): translate the inverse by its origin.
@@ -260,4 +262,4 @@ def paste_back(
     if len(xs) == 0:
         return out, Rect(0, 0, 0, 0)
     changed = Rect.from_bounds(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    return out, changed.offset(region.x, region.y)
+    return out, changed.shifted(region.x, region.y)

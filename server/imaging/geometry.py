@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from tiling.geometry import Rect, ceil_to, floor_to
+
 LATENT_FACTOR = 8
 
 
@@ -27,101 +29,6 @@ class MaskError(ValueError):
 
 class EmptyMaskError(MaskError):
     """The selection mask selects nothing: there is nothing to inpaint."""
-
-
-@dataclass(frozen=True, slots=True)
-class Rect:
-    x: int
-    y: int
-    w: int
-    h: int
-
-    @classmethod
-    def from_bounds(cls, x0: int, y0: int, x1: int, y1: int) -> Rect:
-        return cls(x0, y0, max(0, x1 - x0), max(0, y1 - y0))
-
-    @classmethod
-    def of_size(cls, w: int, h: int) -> Rect:
-        return cls(0, 0, w, h)
-
-    @property
-    def right(self) -> int:
-        return self.x + self.w
-
-    @property
-    def bottom(self) -> int:
-        return self.y + self.h
-
-    @property
-    def area(self) -> int:
-        return self.w * self.h
-
-    @property
-    def is_empty(self) -> bool:
-        return self.w <= 0 or self.h <= 0
-
-    @property
-    def center(self) -> tuple[float, float]:
-        return self.x + self.w / 2, self.y + self.h / 2
-
-    @property
-    def slices(self) -> tuple[slice, slice]:
-        """Index for a HxW(xC) numpy array: `img[r.slices]`."""
-        return slice(self.y, self.bottom), slice(self.x, self.right)
-
-    def intersect(self, other: Rect) -> Rect:
-        return Rect.from_bounds(
-            max(self.x, other.x), max(self.y, other.y), min(self.right, other.right), min(self.bottom, other.bottom)
-        )
-
-    def union(self, other: Rect) -> Rect:
-        if self.is_empty:
-            return other
-        if other.is_empty:
-            return self
-        return Rect.from_bounds(
-            min(self.x, other.x), min(self.y, other.y), max(self.right, other.right), max(self.bottom, other.bottom)
-        )
-
-    def contains(self, other: Rect) -> bool:
-        return self.x <= other.x and self.y <= other.y and other.right <= self.right and other.bottom <= self.bottom
-
-    def offset(self, dx: int, dy: int) -> Rect:
-        return Rect(self.x + dx, self.y + dy, self.w, self.h)
-
-    def relative_to(self, origin: Rect) -> Rect:
-        return self.offset(-origin.x, -origin.y)
-
-    def pad(self, left: int, top: int | None = None, right: int | None = None, bottom: int | None = None) -> Rect:
-        """`pad(n)`: grow by n on every side; `pad(l, t, r, b)`: per side (right/bottom default to left/top).
-        Negative values shrink."""
-        top = left if top is None else top
-        right = left if right is None else right
-        bottom = top if bottom is None else bottom
-        return Rect.from_bounds(self.x - left, self.y - top, self.right + right, self.bottom + bottom)
-
-    def clamp(self, width: int, height: int) -> Rect:
-        """Intersection with the canvas `(0, 0, width, height)`."""
-        return self.intersect(Rect(0, 0, width, height))
-
-    def scale(self, factor: float) -> Rect:
-        """Scaled outward: the result covers every pixel the scaled rectangle touches."""
-        x0, y0 = math.floor(self.x * factor), math.floor(self.y * factor)
-        x1, y1 = math.ceil(self.right * factor), math.ceil(self.bottom * factor)
-        return Rect.from_bounds(x0, y0, x1, y1)
-
-    def round_to(self, multiple: int) -> Rect:
-        """Grow w and h up to multiples of `multiple`, split evenly around the centre (may leave a canvas)."""
-        w, h = _ceil_to(self.w, multiple), _ceil_to(self.h, multiple)
-        return Rect(self.x - (w - self.w) // 2, self.y - (h - self.h) // 2, w, h)
-
-
-def _ceil_to(v: int, m: int) -> int:
-    return -(-v // m) * m
-
-
-def _floor_to(v: int, m: int) -> int:
-    return v // m * m
 
 
 def mask_bbox(mask: np.ndarray, threshold: int = 0) -> Rect:
@@ -151,18 +58,18 @@ def _fit_axis(
     start: int, length: int, sel_start: int, sel_end: int, canvas: int, multiple: int
 ) -> tuple[int, int, int]:
     """One axis of the crop: (start, length, pad) with length+pad a multiple of `multiple`, inside the canvas."""
-    up = _ceil_to(length, multiple)
+    up = ceil_to(length, multiple)
     if up <= canvas:
         start -= (up - length) // 2
         return min(max(start, 0), canvas - up), up, 0
-    down = _floor_to(canvas, multiple)
+    down = floor_to(canvas, multiple)
     if down >= sel_end - sel_start and down > 0:
         # Shrink to the largest multiple that still holds the selection, centred on it where possible.
         centre = (sel_start + sel_end) // 2
         s = min(max(centre - down // 2, 0), canvas - down)
         s = min(max(s, sel_end - down), sel_start)
         return s, down, 0
-    return 0, canvas, _ceil_to(canvas, multiple) - canvas
+    return 0, canvas, ceil_to(canvas, multiple) - canvas
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +119,9 @@ def plan_inpaint(
     `target` is the model's native resolution (512 SD1.5, 1024 SDXL, 64 tiny): a crop smaller than
     target² pixels is scaled up towards it (at most `max_upscale`, so a 1-px selection is not blown up
     64x). Larger crops stay at 1:1 unless `allow_downscale`. `max_pixels` (default 4 * target²) caps the
-    processing size; above it the crop is scaled down. Raises `EmptyMaskError` for an empty selection.
+    processing size; above it the crop is scaled down (each side stays at least `multiple`, so only a
+    sliver thinner than 8 px at the capped scale could exceed the cap). Raises `EmptyMaskError` for
+    an empty selection.
     """
     w, h = canvas_size
     mask = check_mask(mask, canvas_size)
@@ -220,7 +129,7 @@ def plan_inpaint(
     if sel.is_empty:
         raise EmptyMaskError("the selection mask is empty (all zero): select the area to inpaint")
     pad_px = context_padding(sel, padding_ratio, min_padding)
-    ctx = sel.pad(pad_px).clamp(w, h)
+    ctx = sel.padded(pad_px).clamped(w, h)
     x, cw, pad_r = _fit_axis(ctx.x, ctx.w, sel.x, sel.right, w, multiple)
     y, ch, pad_b = _fit_axis(ctx.y, ctx.h, sel.y, sel.bottom, h, multiple)
     crop = Rect(x, y, cw, ch)
@@ -229,18 +138,22 @@ def plan_inpaint(
     native = target / math.sqrt(pw * ph)
     scale = min(native, max_upscale) if native > 1 or allow_downscale else 1.0
     limit = max_pixels if max_pixels is not None else 4 * target * target
-    if pw * ph * scale * scale > limit:
+    capped = pw * ph * scale * scale > limit
+    if capped:
         scale = math.sqrt(limit / (pw * ph))
-    limited = pw * ph * scale * scale >= limit
 
-    def axis(v: int) -> int:
+    def axis(v: int, floor: bool) -> int:
         if scale == 1.0:
             return v
-        # Floor under the pixel cap so it holds after rounding; otherwise the nearest multiple.
-        s = _floor_to(int(v * scale), multiple) if limited else round(v * scale / multiple) * multiple
-        return max(multiple, s)
+        return max(multiple, floor_to(int(v * scale), multiple) if floor else round(v * scale / multiple) * multiple)
 
-    size = (axis(pw), axis(ph))
+    # Capped: both sides round down, so the cap holds after rounding. Otherwise the nearest multiples,
+    # and down after all if those break the cap. Decided by which branch set the scale and on the
+    # integer sizes, never by comparing the float scale with the cap again (225x81 at target 64 once
+    # came out 208x80 > 4·64²: the capped scale compared an ulp under the cap).
+    size = (axis(pw, False), axis(ph, False))
+    if capped or size[0] * size[1] > limit:
+        size = (axis(pw, True), axis(ph, True))
     return InpaintPlan((w, h), sel, crop, (pad_r, pad_b), size, scale)
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .geometry import LATENT_FACTOR, Rect, mask_bbox
+from tiling.geometry import Rect
+
+from .geometry import LATENT_FACTOR, mask_bbox
 
 
 def _as_float(mask: np.ndarray) -> np.ndarray:

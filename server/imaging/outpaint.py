@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .geometry import Rect, mask_bbox
+from tiling.geometry import Rect
+
+from .geometry import mask_bbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,7 @@ def plan_outpaint(image_size: tuple[int, int], sides: Sides, margin: int = 32) -
     ):
         if px > 0:
             strips.append(strip)
-            regions.append(strip.pad(*grow).clamp(nw, nh))
+            regions.append(strip.padded(*grow).clamped(nw, nh))
     return OutpaintPlan((nw, nh), orig, tuple(strips), tuple(regions), margin)
 
 

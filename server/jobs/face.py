@@ -15,15 +15,18 @@ from typing import Any
 import cv2
 import numpy as np
 
+from tiling.geometry import Rect
+from tiling.steps import steps_run
+
 from ..imaging.color import match_color
 from ..imaging.compose import make_patch
 from ..imaging.faces import detect_faces, ellipse_mask, plan_face_crop
-from ..imaging.geometry import Rect, extract_crop, restore_crop
+from ..imaging.geometry import extract_crop, restore_crop
 from ..imaging.masks import denoise_mask
 from ..protocol import Fields, ImageRef
 from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
 from .common import GenParams, parse_gen
-from .masked import Progress, generate_masked, job_errors, read_mask, steps_for
+from .masked import Progress, generate_masked, job_errors, read_mask
 
 NO_FACES = "no faces found"
 
@@ -86,7 +89,7 @@ class FaceRerender:
         if not boxes:
             return JobResult([], params | {"messages": [NO_FACES]})
         model = ctx.models.get(req.gen.model)
-        per_face = steps_for(req.gen, req.strength)
+        per_face = steps_run(req.gen.steps, req.strength)
         images = []
         for i, box in enumerate(boxes):
             plan = plan_face_crop(box, (w, h), target=req.target, padding=req.padding)

@@ -17,7 +17,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from tiling.steps import steps_run
+
 from ..errors import Cancelled
+from ..imaging.tensors import to_pixels, to_tensor
 from ..models.loader import LoadedModel
 from ..pipelines import denoise, tiled
 from ..pipelines.preview import latent_rgb
@@ -60,25 +63,10 @@ class GenerateRequest:
     hires: Hires | None = None
 
 
-def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """HxWx{3,4} uint8 → [1,3,H,W] float in [-1, 1]."""
-    return torch.from_numpy(rgb[..., :3].copy()).permute(2, 0, 1)[None].float() / 127.5 - 1
-
-
-def to_pixels(img: torch.Tensor) -> np.ndarray:
-    """[3,H,W] in [0,1] → HxWx3 uint8."""
-    return (img.permute(1, 2, 0).cpu().numpy() * 255).round().clip(0, 255).astype(np.uint8)
-
-
 def resize(rgba: np.ndarray, w: int, h: int) -> np.ndarray:
     if rgba.shape[1] == w and rgba.shape[0] == h:
         return rgba
     return np.asarray(Image.fromarray(rgba).resize((w, h), Image.Resampling.LANCZOS))
-
-
-def steps_run(steps: int, strength: float) -> int:
-    """Steps a run takes (same rule as `denoise.timesteps_for`)."""
-    return min(max(int(round(steps * strength)), 1), steps)
 
 
 def _parse_hires(f: Fields, ctx: ParseContext, gen: GenParams, width: int, height: int) -> Hires:
@@ -191,7 +179,7 @@ class Generate:
                 denoise.run(state, rfn, on_step=progress.step(model))
             params |= {"refiner": req.refiner, "refiner_switch": req.refiner_switch, "refiner_step": switch_at}
 
-        images = [to_pixels(denoise.decode_latents(model, s.latents)[0]) for s in states]
+        images = [to_pixels(denoise.decode_latents(model, s.latents)[0], signed=False) for s in states]
         if req.hires is not None:
             hr = req.hires
             images = [
@@ -247,7 +235,7 @@ class Generate:
             strength=hr.strength,
             on_step=progress.step(model),
         )
-        return to_pixels(denoise.decode_latents(model, out)[0])
+        return to_pixels(denoise.decode_latents(model, out)[0], signed=False)
 
 
 def upscale(ctx: JobContext, pixels: np.ndarray, hr: Hires) -> np.ndarray:

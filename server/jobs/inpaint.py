@@ -15,6 +15,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from tiling.steps import steps_run
+
 from ..imaging.color import match_color
 from ..imaging.compose import make_patch
 from ..imaging.geometry import extract_crop, plan_inpaint, restore_crop
@@ -23,7 +25,7 @@ from ..imaging.outpaint import prefill
 from ..protocol import Fields, ImageRef
 from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
 from .common import GenParams, parse_gen
-from .masked import Progress, generate_masked, job_errors, read_mask, steps_for
+from .masked import Progress, generate_masked, job_errors, read_mask
 
 FILLS = ("original", "blur", "telea", "ns")
 
@@ -94,7 +96,7 @@ class Inpaint:
         s = plan.scale
         strength_mask = denoise_mask(sel, round(req.grow * s), round(req.feather * s))
         init = fill_selection(extract_crop(rgb, plan), sel, req.fill)
-        progress = Progress(ctx, 0, steps_for(req.gen, req.strength), model.family.xl)
+        progress = Progress(ctx, 0, steps_run(req.gen.steps, req.strength), model.family.xl)
         out = generate_masked(model, req.gen, init, strength_mask, req.strength, req.gen.seed, progress)
         back = restore_crop(out, plan)
         orig = rgb[plan.crop.slices]

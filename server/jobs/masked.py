@@ -28,6 +28,7 @@ from ..errors import Cancelled
 from ..images import to_gray
 from ..imaging.geometry import MaskError, check_mask
 from ..imaging.masks import latent_mask
+from ..imaging.tensors import to_pixels, to_tensor
 from ..models.loader import LoadedModel
 from ..pipelines import denoise
 from ..pipelines import tiled as tiled_pipe
@@ -36,7 +37,6 @@ from ..prompt import encode_pair
 from ..protocol import ProtocolError
 from .base import JobContext
 from .common import GenParams
-from .generate import to_pixels, to_tensor
 
 
 @dataclass
@@ -54,18 +54,15 @@ class Progress:
         self.ctx.progress(self.done + step, self.total, latent_rgb(latents, self.xl))
 
 
-def steps_for(gen: GenParams, strength: float) -> int:
-    """Sampler steps one pass at `strength` runs (what `denoise.timesteps_for` keeps)."""
-    return min(max(int(round(gen.steps * strength)), 1), gen.steps)
-
-
 def _encode(model: LoadedModel, rgb: np.ndarray, tiled: bool) -> torch.Tensor:
     x = to_tensor(rgb)
     return tiled_pipe.encode(model, x) if tiled else denoise.encode_image(model, x)
 
 
 def _decode(model: LoadedModel, latents: torch.Tensor, tiled: bool) -> np.ndarray:
-    return tiled_pipe.decode(model, latents) if tiled else to_pixels(denoise.decode_latents(model, latents)[0])
+    if tiled:
+        return tiled_pipe.decode(model, latents)
+    return to_pixels(denoise.decode_latents(model, latents)[0], signed=False)
 
 
 def generate_masked(

@@ -16,16 +16,18 @@ from typing import Any
 import cv2
 import numpy as np
 
+from tiling.steps import steps_run
+
 from ..imaging.color import match_color
-from ..imaging.compose import make_patch
-from ..imaging.geometry import Rect, extract_crop, plan_inpaint, restore_crop
-from ..imaging.masks import denoise_mask, to_alpha
+from ..imaging.compose import region_patches
+from ..imaging.geometry import extract_crop, plan_inpaint, restore_crop
+from ..imaging.masks import denoise_mask
 from ..imaging.outpaint import Sides, extend_canvas, plan_outpaint, prefill, touching_sides, transparent_hole
 from ..pipelines.tiled import needs_tiling
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
 from .common import GenParams, parse_gen
-from .masked import Progress, generate_masked, job_errors, read_mask, steps_for
+from .masked import Progress, generate_masked, job_errors, read_mask
 
 PREFILLS = ("telea", "ns")
 
@@ -119,7 +121,7 @@ class Outpaint:
         ctx.plan({"crop": [ip.crop.x, ip.crop.y, ip.crop.w, ip.crop.h], "process_size": list(ip.process_size)})
         s = ip.scale
         strength_mask = denoise_mask(extract_crop(hole, ip), round(req.margin * s / 2), round(req.margin * s))
-        progress = Progress(ctx, 0, steps_for(req.gen, req.strength), model.family.xl)
+        progress = Progress(ctx, 0, steps_run(req.gen.steps, req.strength), model.family.xl)
         out = generate_masked(
             model, req.gen, extract_crop(filled, ip), strength_mask, req.strength, req.gen.seed, progress
         )
@@ -129,7 +131,8 @@ class Outpaint:
             back = match_color(back, canvas[ip.crop.slices], (margin_ramp(hole[ip.crop.slices], req.margin) > 0))
         result = filled.copy()
         result[ip.crop.slices] = back
-        images = [ResultImage(r.x, r.y, r.rgba, seed=req.gen.seed) for r in _cut(result, blend, regions)]
+        patches = region_patches(result, blend, regions)
+        images = [ResultImage(p.rect.x, p.rect.y, p.rgba, seed=req.gen.seed) for p in patches]
         params: dict[str, Any] = req.gen.describe() | {
             "strength": req.strength,
             "margin": req.margin,
@@ -143,29 +146,6 @@ class Outpaint:
             params |= {"left": req.sides.left, "top": req.sides.top, "right": req.sides.right,
                        "bottom": req.sides.bottom, "origin": [req.sides.left, req.sides.top]}  # fmt: skip
         return JobResult(images, params, canvas=canvas_size)
-
-
-@dataclass(frozen=True)
-class _Cut:
-    x: int
-    y: int
-    rgba: np.ndarray
-
-
-def _cut(result: np.ndarray, blend: np.ndarray, regions: list[Rect]) -> list[_Cut]:
-    """One RGBA rect per region (alpha = blend); a pixel already covered by an earlier region gets
-    alpha 0 in later ones, so overlapping rects composite exactly like one blend would."""
-    if not regions:
-        patch = make_patch(result, blend)
-        return [] if patch is None else [_Cut(patch.rect.x, patch.rect.y, patch.rgba)]
-    alpha = to_alpha(blend)
-    claimed = np.zeros(alpha.shape, bool)
-    cuts = []
-    for r in regions:
-        a = np.where(claimed[r.slices], 0, alpha[r.slices]).astype(np.uint8)
-        claimed[r.slices] = True
-        cuts.append(_Cut(r.x, r.y, np.dstack([result[r.slices], a])))
-    return cuts
 
 
 def selection_hole(image: np.ndarray, selection: np.ndarray, job_id: str) -> np.ndarray:

@@ -21,12 +21,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tiling.geometry import Rect as LRect
+from tiling.geometry import Rect
+from tiling.steps import steps_run
 
 from ..errors import Cancelled
 from ..imaging.compose import Patch, composite
-from ..imaging.geometry import Rect
 from ..imaging.masks import blend_mask, changed_rect, denoise_mask, latent_mask, to_alpha
+from ..imaging.tensors import to_tensor
 from ..models.upscaler import upscale_with
 from ..pipelines import denoise, tiled
 from ..protocol import Fields, ImageRef, ProtocolError
@@ -95,7 +96,7 @@ class Upscale:
                 rf.int("y", lo=-(1 << 20), hi=1 << 20),
                 rf.int("w", lo=1, hi=1 << 20),
                 rf.int("h", lo=1, hi=1 << 20),
-            ).clamp(w, h)
+            ).clamped(w, h)
             if r.is_empty:
                 raise ProtocolError("bad_field", f"params.region: outside the {w}x{h} image", ctx.job_id)
             region = r
@@ -165,7 +166,7 @@ def denoise_steps(req: UpscaleRequest) -> int:
     """0 when there is nothing to denoise (strength 0): the job is the upscaler alone."""
     if req.strength <= 0:
         return 0
-    return min(max(int(round(req.gen.steps * req.strength)), 1), req.gen.steps)
+    return steps_run(req.gen.steps, req.strength)
 
 
 def upscale_pixels(ctx: JobContext, req: UpscaleRequest) -> np.ndarray:
@@ -193,7 +194,7 @@ def _selection(req: UpscaleRequest, pw: int, ph: int) -> np.ndarray | None:
     if req.mask is not None:
         sel = cv2.resize(req.mask, (req.width, req.height), interpolation=cv2.INTER_LINEAR).clip(0, 1)
     if req.region is not None:
-        r = req.region.scale(req.scale).clamp(req.width, req.height)
+        r = req.region.scaled(req.scale).clamped(req.width, req.height)
         box = np.zeros_like(sel)
         box[r.slices] = 1
         sel = sel * box
@@ -230,7 +231,7 @@ class Refine:
             model, guidance, plan, gen.sampler, gen.steps, gen.seed, strength=req.strength, mask=keep
         )
         work = ts.work_rect()
-        canvas_lat = LRect(0, 0, lw, lh)
+        canvas_lat = Rect(0, 0, lw, lh)
         assert work is not None
         overlap = min((*plan.xs.overlaps, *plan.ys.overlaps), default=0) * 8
         info = {
@@ -250,11 +251,10 @@ class Refine:
         params["anchor"] = req.anchor
 
         # Encode only what the evaluated tiles read (plus VAE context): cost follows the selection.
-        enc = work.padded(ENCODE_PAD, canvas_lat)
-        crop = self.padded[enc.y * 8 : enc.y1 * 8, enc.x * 8 : enc.x1 * 8]
+        enc = work.padded(ENCODE_PAD).intersection(canvas_lat)
+        crop = self.padded[enc.y * 8 : enc.bottom * 8, enc.x * 8 : enc.right * 8]
         z0 = torch.zeros(1, 4, lh, lw, device=model.device)
-        x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float() / 127.5 - 1
-        z0[..., enc.y : enc.y1, enc.x : enc.x1] = tiled.encode(model, x)
+        z0[..., enc.y : enc.bottom, enc.x : enc.right] = tiled.encode(model, to_tensor(crop))
         ts.init = z0
         progress = ctx.progress
         if req.tiler == "naive":
@@ -269,7 +269,7 @@ class Refine:
         return self._decode(model, latents, blend, canvas_lat)
 
     def _decode(
-        self, model: Any, latents: torch.Tensor, blend: np.ndarray | None, canvas_lat: LRect
+        self, model: Any, latents: torch.Tensor, blend: np.ndarray | None, canvas_lat: Rect
     ) -> list[ResultImage]:
         """Tiled decode of the changed area only, streaming each finished rectangle as a `partial`.
 
@@ -282,18 +282,16 @@ class Refine:
         if target.is_empty:
             return [ResultImage(0, 0, _rgba(self.big, self.alpha), seed=seed)] if req.output == "full" else []
         a_blend = None if blend is None else to_alpha(blend)
-        dec = tiled.latent_rect_for(
-            LRect(target.x, target.y, target.w, target.h), 0 if blend is None else ENCODE_PAD, canvas_lat
-        )
+        dec = tiled.latent_rect_for(target, 0 if blend is None else ENCODE_PAD, canvas_lat)
         out = self.big.copy()  # the composited full output
         raw = np.zeros((target.h, target.w, 3), np.uint8)  # decoded pixels inside the target
         full = req.output == "full"
 
-        def place(rect_px: LRect, pixels: np.ndarray) -> None:
+        def place(rect_px: Rect, pixels: np.ndarray) -> None:
             if ctx.cancelled():
                 raise Cancelled
-            at = Rect(rect_px.x + dec.x * 8, rect_px.y + dec.y * 8, rect_px.w, rect_px.h)
-            part = at.intersect(target)
+            at = rect_px.shifted(dec.x * 8, dec.y * 8)
+            part = at.intersection(target)
             if part.is_empty:
                 return
             src = pixels[part.relative_to(at).slices]
@@ -311,7 +309,7 @@ class Refine:
                 rgba = np.dstack([src, a_blend[part.slices]])
             ctx.partial(ResultImage(part.x, part.y, rgba, seed=seed))
 
-        tiled.decode(model, latents[..., dec.y : dec.y1, dec.x : dec.x1], on_rect=place)
+        tiled.decode(model, latents[..., dec.y : dec.bottom, dec.x : dec.right], on_rect=place)
         if full:
             return [ResultImage(0, 0, _rgba(out, self.alpha), seed=seed)]
         alpha = a_blend[target.slices] if a_blend is not None else np.full(raw.shape[:2], 255, np.uint8)

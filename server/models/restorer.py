@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from tiling.geometry import Rect
+
 from ..errors import MissingModel
 from ..imaging.faces import Face, align_face, detect_faces, paste_back
-from ..imaging.geometry import Rect
+from ..imaging.tensors import to_pixels, to_tensor
 from .files import check_name, find_files
 
 # Relative to --models: the models folder itself or an A1111/ComfyUI root above it.
@@ -123,7 +125,7 @@ def restore_face(desc: Any, aligned: np.ndarray, fidelity: float = 0.5) -> np.nd
         raise ValueError(
             f"restorers take {ALIGNED_SIZE}x{ALIGNED_SIZE} aligned faces, got {img.shape[1]}x{img.shape[0]}"
         )
-    x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].to(desc.device, desc.dtype) / 255.0
+    x = to_tensor(img, signed=False).to(desc.device, desc.dtype)  # [-1, 1] below, in the model dtype as before
     with torch.inference_mode():
         if desc.architecture.id == "CodeFormer":
             y = desc.model(x * 2 - 1, weight=float(fidelity))[0]
@@ -131,8 +133,7 @@ def restore_face(desc: Any, aligned: np.ndarray, fidelity: float = 0.5) -> np.nd
             y = desc.model(x * 2 - 1)[0]
     if not torch.isfinite(y).all():
         raise RuntimeError(f"{desc.architecture.id} produced NaN/inf (half precision overflow or a broken file)")
-    y = ((y.float().clamp(-1, 1) + 1) / 2)[0].permute(1, 2, 0).cpu().numpy()
-    return np.rint(y * 255.0).astype(np.uint8)
+    return to_pixels(y)
 
 
 def restore_faces(

@@ -27,6 +27,7 @@ from tiling.plan import plan_tiles
 from tiling.weights import TileWeights
 
 from ..errors import Cancelled
+from ..imaging.tensors import to_pixels, to_tensor
 from .files import find_files
 
 MODEL_SUFFIXES = (".pth", ".safetensors")
@@ -70,8 +71,8 @@ def load_upscaler(path: Path | str, device: str | torch.device = "cpu", dtype: t
 def _to_tensor(img: np.ndarray, desc) -> torch.Tensor:
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected HxWx3 uint8 RGB, got {img.dtype} {img.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
-    return t.to(device=desc.device, dtype=desc.dtype) / 255.0
+    # Scaled in float32, then cast: bit-identical to scaling in the model dtype for all 256 values.
+    return to_tensor(img, signed=False).to(device=desc.device, dtype=desc.dtype)
 
 
 def upscale_tiled(desc, image: np.ndarray, *, tile: int = 256, overlap: int = 32) -> np.ndarray:
@@ -90,15 +91,14 @@ def upscale_tiled(desc, image: np.ndarray, *, tile: int = 256, overlap: int = 32
     out = torch.zeros(1, 3, h * s, w * s, dtype=torch.float32, device=desc.device)
     multiple = max(1, int(desc.size_requirements.multiple_of))
     for i, r in enumerate(plan.tiles):
-        ctx = _fit_multiple(r.padded(overlap, plan.canvas), multiple, w, h)
+        ctx = _fit_multiple(r.padded(overlap).intersection(plan.canvas), multiple, w, h)
         with torch.inference_mode():
-            y = desc(x[..., ctx.y : ctx.y1, ctx.x : ctx.x1]).float()
+            y = desc(x[..., ctx.y : ctx.bottom, ctx.x : ctx.right]).float()
         keep = r.relative_to(ctx).scaled(s)
         dst = r.scaled(s)
-        out[..., dst.y : dst.y1, dst.x : dst.x1] += y[..., keep.y : keep.y1, keep.x : keep.x1] * weights.tile(
-            i, torch.float32, desc.device
-        )
-    return (out[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        part = y[..., keep.y : keep.bottom, keep.x : keep.right]
+        out[..., dst.y : dst.bottom, dst.x : dst.right] += part * weights.tile(i, torch.float32, desc.device)
+    return to_pixels(out, signed=False)
 
 
 def _fit_multiple(ctx: Rect, multiple: int, width: int, height: int) -> Rect:

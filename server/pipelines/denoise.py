@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from tiling.steps import steps_run
+
 from ..models.loader import LoadedModel
 from ..prompt import Conditioning
 from ..samplers import make_scheduler
@@ -81,8 +83,7 @@ class Guidance:
 def timesteps_for(scheduler: Any, steps: int, strength: float, device: torch.device) -> torch.Tensor:
     """The schedule for `steps` at `strength` (img2img starts part-way; txt2img uses all)."""
     scheduler.set_timesteps(steps, device=device)
-    run = min(max(int(round(steps * strength)), 1), steps)
-    start = (steps - run) * scheduler.order
+    start = (steps - steps_run(steps, strength)) * scheduler.order
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start)
     return scheduler.timesteps[start:]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..imaging.tensors import to_pixels
+
 # Least-squares fits of latent → RGB published for SD1.x and SDXL latents (widely used by UIs).
 _SD15 = (
     [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]],
@@ -22,4 +24,4 @@ def latent_rgb(latents: torch.Tensor, xl: bool) -> np.ndarray:
     m = torch.tensor(factors, dtype=torch.float32)
     x = latents[0].detach().float().cpu()
     rgb = torch.einsum("chw,cr->hwr", x, m) + torch.tensor(bias)
-    return ((rgb.clamp(-1, 1) + 1) * 127.5).to(torch.uint8).numpy()
+    return to_pixels(rgb.permute(2, 0, 1))

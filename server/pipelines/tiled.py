@@ -20,7 +20,6 @@ Units: `TilePlan`s and masks are in latent px; pixel rectangles are 8x those (`L
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -37,6 +36,7 @@ from tiling.selection import select_tiles
 from tiling.vae import tiled_decode, tiled_encode
 
 from ..errors import Cancelled
+from ..imaging.tensors import to_pixels
 from ..models.loader import LoadedModel
 from ..samplers import STOCHASTIC, make_scheduler
 from . import denoise
@@ -198,7 +198,7 @@ class TiledSampler:
         if not rects:
             return None
         x0, y0 = min(r.x for r in rects), min(r.y for r in rects)
-        return Rect(x0, y0, max(r.x1 for r in rects) - x0, max(r.y1 for r in rects) - y0)
+        return Rect(x0, y0, max(r.right for r in rects) - x0, max(r.bottom for r in rects) - y0)
 
     def run(self, progress: Progress | None = None, cancelled: Callable[[], bool] | None = None) -> torch.Tensor:
         """Denoise; returns the final scaled latents [1, 4, h, w] (float32)."""
@@ -233,7 +233,7 @@ class TiledSampler:
                     raise Cancelled
                 ex = None
                 if self.extra is not None:
-                    ex = torch.stack([self.extra[0, :, r.y : r.y1, r.x : r.x1] for r in refs])
+                    ex = torch.stack([self.extra[0, :, r.y : r.bottom, r.x : r.right] for r in refs])
                 out = self.guidance.guided(tiles, t, ex, tile_kwargs(self.guidance, refs))
                 done += len(refs) * self.cfg_factor
                 if progress is not None:
@@ -324,7 +324,7 @@ def model_fn(
 
     def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         def per_tile(tiles: torch.Tensor, refs: Sequence[TileRef]) -> torch.Tensor:
-            ex = None if extra is None else torch.stack([extra[0, :, r.y : r.y1, r.x : r.x1] for r in refs])
+            ex = None if extra is None else torch.stack([extra[0, :, r.y : r.bottom, r.x : r.right] for r in refs])
             out = guidance.guided(tiles, t, ex, tile_kwargs(guidance, refs))
             if on_tiles is not None:
                 on_tiles(len(refs))
@@ -358,16 +358,10 @@ def decode(
 
     def tile_done(rect: Rect, pixels: torch.Tensor) -> None:
         if on_rect is not None:
-            on_rect(rect, to_uint8(pixels[0]))
+            on_rect(rect, to_pixels(pixels[0]))
 
     img = tiled_decode(model.vae, z, on_tile=tile_done if on_rect is not None else None, **vae_tiles(model))
-    return to_uint8(img[0])
-
-
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """[3, H, W] in [-1, 1] -> HxWx3 uint8 (the same rounding everywhere, so partials equal the result)."""
-    x = ((img.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
-    return x.permute(1, 2, 0).cpu().numpy()
+    return to_pixels(img[0])
 
 
 def anchor(
@@ -386,6 +380,4 @@ def anchor(
 
 def latent_rect_for(px: Rect, pad: int, canvas_lat: Rect) -> Rect:
     """The latent rectangle covering pixel rect `px`, grown by `pad` latent px, inside the canvas."""
-    x0, y0 = px.x // LATENT, px.y // LATENT
-    x1, y1 = math.ceil(px.x1 / LATENT), math.ceil(px.y1 / LATENT)
-    return Rect(x0, y0, x1 - x0, y1 - y0).padded(pad, canvas_lat)
+    return px.scaled(1 / LATENT).padded(pad).intersection(canvas_lat)  # scaled rounds outward: covers px

@@ -58,7 +58,7 @@ def test_model_fn_receives_tile_refs() -> None:
     def fn(t: torch.Tensor, refs):
         seen.extend(refs)
         for k, r in enumerate(refs):
-            assert torch.equal(t[k], x[r.batch, :, r.y : r.y1, r.x : r.x1])
+            assert torch.equal(t[k], x[r.batch, :, r.y : r.bottom, r.x : r.right])
         return t
 
     x = _latents(40, 48, b=2)

@@ -11,10 +11,10 @@ from tiling.plan import (
     overlap_for_strength,
     plan_axis,
     plan_tiles,
-    steps_run,
     unet_evaluations,
     usdu_evaluations,
 )
+from tiling.steps import steps_run
 
 
 @settings(max_examples=300, deadline=None)

@@ -78,7 +78,7 @@ def test_on_tile_reports_final_pixels_once(vae: AutoencoderKL, latents: torch.Te
     cover = torch.zeros(out.shape[-2:], dtype=torch.int32)
     for r, px in seen:
         cover[r.slices] += 1
-        assert torch.equal(px, out[..., r.y : r.y1, r.x : r.x1])  # nothing changed it afterwards
+        assert torch.equal(px, out[..., r.y : r.bottom, r.x : r.right])  # nothing changed it afterwards
     assert bool((cover == 1).all())
 
 

@@ -22,7 +22,7 @@ WELCOME = {
 def canvas(sel: Rect | None = None) -> Canvas:
     mask = None
     if sel is not None:
-        mask = bytes(255 if sel.contains(x, y) else 0 for y in range(H) for x in range(W))
+        mask = bytes(255 if sel.contains(Rect(x, y, 1, 1)) else 0 for y in range(H) for x in range(W))
     return Canvas(W, H, b"\x10\x20\x30\x00" * (W * H), mask)
 
 

@@ -15,8 +15,9 @@ from server.imaging.faces import (
     paste_back,
     plan_face_crop,
 )
-from server.imaging.geometry import Rect, extract_crop, restore_crop
+from server.imaging.geometry import extract_crop, restore_crop
 from tests.server.jobs.edit_helpers import ASTRONAUT_FACE
+from tiling.geometry import Rect
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,7 @@ def test_paste_back_leaves_outside_bit_identical(astronaut, astronaut_face):
     outside = np.ones_like(changed)
     outside[rect.slices] = False
     assert not changed[outside].any()
-    assert rect.intersect(ASTRONAUT_FACE).area > 0.5 * ASTRONAUT_FACE.area
+    assert rect.intersection(ASTRONAUT_FACE).area > 0.5 * ASTRONAUT_FACE.area
     assert rect.w < 200 and rect.h < 200
     # Identity restore (aligned face pasted back as is) barely changes the image.
     same, _ = paste_back(astronaut, aligned, affine)

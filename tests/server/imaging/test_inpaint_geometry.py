@@ -1,17 +1,17 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from server.imaging.geometry import (
     EmptyMaskError,
     MaskError,
-    Rect,
     extract_crop,
     mask_bbox,
     plan_inpaint,
     restore_crop,
 )
+from tiling.geometry import Rect
 
 
 def _mask(w, h, rect):
@@ -30,24 +30,6 @@ def _check(plan, w, h):
     # Padding only where the crop spans the whole canvas axis.
     assert plan.pad[0] == 0 or (crop.x == 0 and crop.w == w)
     assert plan.pad[1] == 0 or (crop.y == 0 and crop.h == h)
-
-
-def test_rect_helpers():
-    r = Rect(10, 20, 30, 40)
-    assert (r.right, r.bottom, r.area) == (40, 60, 1200)
-    assert r.intersect(Rect(30, 50, 100, 100)) == Rect(30, 50, 10, 10)
-    assert r.intersect(Rect(100, 100, 5, 5)).is_empty
-    assert r.union(Rect(0, 0, 5, 5)) == Rect(0, 0, 40, 60)
-    assert r.union(Rect(0, 0, 0, 0)) == r
-    assert r.pad(5) == Rect(5, 15, 40, 50)
-    assert r.pad(1, 2, 3, 4) == Rect(9, 18, 34, 46)
-    assert r.pad(15).clamp(50, 50) == Rect(0, 5, 50, 45)
-    assert Rect(1, 1, 3, 3).scale(2.5) == Rect(2, 2, 8, 8)
-    assert r.round_to(16) == Rect(9, 16, 32, 48)
-    assert r.offset(-10, -20) == Rect(0, 0, 30, 40)
-    assert r.contains(Rect(10, 20, 30, 40)) and not r.contains(Rect(9, 20, 2, 2))
-    img = np.arange(100 * 100).reshape(100, 100)
-    assert img[r.slices].shape == (40, 30)
 
 
 def test_mask_bbox():
@@ -138,18 +120,29 @@ def test_bad_masks_raise_clear_errors():
         plan_inpaint((64, 64), np.ones((64, 64), np.float32))
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    w=st.integers(9, 300),
-    h=st.integers(9, 300),
-    data=st.data(),
-    target=st.sampled_from([64, 512]),
-)
-def test_plan_invariants(w, h, data, target):
-    x0 = data.draw(st.integers(0, w - 1))
-    y0 = data.draw(st.integers(0, h - 1))
-    sel = Rect.from_bounds(x0, y0, data.draw(st.integers(x0 + 1, w)), data.draw(st.integers(y0 + 1, h)))
+@st.composite
+def canvas_and_selection(draw: st.DrawFn) -> tuple[int, int, Rect]:
+    w, h = draw(st.integers(9, 300)), draw(st.integers(9, 300))
+    x0, y0 = draw(st.integers(0, w - 1)), draw(st.integers(0, h - 1))
+    return w, h, Rect.from_bounds(x0, y0, draw(st.integers(x0 + 1, w)), draw(st.integers(y0 + 1, h)))
+
+
+@settings(max_examples=60)
+@given(case=canvas_and_selection(), target=st.sampled_from([64, 512]))
+# Once found on a fresh clone: the whole 225x81 canvas (padded to 232x88) capped to 4·64² came out
+# 208x80 = 16640 px, because the capped float scale compared an ulp under the cap and the sides were
+# rounded to nearest instead of down. The cap is the point (a model of native size `target` should
+# not process more than 4·target²), so the planner was wrong, not the invariant.
+@example(case=(225, 81, Rect(0, 0, 225, 81)), target=64)
+def test_plan_invariants(case: tuple[int, int, Rect], target: int) -> None:
+    w, h, sel = case
     plan = plan_inpaint((w, h), _mask(w, h, sel), target=target)
     _check(plan, w, h)
     assert plan.selection == sel
     assert plan.process_size[0] * plan.process_size[1] <= 4 * target * target
+
+
+def test_pixel_cap_holds_when_the_capped_scale_rounds_under_it() -> None:
+    plan = plan_inpaint((225, 81), np.full((81, 225), 255, np.uint8), target=64)
+    assert plan.padded_size == (232, 88) and plan.scale < 1
+    assert plan.process_size == (200, 72)  # both sides rounded down under the cap of 64*64*4 px

@@ -4,8 +4,9 @@ import pytest
 from skimage import data
 
 from server.imaging.compose import composite, make_patch
-from server.imaging.geometry import Rect, extract_crop, plan_inpaint, restore_crop
+from server.imaging.geometry import extract_crop, plan_inpaint, restore_crop
 from server.imaging.masks import blend_mask, changed_rect, denoise_mask, grow, latent_mask, to_alpha
+from tiling.geometry import Rect
 
 
 def _disc(w=200, h=160, c=(100, 80), r=20, soft=False):

@@ -3,7 +3,6 @@ import pytest
 from skimage import data
 
 from server.imaging.compose import composite, make_patch
-from server.imaging.geometry import Rect
 from server.imaging.masks import to_alpha
 from server.imaging.outpaint import (
     Sides,
@@ -13,6 +12,7 @@ from server.imaging.outpaint import (
     touching_sides,
     transparent_hole,
 )
+from tiling.geometry import Rect
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_outpaint_each_edge_and_two_edges(photo, sides):
     covered = np.zeros((nh, nw), bool)
     for r in plan.regions:
         covered[r.slices] = True
-        inner = r.intersect(plan.original)
+        inner = r.intersection(plan.original)
         assert min(inner.w, inner.h) == plan.margin
     assert covered[fill > 0].all()
     # Simulated generation: everything changes; composite with the blend mask per region.
@@ -67,7 +67,7 @@ def test_outpaint_each_edge_and_two_edges(photo, sides):
         patch = make_patch(generated[r.slices], blend[r.slices], origin=r)
         out = composite(out, patch)
     np.testing.assert_array_equal(out[fill > 0], generated[fill > 0])
-    far = plan.original.pad(-plan.margin)
+    far = plan.original.padded(-plan.margin)
     np.testing.assert_array_equal(out[far.slices], canvas[far.slices])
     untouched = to_alpha(blend) == 0
     np.testing.assert_array_equal(out[untouched], canvas[untouched])

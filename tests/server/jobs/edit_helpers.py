@@ -10,8 +10,8 @@ from PIL import Image
 from skimage import data
 
 from server.imaging.compose import Patch, composite
-from server.imaging.geometry import Rect
 from tests.conftest import connect, run
+from tiling.geometry import Rect
 
 ASTRONAUT_FACE = Rect.from_bounds(175, 65, 270, 180)  # the face in scikit-image's astronaut photo (512x512)
 
@@ -64,7 +64,7 @@ def apply(base: np.ndarray, result: dict, origin: tuple[int, int] = (0, 0)) -> t
         px = pixels(r)
         assert px.shape[:2] == (r["h"], r["w"])
         rect = Rect(r["x"], r["y"], r["w"], r["h"])
-        assert rect.clamp(w, h) == rect, f"rect {rect} leaves the {w}x{h} canvas"
+        assert rect.clamped(w, h) == rect, f"rect {rect} leaves the {w}x{h} canvas"
         out = composite(out, Patch(rect, px))
         touched[rect.slices] |= px[..., 3] > 0
     return out, touched

@@ -50,14 +50,14 @@ def test_restore_end_to_end_on_astronaut(gfpgan):
     out, rects = restore_faces(img, gfpgan)
     assert len(rects) == 1
     (rect,) = rects
-    assert rect.intersect(ASTRONAUT_FACE).area > 0.8 * ASTRONAUT_FACE.area and rect.w < 200 and rect.h < 200
+    assert rect.intersection(ASTRONAUT_FACE).area > 0.8 * ASTRONAUT_FACE.area and rect.w < 200 and rect.h < 200
     changed = np.any(out != img, axis=2)
     assert changed[ASTRONAUT_FACE.slices].mean() > 0.5
     outside = np.ones(changed.shape, bool)
     outside[rect.slices] = False
     assert not changed[outside].any()
     far = np.ones(changed.shape, bool)
-    far[rect.pad(8).clamp(512, 512).slices] = False
+    far[rect.padded(8).clamped(512, 512).slices] = False
     np.testing.assert_array_equal(out[far], img[far])
 
 

@@ -48,7 +48,7 @@ def test_culling_keeps_unselected_latents_bit_identical(manager: ModelManager) -
     ts = _sampler(manager, "tiny-sd15", "Euler", mask=mask)
     assert ts.tiles < len(ts.plan)
     work = ts.work_rect()
-    assert work is not None and work.x == 0 and work.y == 0 and work.x1 < 30
+    assert work is not None and work.x == 0 and work.y == 0 and work.right < 30
     calls: list[int] = []
     out = ts.run(lambda step, total, p: calls.append(step) if p is None else None)
     assert out.shape == ts.init.shape

@@ -1,0 +1,54 @@
+"""Built plugins carry the one `Rect` (tiling/geometry.py) and the protocol core as vendored copies,
+and their shared client imports with nothing of the repository (or site-packages) on the path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from plugins.build import ROOT, build_krita
+from plugins.gimp import build as gimp_build
+
+# Runs in `python -I -S` with only the built tree on sys.path: the vendored client must stand alone.
+PROBE = """
+import sys
+sys.path[:0] = sys.argv[2:]
+common = __import__(sys.argv[1])
+r = common.geometry.Rect(2, 3, 4, 5)
+assert type(r).__module__ == sys.argv[1] + "._geometry", type(r).__module__
+assert common.geometry.mask_bounds(bytes([0, 255, 0, 0]), 2, 2) == common.geometry.Rect(1, 0, 1, 1)
+assert r.padded(1).clamped(6, 6) == common.geometry.Rect(1, 2, 5, 4)
+assert common.jobs.UpscaleRequest(region=r).params()["region"] == {"x": 2, "y": 3, "w": 4, "h": 5}
+assert common.protocol.__name__ == sys.argv[1] + "._protocol"
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tiling", "server", "plugins", "numpy", "torch"))
+assert not loaded, loaded
+print("ok")
+"""
+
+
+def _probe(package: str, *paths: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", PROBE, package, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_krita_zip_vendors_the_one_rect(tmp_path: Path) -> None:
+    archive = build_krita(tmp_path)
+    with zipfile.ZipFile(archive) as zf:
+        assert zf.read("sdbridge/common/_geometry.py") == (ROOT / "tiling" / "geometry.py").read_bytes()
+        assert zf.read("sdbridge/common/_protocol.py") == (ROOT / "server" / "protocol.py").read_bytes()
+        zf.extractall(tmp_path / "unzipped")
+    pkg = tmp_path / "unzipped" / "sdbridge"
+    _probe("common", pkg, pkg / "_vendor")  # `sdbridge` itself needs Krita; its `common` must not
+
+
+def test_gimp_folder_vendors_the_one_rect(tmp_path: Path) -> None:
+    vendor = gimp_build.build(tmp_path, archive=False) / "vendor"
+    assert (vendor / "sdbridge_common" / "_geometry.py").read_bytes() == (ROOT / "tiling" / "geometry.py").read_bytes()
+    _probe("sdbridge_common", vendor)
