@@ -18,13 +18,12 @@ from ..imaging.faces import Face, detect_faces
 from ..models.restorer import MissingRestorer, load_restorer, resolve_restorer, restore_faces
 from ..pipelines.denoise import Cancelled
 from ..protocol import Fields, ImageRef, ProtocolError
-from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
-from .face import NO_FACES, mask_boxes
-from .masked import job_errors, read_mask
+from .base import JobContext, JobResult, ParseContext, Request, ResultImage, require_image
+from .face import NO_FACES, parse_boxes
 
 
-@dataclass(frozen=True)
-class RestoreRequest:
+@dataclass(frozen=True, kw_only=True)
+class RestoreRequest(Request):
     model: str
     path: Path
     image: np.ndarray  # HxWx4 uint8
@@ -43,10 +42,6 @@ class Restore:
     kind = "restore"
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> RestoreRequest:
-        with job_errors(ctx.job_id):
-            return self._parse(f, images, ctx)
-
-    def _parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> RestoreRequest:
         name = f.str("model", None, max_len=512)
         root = ctx.models.root
         if root is None:
@@ -54,19 +49,14 @@ class Restore:
                 "the server has no models folder: start it with --models DIR and put a restorer "
                 "(GFPGANv1.4.pth into DIR/GFPGAN or codeformer-v0.1.0.pth into DIR/Codeformer)"
             )
-        try:
-            path = resolve_restorer(Path(root), name)
-        except MissingRestorer as exc:
-            exc.job_id = ctx.job_id
-            raise
+        path = resolve_restorer(Path(root), name)
         found = {p: n for n, p in ctx.models.assets.get("restorers", {}).items()}
         image = require_image(images, "image", ctx)
-        boxes = mask_boxes(read_mask(images, "mask", image, ctx)) if "mask" in images else None
         return RestoreRequest(
             model=name or found.get(path, path.stem),
             path=path,
             image=image,
-            boxes=boxes,
+            boxes=parse_boxes(images, image, ctx),
             fidelity=f.float("fidelity", 0.5, lo=0.0, hi=1.0),
             blend=f.float("blend", 1.0, lo=0.0, hi=1.0),
         )
