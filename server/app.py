@@ -18,7 +18,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from . import __version__, images
 from .errors import JobError
 from .jobs import KINDS
-from .jobs.base import ParseContext
+from .jobs.base import ParseContext, parse_request
 from .limits import Limits
 from .models.registry import ModelManager
 from .protocol import (
@@ -217,7 +217,7 @@ class Server:
         pctx = ParseContext(self.models, self.limits, job_id, decode)
         # Decoding a large PNG takes a while: off the loop, so other clients keep being served.
         try:
-            request = await asyncio.to_thread(KINDS[kind].parse, params, refs, pctx)
+            request = await asyncio.to_thread(parse_request, KINDS[kind], params, refs, pctx)
         except ProtocolError as exc:
             exc.job_id = exc.job_id or job_id  # helpers deep in parsing don't know the id
             raise

@@ -20,7 +20,7 @@ import numpy as np
 from . import images
 from .errors import Cancelled, JobError
 from .jobs import KINDS
-from .jobs.base import JobContext, JobResult, ResultImage
+from .jobs.base import JobContext, JobResult, Request, ResultFormat, ResultImage
 from .limits import Limits
 from .models.registry import ModelManager
 from .protocol import ProtocolError, error_event
@@ -36,7 +36,7 @@ PREVIEW_INTERVAL_S = 0.25
 class Job:
     id: str
     kind: str
-    request: Any
+    request: Request | None  # None once done: only the terminal event is retained
     owner: int  # connection id that submitted it (for per-client limits)
     state: str = "queued"  # queued | running | done
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -131,19 +131,21 @@ class JobQueue:
             self._execute(job)
 
     def _execute(self, job: Job) -> None:
+        assert job.request is not None
+        fmt = job.request.result_format
         ctx = JobContext(
             models=self.models,
             limits=self.limits,
             progress=lambda step, total, preview: self._progress(job, step, total, preview),
             cancelled=job.cancel.is_set,
-            partial=lambda img: self.publish(job, {"type": "partial", "id": job.id, "image": self._rect(img, job)}),
+            partial=lambda img: self.publish(job, {"type": "partial", "id": job.id, "image": self._rect(img, fmt)}),
             plan=lambda plan: self.publish(job, {"type": "plan", "id": job.id, **plan}),
         )
         try:
             if job.cancel.is_set():
                 raise Cancelled
             result = KINDS[job.kind].run(job.request, ctx)
-            event = self._result_event(job, result)
+            event = self._result_event(job, result, fmt)
         except Cancelled:
             event = {"type": "cancelled", "id": job.id}
         except (ProtocolError, JobError) as exc:
@@ -164,9 +166,7 @@ class JobQueue:
             ev["preview"] = {"format": "webp", "data": images.encode_preview(preview)}
         self.publish(job, ev)
 
-    def _rect(self, img: ResultImage, job: Job) -> Event:
-        fmt = getattr(job.request, "gen", None)
-        fmt = fmt.result_format if fmt is not None else "png"
+    def _rect(self, img: ResultImage, fmt: ResultFormat) -> Event:
         px = img.pixels
         h, w = px.shape[:2]
         rect: Event = {"x": img.x, "y": img.y, "w": w, "h": h}
@@ -183,12 +183,12 @@ class JobQueue:
             rect["name"] = img.name
         return rect
 
-    def _result_event(self, job: Job, result: JobResult) -> Event:
+    def _result_event(self, job: Job, result: JobResult, fmt: ResultFormat) -> Event:
         ev: Event = {
             "type": "result",
             "id": job.id,
-            "images": [self._rect(img, job) for img in result.images],
-            "params": result.params,
+            "images": [self._rect(img, fmt) for img in result.images],
+            "params": result.params | {"result_format": fmt},  # every kind reports the encoding it used
         }
         if result.canvas is not None:
             ev["canvas"] = {"w": result.canvas[0], "h": result.canvas[1]}

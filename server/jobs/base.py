@@ -7,14 +7,24 @@ validation error reaches the client before anything is queued), then runs that r
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
 
 from ..limits import Limits
 from ..models.registry import ModelManager
 from ..protocol import Fields, ImageRef, ProtocolError
+
+ResultFormat = Literal["png", "rgba8", "webp"]
+RESULT_FORMATS: tuple[ResultFormat, ...] = get_args(ResultFormat)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    """What every job request has, whatever its kind (the kinds' requests extend it)."""
+
+    result_format: ResultFormat = "png"  # how the worker encodes the result's (and partials') images
 
 
 @dataclass(frozen=True)
@@ -60,9 +70,15 @@ class ParseContext:
 class JobKind(Protocol):
     kind: str
 
-    def parse(self, params: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> Any: ...
+    def parse(self, params: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> Request: ...
 
     def run(self, request: Any, ctx: JobContext) -> JobResult: ...
+
+
+def parse_request(kind: JobKind, params: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> Request:
+    """`kind.parse`, plus the fields every request has, read here the same way for every kind."""
+    result_format = params.choice("result_format", RESULT_FORMATS, "png")
+    return replace(kind.parse(params, images, ctx), result_format=result_format)
 
 
 def require_image(images: Mapping[str, ImageRef], name: str, ctx: ParseContext) -> np.ndarray:

@@ -1,18 +1,23 @@
-"""Generation parameters shared by every diffusion job (prompt, seed, steps, sampler, …)."""
+"""What every diffusion job shares: its generation parameters (prompt, seed, steps, sampler, …), the
+one way to its model and conditioning (`Diffusion`), batch seeds and one progress bar."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
+import torch
+
+from ..errors import Cancelled
 from ..models.loader import LoadedModel
+from ..pipelines import denoise
+from ..pipelines.preview import latent_rgb
 from ..prompt import Blend, Conditioning, encode_pair, validate
 from ..protocol import Fields, ProtocolError
 from ..samplers import NAMES
 from .base import JobContext, ParseContext
-
-RESULT_FORMATS = ("png", "rgba8", "webp")
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,6 @@ class GenParams:
     steps: int
     cfg: float
     sampler: str
-    result_format: str
     clip_skip: int = 1
     blend: Blend | None = None  # mix a second prompt's embeddings in (prompt.Blend)
     vae: str | None = None  # VAE override from welcome.vaes
@@ -63,34 +67,72 @@ def parse_gen(f: Fields, ctx: ParseContext, prompt_required: bool = True) -> Gen
         steps=f.int("steps", 20, lo=1, hi=ctx.limits.max_steps),
         cfg=f.float("cfg", 7.0, lo=0.0, hi=30.0),
         sampler=f.choice("sampler", NAMES, "Euler a"),
-        result_format=f.choice("result_format", RESULT_FORMATS, "png"),
         clip_skip=f.int("clip_skip", 1, lo=1, hi=12),
         blend=blend,
         vae=vae,
     )
 
 
-def load_model(ctx: JobContext, gen: GenParams) -> LoadedModel:
-    """The job's model with the per-job VAE override in place (reverted when the job ends)."""
-    model = ctx.models.get(gen.model)
-    if gen.vae is not None:
-        use_vae_override(ctx, model, gen.vae)
-    return model
+class Diffusion:
+    """A diffusion job's model and conditioning with every option of its `GenParams` applied: the VAE
+    override when the model is loaded, clip skip / blend / `<lora:…>` tags when the prompt is encoded.
+    Jobs reach the model only through here, so none can accept an option and forget it."""
+
+    def __init__(self, ctx: JobContext, gen: GenParams) -> None:
+        self.ctx, self.gen = ctx, gen
+
+    @cached_property
+    def model(self) -> LoadedModel:
+        """The resident model for this job, loaded on first use (a job may finish without one)."""
+        return self._with_vae(self.ctx.models.get(self.gen.model))
+
+    def use_refiner(self, name: str) -> LoadedModel:
+        """Swap the SDXL refiner in for the base (one resident model), with the same VAE override."""
+        self.model = self._with_vae(self.ctx.models.get_refiner(name))
+        return self.model
+
+    def encode(self, networks: bool = True) -> tuple[Conditioning, Conditioning]:
+        """Positive/negative conditioning; `networks=False` strips `<lora:…>` tags without activating them."""
+        gen = self.gen
+        return encode_pair(self.model, gen.prompt, gen.negative, gen.clip_skip, blend=gen.blend, networks=networks)
+
+    def _with_vae(self, model: LoadedModel) -> LoadedModel:
+        if self.gen.vae is None:
+            return model
+        from ..models.vae import use_vae
+
+        path = self.ctx.models.asset("vaes", self.gen.vae)
+        try:
+            use_vae(model, self.gen.vae, path)  # reverted by the queue when the job ends
+        except Exception as exc:
+            raise ProtocolError("model_load", f"cannot load VAE {self.gen.vae!r}: {exc}") from exc
+        return model
 
 
-def use_vae_override(ctx: JobContext, model: LoadedModel, name: str) -> None:
-    from ..models.vae import use_vae
+class Progress:
+    """One progress bar over every sampler step of a job (all passes, stages and batch images);
+    cancel is checked at each step."""
 
-    path = ctx.models.asset("vaes", name)
-    try:
-        use_vae(model, name, path)
-    except Exception as exc:
-        raise ProtocolError("model_load", f"cannot load VAE {name!r}: {exc}") from exc
+    def __init__(self, ctx: JobContext, total: int) -> None:
+        self.ctx, self.total, self.done = ctx, max(total, 1), 0
+
+    def step(self, model: LoadedModel) -> denoise.StepCallback:
+        def on_step(_step: int, _total: int, latents: torch.Tensor) -> None:
+            if self.ctx.cancelled():
+                raise Cancelled
+            self.done += 1
+            self.ctx.progress(min(self.done, self.total), self.total, latent_rgb(latents, model.family.xl))
+
+        return on_step
 
 
-def encode_gen(model: LoadedModel, gen: GenParams, prompt: str | None = None) -> tuple[Conditioning, Conditioning]:
-    """encode_pair with every prompt option of `gen` (clip skip, blend; activates `<lora:…>` tags)."""
-    return encode_pair(model, gen.prompt if prompt is None else prompt, gen.negative, gen.clip_skip, blend=gen.blend)
+def parse_batch(f: Fields, ctx: ParseContext) -> int:
+    return f.int("batch", 1, lo=1, hi=ctx.limits.max_batch)
+
+
+def batch_seeds(seed: int, batch: int) -> list[int]:
+    """Seeds of a batch's images: image i is seeded `seed + i`, so a batch-1 job with it repeats the image."""
+    return [(seed + i) % 2**32 for i in range(batch)]
 
 
 def round8(v: int) -> int:

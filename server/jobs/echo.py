@@ -12,20 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..protocol import Fields, ImageRef
-from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
-from .common import RESULT_FORMATS
+from .base import JobContext, JobResult, ParseContext, Request, ResultImage, require_image
 
 
-@dataclass(frozen=True)
-class EchoGen:
-    """Just the part of the generation params the queue reads (how to encode results)."""
-
-    result_format: str
-
-
-@dataclass(frozen=True)
-class EchoRequest:
-    gen: EchoGen
+@dataclass(frozen=True, kw_only=True)
+class EchoRequest(Request):
     image: np.ndarray
 
 
@@ -33,11 +24,10 @@ class Echo:
     kind = "echo"
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> EchoRequest:
-        fmt = f.choice("result_format", RESULT_FORMATS, "png")
         img = require_image(images, "image", ctx)
         if img.ndim == 2:  # gray8 comes back as opaque gray RGBA
             img = np.dstack([img, img, img, np.full_like(img, 255)])
-        return EchoRequest(EchoGen(fmt), img)
+        return EchoRequest(image=img)
 
     def run(self, req: EchoRequest, ctx: JobContext) -> JobResult:
         h, w = req.image.shape[:2]

@@ -21,20 +21,18 @@ from tiling.steps import steps_run
 from ..imaging.color import match_color
 from ..imaging.compose import make_patch
 from ..imaging.faces import detect_faces, ellipse_mask, plan_face_crop
-from ..imaging.geometry import extract_crop, restore_crop
+from ..imaging.geometry import InpaintPlan, extract_crop, restore_crop
 from ..imaging.masks import denoise_mask
 from ..protocol import Fields, ImageRef
-from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
-from .common import GenParams, parse_gen
-from .masked import Progress, generate_masked, job_errors, read_mask
+from .base import JobContext, JobResult, ParseContext, ResultImage
+from .common import Diffusion, Progress
+from .masked import EditRequest, generate_masked, parse_edit, read_mask
 
 NO_FACES = "no faces found"
 
 
-@dataclass(frozen=True)
-class FaceRequest:
-    gen: GenParams
-    image: np.ndarray  # HxWx4 uint8
+@dataclass(frozen=True, kw_only=True)
+class FaceRequest(EditRequest):
     boxes: tuple[Rect, ...] | None  # from the mask; None = detect at run time
     strength: float
     target: int
@@ -50,24 +48,41 @@ def mask_boxes(mask: np.ndarray) -> tuple[Rect, ...]:
     return tuple(sorted(boxes, key=lambda b: -b.area))
 
 
+def parse_boxes(images: Mapping[str, ImageRef], image: np.ndarray, ctx: ParseContext) -> tuple[Rect, ...] | None:
+    """Face boxes from the optional `mask` selection; None = no mask (detect faces when the job runs)."""
+    return mask_boxes(read_mask(images, "mask", image, ctx)) if "mask" in images else None
+
+
+@dataclass(frozen=True)
+class _FaceCrop:
+    """One face's crop plan, paste alpha (crop size) and denoise mask (process size)."""
+
+    plan: InpaintPlan
+    paste: np.ndarray
+    strength_mask: np.ndarray
+
+    @classmethod
+    def around(cls, box: Rect, canvas: tuple[int, int], req: FaceRequest) -> _FaceCrop:
+        plan = plan_face_crop(box, canvas, target=req.target, padding=req.padding)
+        crop = plan.crop
+        paste = ellipse_mask((crop.w, crop.h), box.relative_to(crop))  # exactly 0 outside the ellipse
+        sel = cv2.resize(paste, plan.process_size, interpolation=cv2.INTER_LINEAR)  # same ellipse, process size
+        feather = max(2, round(min(box.w, box.h) * plan.scale / 8))
+        return cls(plan, paste, denoise_mask(sel, feather, feather))
+
+
 class FaceRerender:
     kind = "face"
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> FaceRequest:
-        with job_errors(ctx.job_id):
-            return self._parse(f, images, ctx)
-
-    def _parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> FaceRequest:
-        gen = parse_gen(f, ctx, prompt_required=False)
-        entry = ctx.models.entry(gen.model)
-        image = require_image(images, "image", ctx)
-        boxes = mask_boxes(read_mask(images, "mask", image, ctx)) if "mask" in images else None
+        gen, image, batch = parse_edit(f, images, ctx)
         return FaceRequest(
             gen=gen,
             image=image,
-            boxes=boxes,
+            batch=batch,
+            boxes=parse_boxes(images, image, ctx),
             strength=f.float("strength", 0.4, lo=0.01, hi=1.0),
-            target=f.int("target", entry.native, lo=64, hi=4096) // 8 * 8,
+            target=f.int("target", ctx.models.entry(gen.model).native, lo=64, hi=4096) // 8 * 8,
             padding=f.float("padding", 0.5, lo=0.0, hi=4.0),
             max_faces=f.int("max_faces", 8, lo=1, hi=64),
             color_match=f.bool("color_match", True),
@@ -79,6 +94,7 @@ class FaceRerender:
         boxes = list(req.boxes) if req.boxes is not None else [face.box for face in detect_faces(rgb)]
         boxes = boxes[: req.max_faces]
         params: dict[str, Any] = req.gen.describe() | {
+            "seeds": req.seeds,
             "strength": req.strength,
             "target": req.target,
             "padding": req.padding,
@@ -88,24 +104,23 @@ class FaceRerender:
         }
         if not boxes:
             return JobResult([], params | {"messages": [NO_FACES]})
-        model = ctx.models.get(req.gen.model)
-        per_face = steps_run(req.gen.steps, req.strength)
+        sd = Diffusion(ctx, req.gen)
+        model = sd.model
+        crops = [_FaceCrop.around(box, (w, h), req) for box in boxes]
+        progress = Progress(ctx, req.batch * len(boxes) * steps_run(req.gen.steps, req.strength))
         images = []
-        for i, box in enumerate(boxes):
-            plan = plan_face_crop(box, (w, h), target=req.target, padding=req.padding)
-            crop = plan.crop
-            local = box.relative_to(crop)
-            paste = ellipse_mask((crop.w, crop.h), local)  # alpha at crop size, exactly 0 outside
-            sel = cv2.resize(paste, plan.process_size, interpolation=cv2.INTER_LINEAR)  # same ellipse, process size
-            feather = max(2, round(min(box.w, box.h) * plan.scale / 8))
-            strength_mask = denoise_mask(sel, feather, feather)
-            seed = (req.gen.seed + i) % 2**32
-            progress = Progress(ctx, i * per_face, len(boxes) * per_face, model.family.xl)
-            out = generate_masked(model, req.gen, extract_crop(rgb, plan), strength_mask, req.strength, seed, progress)
-            back = restore_crop(out, plan)
-            if req.color_match:
-                back = match_color(back, rgb[crop.slices], (paste > 0).astype(np.uint8))
-            patch = make_patch(back, paste, crop)
-            if patch is not None:
-                images.append(ResultImage(patch.rect.x, patch.rect.y, patch.rgba, seed=seed, name=f"face {i + 1}"))
+        for b, image_seed in enumerate(req.seeds):
+            for i, face in enumerate(crops):
+                seed = (image_seed + i) % 2**32  # batch image b repeats as a batch-1 job seeded image_seed
+                crop = face.plan.crop
+                out = generate_masked(
+                    sd, extract_crop(rgb, face.plan), face.strength_mask, req.strength, seed, progress.step(model)
+                )
+                back = restore_crop(out, face.plan)
+                if req.color_match:
+                    back = match_color(back, rgb[crop.slices], (face.paste > 0).astype(np.uint8))
+                patch = make_patch(back, face.paste, crop)
+                if patch is not None:
+                    name = f"face {i + 1}" if req.batch == 1 else f"face {i + 1}, batch {b + 1}"
+                    images.append(ResultImage(patch.rect.x, patch.rect.y, patch.rgba, seed=seed, name=name))
         return JobResult(images, params)

@@ -8,7 +8,7 @@ embeddings and the prompt syntax come through the prompt (see `server.prompt`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,15 +19,12 @@ from PIL import Image
 
 from tiling.steps import steps_run
 
-from ..errors import Cancelled
 from ..imaging.tensors import to_pixels, to_tensor
 from ..models.loader import LoadedModel
 from ..pipelines import denoise, tiled
-from ..pipelines.preview import latent_rgb
-from ..prompt import encode_pair
 from ..protocol import Fields, ImageRef, ProtocolError
-from .base import JobContext, JobResult, ParseContext, ResultImage
-from .common import GenParams, encode_gen, load_model, parse_gen, parse_size, round8, use_vae_override
+from .base import JobContext, JobResult, ParseContext, Request, ResultImage
+from .common import Diffusion, GenParams, Progress, batch_seeds, parse_batch, parse_gen, parse_size, round8
 
 # Built-in hires upscalers; any other name is looked up in welcome.upscalers (model upscalers).
 PIXEL_UPSCALERS = {
@@ -50,8 +47,8 @@ class Hires:
     tile: bool | None  # None = automatic (target area beyond 2x2 native)
 
 
-@dataclass(frozen=True)
-class GenerateRequest:
+@dataclass(frozen=True, kw_only=True)
+class GenerateRequest(Request):
     gen: GenParams
     width: int
     height: int
@@ -122,7 +119,7 @@ class Generate:
             gen=gen,
             width=width,
             height=height,
-            batch=f.int("batch", 1, lo=1, hi=ctx.limits.max_batch),
+            batch=parse_batch(f, ctx),
             strength=f.float("strength", 0.75, lo=0.01, hi=1.0),
             init=init,
             refiner=refiner,
@@ -132,15 +129,16 @@ class Generate:
 
     def run(self, req: GenerateRequest, ctx: JobContext) -> JobResult:
         gen = req.gen
-        model = load_model(ctx, gen)
-        seeds = [(gen.seed + i) % 2**32 for i in range(req.batch)]
+        sd = Diffusion(ctx, gen)
+        model = sd.model
+        seeds = batch_seeds(gen.seed, req.batch)
         first = steps_run(gen.steps, req.strength) if req.init is not None else gen.steps
-        progress = _Progress(
+        progress = Progress(
             ctx, req.batch * (first + (steps_run(req.hires.steps, req.hires.strength) if req.hires else 0))
         )
         latent_shape = (1, 4, req.height // 8, req.width // 8)
         init = denoise.encode_image(model, to_tensor(req.init)) if req.init is not None else None
-        cond, uncond = encode_gen(model, gen)
+        cond, uncond = sd.encode()
         guidance = denoise.Guidance(model, cond, uncond, gen.cfg, req.width, req.height)
         extra = _extra(model, req.width, req.height)
         if _large(model, req.width, req.height):  # beyond one pass: the fused tiler (server.pipelines.tiled)
@@ -167,12 +165,8 @@ class Generate:
 
         if req.refiner is not None:
             # One model resident by design: the refiner replaces the base (which the next base job reloads).
-            model = ctx.models.get_refiner(req.refiner)
-            if gen.vae is not None:
-                use_vae_override(ctx, model, gen.vae)
-            rcond, runcond = encode_pair(
-                model, gen.prompt, gen.negative, gen.clip_skip, blend=gen.blend, networks=False
-            )  # LoRAs are for the base's layers
+            model = sd.use_refiner(req.refiner)
+            rcond, runcond = sd.encode(networks=False)  # LoRAs are for the base's layers
             rguide = denoise.Guidance(model, rcond, runcond, gen.cfg, req.width, req.height)
             rfn = _tiled_fn(rguide, 1.0, None, None) if _large(model, req.width, req.height) else rguide.model_fn()
             for state in states:
@@ -183,7 +177,7 @@ class Generate:
         if req.hires is not None:
             hr = req.hires
             images = [
-                self._hires(model, gen, hr, pix, s.latents, seed, progress, ctx)
+                self._hires(sd, hr, pix, s.latents, seed, progress)
                 for pix, s, seed in zip(images, states, seeds, strict=True)
             ]
             params |= {
@@ -203,23 +197,16 @@ class Generate:
         return hr.width * hr.height > 4 * model.family.native**2
 
     def _hires(
-        self,
-        model: LoadedModel,
-        gen: GenParams,
-        hr: Hires,
-        pixels: np.ndarray,
-        latents: torch.Tensor,
-        seed: int,
-        progress: _Progress,
-        ctx: JobContext,
+        self, sd: Diffusion, hr: Hires, pixels: np.ndarray, latents: torch.Tensor, seed: int, progress: Progress
     ) -> np.ndarray:
+        model, gen, ctx = sd.model, sd.gen, sd.ctx
         lw, lh = hr.width // 8, hr.height // 8
         if hr.upscaler in LATENT_UPSCALERS:
             mode = "nearest" if hr.upscaler == "latent-nearest" else "bilinear"
             init = F.interpolate(latents.float(), size=(lh, lw), mode=mode)
         else:
             init = denoise.encode_image(model, to_tensor(upscale(ctx, pixels, hr)))
-        cond, uncond = encode_gen(model, gen)  # same job: LoRAs stay as activated
+        cond, uncond = sd.encode()  # same job: LoRAs stay as activated
         guidance = denoise.Guidance(model, cond, uncond, gen.cfg, hr.width, hr.height)
         extra = _extra(model, hr.width, hr.height)
         tiled_ = self._tiled(model, hr)
@@ -272,19 +259,3 @@ def _extra(model: LoadedModel, width: int, height: int) -> torch.Tensor | None:
     blank = denoise.encode_image(model, torch.zeros(1, 3, height, width))
     mask = torch.ones(1, 1, height // 8, width // 8)
     return torch.cat([mask, blank.cpu()], 1).to(model.device, model.dtype)
-
-
-class _Progress:
-    """One progress bar over every stage (base, refiner, hires) of every batch image."""
-
-    def __init__(self, ctx: JobContext, total: int) -> None:
-        self.ctx, self.total, self.done = ctx, max(total, 1), 0
-
-    def step(self, model: LoadedModel) -> Callable[[int, int, torch.Tensor], None]:
-        def on_step(_step: int, _total: int, latents: torch.Tensor) -> None:
-            if self.ctx.cancelled():
-                raise Cancelled
-            self.done += 1
-            self.ctx.progress(min(self.done, self.total), self.total, latent_rgb(latents, model.family.xl))
-
-        return on_step

@@ -24,16 +24,14 @@ from ..imaging.masks import blend_mask, denoise_mask, grow
 from ..imaging.outpaint import prefill
 from ..protocol import Fields, ImageRef
 from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
-from .common import GenParams, parse_gen
-from .masked import Progress, generate_masked, job_errors, read_mask
+from .common import Diffusion, Progress
+from .masked import EditRequest, generate_masked, parse_edit, read_mask
 
 FILLS = ("original", "blur", "telea", "ns")
 
 
-@dataclass(frozen=True)
-class InpaintRequest:
-    gen: GenParams
-    image: np.ndarray  # HxWx4 uint8
+@dataclass(frozen=True, kw_only=True)
+class InpaintRequest(EditRequest):
     mask: np.ndarray  # HxW uint8 selection
     strength: float
     target: int
@@ -62,13 +60,8 @@ class Inpaint:
     kind = "inpaint"
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> InpaintRequest:
-        with job_errors(ctx.job_id):
-            return self._parse(f, images, ctx)
-
-    def _parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> InpaintRequest:
-        gen = parse_gen(f, ctx, prompt_required=False)
+        gen, image, batch = parse_edit(f, images, ctx)
         entry = ctx.models.entry(gen.model)
-        image = require_image(images, "image", ctx)
         if "mask" not in images:
             require_image(images, "mask", ctx)
         mask = read_mask(images, "mask", image, ctx)
@@ -76,6 +69,7 @@ class Inpaint:
         return InpaintRequest(
             gen=gen,
             image=image,
+            batch=batch,
             mask=mask,
             strength=f.float("strength", 1.0 if inpaint_model else 0.75, lo=0.01, hi=1.0),
             target=f.int("target", entry.native, lo=64, hi=4096) // 8 * 8,
@@ -86,7 +80,8 @@ class Inpaint:
         )
 
     def run(self, req: InpaintRequest, ctx: JobContext) -> JobResult:
-        model = ctx.models.get(req.gen.model)
+        sd = Diffusion(ctx, req.gen)
+        model = sd.model
         h, w = req.mask.shape
         rgb = np.ascontiguousarray(req.image[..., :3])
         plan = plan_inpaint((w, h), req.mask, target=req.target, min_padding=max(16, req.grow + req.feather + 8))
@@ -96,18 +91,23 @@ class Inpaint:
         s = plan.scale
         strength_mask = denoise_mask(sel, round(req.grow * s), round(req.feather * s))
         init = fill_selection(extract_crop(rgb, plan), sel, req.fill)
-        progress = Progress(ctx, 0, steps_run(req.gen.steps, req.strength), model.family.xl)
-        out = generate_masked(model, req.gen, init, strength_mask, req.strength, req.gen.seed, progress)
-        back = restore_crop(out, plan)
+        progress = Progress(ctx, req.batch * steps_run(req.gen.steps, req.strength))
         orig = rgb[plan.crop.slices]
         sel_crop = req.mask[plan.crop.slices]
-        if req.color_match:
-            # Measure on a ring outside what the blend mask can show: there the result should equal the original.
-            back = match_color(back, orig, (grow(sel_crop, req.grow) > 0).astype(np.uint8))
         alpha = blend_mask(sel_crop, req.grow, req.feather)
-        patch = make_patch(back, alpha, plan.crop)
-        images = [] if patch is None else [ResultImage(patch.rect.x, patch.rect.y, patch.rgba, seed=req.gen.seed)]
+        # Colour is measured on a ring outside what the blend mask can show: there the result should equal the original.
+        ring = (grow(sel_crop, req.grow) > 0).astype(np.uint8)
+        images = []
+        for seed in req.seeds:
+            out = generate_masked(sd, init, strength_mask, req.strength, seed, progress.step(model))
+            back = restore_crop(out, plan)
+            if req.color_match:
+                back = match_color(back, orig, ring)
+            patch = make_patch(back, alpha, plan.crop)
+            if patch is not None:
+                images.append(ResultImage(patch.rect.x, patch.rect.y, patch.rgba, seed=seed))
         params: dict[str, Any] = req.gen.describe() | {
+            "seeds": req.seeds,
             "strength": req.strength,
             "target": req.target,
             "grow": req.grow,

@@ -1,6 +1,7 @@
-"""Masked generation shared by the editing jobs (inpaint, outpaint, face re-render).
+"""What the diffusion editing jobs (inpaint, outpaint, face re-render) share: the request fields
+they all have (`EditRequest`), selection masks, and masked generation.
 
-One call denoises a processing-size RGB image with a soft per-pixel strength mask:
+One `generate_masked` call denoises a processing-size RGB image with a soft per-pixel strength mask:
 
 - regular checkpoints: img2img from the image's latents, re-imposing the (noised) original after
   every step where the mask is < 1 (`keep_mask`), so mask 0 keeps the original latents and
@@ -13,10 +14,8 @@ One call denoises a processing-size RGB image with a soft per-pixel strength mas
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +23,6 @@ import torch.nn.functional as F
 
 from tiling.plan import overlap_for_strength, plan_tiles
 
-from ..errors import Cancelled
 from ..images import to_gray
 from ..imaging.geometry import MaskError, check_mask
 from ..imaging.masks import latent_mask
@@ -32,26 +30,27 @@ from ..imaging.tensors import to_pixels, to_tensor
 from ..models.loader import LoadedModel
 from ..pipelines import denoise
 from ..pipelines import tiled as tiled_pipe
-from ..pipelines.preview import latent_rgb
-from ..prompt import encode_pair
-from ..protocol import ProtocolError
-from .base import JobContext
-from .common import GenParams
+from ..protocol import Fields, ImageRef, ProtocolError
+from .base import ParseContext, Request, require_image
+from .common import Diffusion, GenParams, batch_seeds, parse_batch, parse_gen
 
 
-@dataclass
-class Progress:
-    """Maps the steps of one masked pass onto the job's overall progress (several passes per job)."""
+@dataclass(frozen=True, kw_only=True)
+class EditRequest(Request):
+    """What the diffusion editing requests (inpaint, outpaint, face) have alike."""
 
-    ctx: JobContext
-    done: int
-    total: int
-    xl: bool
+    gen: GenParams
+    image: np.ndarray  # HxWx4 uint8 canvas
+    batch: int = 1  # alternative results, image i seeded gen.seed + i (as `generate`)
 
-    def __call__(self, step: int, _total: int, latents: torch.Tensor) -> None:
-        if self.ctx.cancelled():
-            raise Cancelled
-        self.ctx.progress(self.done + step, self.total, latent_rgb(latents, self.xl))
+    @property
+    def seeds(self) -> list[int]:
+        return batch_seeds(self.gen.seed, self.batch)
+
+
+def parse_edit(f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> tuple[GenParams, np.ndarray, int]:
+    """The fields of an `EditRequest`: gen params (the prompt is optional), the `image`, the batch size."""
+    return parse_gen(f, ctx, prompt_required=False), require_image(images, "image", ctx), parse_batch(f, ctx)
 
 
 def _encode(model: LoadedModel, rgb: np.ndarray, tiled: bool) -> torch.Tensor:
@@ -66,20 +65,19 @@ def _decode(model: LoadedModel, latents: torch.Tensor, tiled: bool) -> np.ndarra
 
 
 def generate_masked(
-    model: LoadedModel,
-    gen: GenParams,
+    sd: Diffusion,
     image: np.ndarray,
     mask: np.ndarray,
     strength: float,
     seed: int,
-    on_step: Callable[[int, int, torch.Tensor], None] | None = None,
-    prompt: str | None = None,
+    on_step: denoise.StepCallback | None = None,
 ) -> np.ndarray:
     """Denoise `image` (HxWx3 uint8, sides multiples of 8) where `mask` (HxW float [0, 1]) allows.
 
     Returns HxWx3 uint8 of the same size. Pixels with mask 0 come back as the VAE round trip of the
     original (the caller's blend mask keeps them out of the result anyway).
     """
+    model, gen = sd.model, sd.gen
     h, w = image.shape[:2]
     tiled = tiled_pipe.needs_tiling(model, w, h)
     dev = model.device
@@ -94,7 +92,7 @@ def generate_masked(
         masked_latents = tiled_pipe.encode(model, blanked) if tiled else denoise.encode_image(model, blanked)
         small = F.interpolate(hard, size=init.shape[-2:], mode="area").to(dev)
         extra = torch.cat([small, masked_latents.to(dev)], 1).to(model.dtype)
-    cond, uncond = encode_pair(model, gen.prompt if prompt is None else prompt, gen.negative, gen.clip_skip)
+    cond, uncond = sd.encode()
     guidance = denoise.Guidance(model, cond, uncond, gen.cfg, w, h)
     if tiled:
         tile = tiled_pipe.native_tile(model)
@@ -117,19 +115,9 @@ def generate_masked(
     return _decode(model, latents, tiled)
 
 
-@contextlib.contextmanager
-def job_errors(job_id: str) -> Iterator[None]:
-    """Give errors raised by shared helpers (model/asset lookups) this job's id, so the client that
-    submitted it gets the error as the job's terminal event."""
-    try:
-        yield
-    except ProtocolError as exc:
-        if exc.job_id is None:
-            exc.job_id = job_id
-        raise
-
-
-def read_mask(images: Any, name: str, canvas: np.ndarray, ctx: Any, *, allow_empty: bool = False) -> np.ndarray:
+def read_mask(
+    images: Mapping[str, ImageRef], name: str, canvas: np.ndarray, ctx: ParseContext, *, allow_empty: bool = False
+) -> np.ndarray:
     """Decode a selection mask (`gray8`, or any image → `images.to_gray`) and check it matches the canvas.
 
     Errors are `bad_image` naming both sizes, or saying the selection is empty.

@@ -25,17 +25,15 @@ from ..imaging.masks import denoise_mask
 from ..imaging.outpaint import Sides, extend_canvas, plan_outpaint, prefill, touching_sides, transparent_hole
 from ..pipelines.tiled import needs_tiling
 from ..protocol import Fields, ImageRef, ProtocolError
-from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
-from .common import GenParams, parse_gen
-from .masked import Progress, generate_masked, job_errors, read_mask
+from .base import JobContext, JobResult, ParseContext, ResultImage
+from .common import Diffusion, Progress
+from .masked import EditRequest, generate_masked, parse_edit, read_mask
 
 PREFILLS = ("telea", "ns")
 
 
-@dataclass(frozen=True)
-class OutpaintRequest:
-    gen: GenParams
-    image: np.ndarray  # HxWx4 uint8
+@dataclass(frozen=True, kw_only=True)
+class OutpaintRequest(EditRequest):
     sides: Sides  # zero when the job works inside the canvas (selection / transparent area)
     hole: np.ndarray | None  # HxW uint8 (255 = fill) for the in-canvas form
     margin: int
@@ -58,13 +56,8 @@ class Outpaint:
     kind = "outpaint"
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> OutpaintRequest:
-        with job_errors(ctx.job_id):
-            return self._parse(f, images, ctx)
-
-    def _parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> OutpaintRequest:
-        gen = parse_gen(f, ctx, prompt_required=False)
+        gen, image, batch = parse_edit(f, images, ctx)
         entry = ctx.models.entry(gen.model)
-        image = require_image(images, "image", ctx)
         sides = Sides(*(f.int(k, 0, lo=0, hi=8192) for k in ("left", "top", "right", "bottom")))
         hole = None
         if sides.any:
@@ -88,6 +81,7 @@ class Outpaint:
         return OutpaintRequest(
             gen=gen,
             image=image,
+            batch=batch,
             sides=sides,
             hole=hole,
             margin=f.int("margin", 16, lo=0, hi=512),
@@ -97,7 +91,8 @@ class Outpaint:
         )
 
     def run(self, req: OutpaintRequest, ctx: JobContext) -> JobResult:
-        model = ctx.models.get(req.gen.model)
+        sd = Diffusion(ctx, req.gen)
+        model = sd.model
         rgb = np.ascontiguousarray(req.image[..., :3])
         canvas_size: tuple[int, int] | None = None
         if req.sides.any:
@@ -121,19 +116,21 @@ class Outpaint:
         ctx.plan({"crop": [ip.crop.x, ip.crop.y, ip.crop.w, ip.crop.h], "process_size": list(ip.process_size)})
         s = ip.scale
         strength_mask = denoise_mask(extract_crop(hole, ip), round(req.margin * s / 2), round(req.margin * s))
-        progress = Progress(ctx, 0, steps_run(req.gen.steps, req.strength), model.family.xl)
-        out = generate_masked(
-            model, req.gen, extract_crop(filled, ip), strength_mask, req.strength, req.gen.seed, progress
-        )
-        back = restore_crop(out, ip)
-        if req.color_match:
-            # Old pixels beyond the margin are the reference: the model's drift there is pure tint.
-            back = match_color(back, canvas[ip.crop.slices], (margin_ramp(hole[ip.crop.slices], req.margin) > 0))
-        result = filled.copy()
-        result[ip.crop.slices] = back
-        patches = region_patches(result, blend, regions)
-        images = [ResultImage(p.rect.x, p.rect.y, p.rgba, seed=req.gen.seed) for p in patches]
+        progress = Progress(ctx, req.batch * steps_run(req.gen.steps, req.strength))
+        # Old pixels beyond the margin are the colour reference: the model's drift there is pure tint.
+        ring = margin_ramp(hole[ip.crop.slices], req.margin) > 0
+        images = []
+        for seed in req.seeds:
+            out = generate_masked(sd, extract_crop(filled, ip), strength_mask, req.strength, seed, progress.step(model))
+            back = restore_crop(out, ip)
+            if req.color_match:
+                back = match_color(back, canvas[ip.crop.slices], ring)
+            result = filled.copy()
+            result[ip.crop.slices] = back
+            patches = region_patches(result, blend, regions)
+            images += [ResultImage(p.rect.x, p.rect.y, p.rgba, seed=seed) for p in patches]
         params: dict[str, Any] = req.gen.describe() | {
+            "seeds": req.seeds,
             "strength": req.strength,
             "margin": req.margin,
             "prefill": req.prefill,

@@ -17,13 +17,12 @@ from ..errors import Cancelled
 from ..imaging.faces import Face, detect_faces
 from ..models.restorer import MissingRestorer, resolve_restorer, restore_faces
 from ..protocol import Fields, ImageRef
-from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
-from .face import NO_FACES, mask_boxes
-from .masked import job_errors, read_mask
+from .base import JobContext, JobResult, ParseContext, Request, ResultImage, require_image
+from .face import NO_FACES, parse_boxes
 
 
-@dataclass(frozen=True)
-class RestoreRequest:
+@dataclass(frozen=True, kw_only=True)
+class RestoreRequest(Request):
     model: str
     path: Path
     image: np.ndarray  # HxWx4 uint8
@@ -36,10 +35,6 @@ class Restore:
     kind = "restore"
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> RestoreRequest:
-        with job_errors(ctx.job_id):
-            return self._parse(f, images, ctx)
-
-    def _parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> RestoreRequest:
         name = f.str("model", None, max_len=512)
         root = ctx.models.root
         if root is None:
@@ -50,12 +45,11 @@ class Restore:
         path = resolve_restorer(Path(root), name)
         found = {p: n for n, p in ctx.models.assets.get("restorers", {}).items()}
         image = require_image(images, "image", ctx)
-        boxes = mask_boxes(read_mask(images, "mask", image, ctx)) if "mask" in images else None
         return RestoreRequest(
             model=name or found.get(path, path.stem),
             path=path,
             image=image,
-            boxes=boxes,
+            boxes=parse_boxes(images, image, ctx),
             fidelity=f.float("fidelity", 0.5, lo=0.0, hi=1.0),
             blend=f.float("blend", 1.0, lo=0.0, hi=1.0),
         )

@@ -31,8 +31,8 @@ from ..imaging.tensors import to_tensor
 from ..models.upscaler import upscale_with
 from ..pipelines import denoise, tiled
 from ..protocol import Fields, ImageRef, ProtocolError
-from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
-from .common import GenParams, encode_gen, load_model, parse_gen
+from .base import JobContext, JobResult, ParseContext, Request, ResultImage, require_image
+from .common import Diffusion, GenParams, parse_gen
 from .masked import read_mask
 
 DEFAULT_STRENGTH = 0.35
@@ -42,8 +42,8 @@ OUTPUTS = ("auto", "full", "changed")
 TILERS = ("fused", "naive")
 
 
-@dataclass(frozen=True)
-class UpscaleRequest:
+@dataclass(frozen=True, kw_only=True)
+class UpscaleRequest(Request):
     gen: GenParams
     image: np.ndarray  # HxWx4 uint8 source
     scale: float
@@ -215,7 +215,8 @@ class Refine:
     def run(self, params: dict[str, Any]) -> list[ResultImage]:
         req, ctx = self.req, self.ctx
         gen = req.gen
-        model = load_model(ctx, gen)
+        sd = Diffusion(ctx, gen)
+        model = sd.model
         lw, lh = self.pw // 8, self.ph // 8
         sel = _selection(req, self.pw, self.ph)
         keep = blend = None
@@ -225,7 +226,7 @@ class Refine:
             keep = torch.from_numpy(latent_mask(denoise_mask(sel, GROW_PX, FEATHER_PX)))
             blend = blend_mask(sel, GROW_PX, FEATHER_PX)[: req.height, : req.width]
         plan = tiled.plan_for(model, lw, lh, req.strength, None if req.tile is None else req.tile // 8)
-        cond, uncond = encode_gen(model, gen)
+        cond, uncond = sd.encode()
         guidance = denoise.Guidance(model, cond, uncond, gen.cfg, self.pw, self.ph)
         ts = tiled.TiledSampler(
             model, guidance, plan, gen.sampler, gen.steps, gen.seed, strength=req.strength, mask=keep

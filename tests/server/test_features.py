@@ -1,51 +1,25 @@
 """LoRA, embeddings, prompt syntax, VAE override, clip skip, refiner, hires fix, batches — through a real server.
 
-The models tree has the A1111 layout (Stable-diffusion/, Lora/, embeddings/, VAE/) with tiny files
-from `make-test-model`.
+The models tree has the A1111 layout (`a1111_tree` in tests/server/conftest.py).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from safetensors.torch import load_file, save_file
 
 from server.cli import main as cli_main
 from server.client import ServerError
-from server.models.testmodels import ARCHS
 from tests.conftest import RunningServer, connect, run
-from tests.servers import in_process
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("a1111")
-    ckpt = root / "Stable-diffusion"
-    for arch in ("sd15", "sdxl", "sdxl-refiner"):
-        ARCHS[arch](ckpt, None, 0)
-    ARCHS["lora-sd15"](root / "Lora", None, 1)
-    ARCHS["lora-sd15"](root / "Lora" / "styles", "other", 2)  # a sub-folder name
-    ARCHS["lora-sd15-diffusers"](root / "Lora", None, 3)
-    ARCHS["lora-sdxl"](root / "Lora", None, 4)
-    ARCHS["embedding-sd15"](root / "embeddings", None, 5)
-    ARCHS["embedding-sdxl"](root / "embeddings", None, 6)
-    ARCHS["vae-sd15"](root / "VAE", None, 7)
-    ARCHS["realesrgan-compact"](root / "ESRGAN", "tiny-upscaler", 8)
-    # the checkpoint's own VAE as a separate file (prefixed LDM layout): must reproduce the base image
-    own = {k: v for k, v in load_file(str(ckpt / "tiny-sd15.safetensors")).items() if k.startswith("first_stage")}
-    save_file(own, str(root / "VAE" / "same-as-base.safetensors"))
-    return root
-
-
-@pytest.fixture(scope="module")
-def srv(tree: Path) -> Iterator[RunningServer]:
-    with in_process(tree) as running:
-        yield running
+@pytest.fixture
+def srv(a1111_server: RunningServer) -> RunningServer:
+    return a1111_server
 
 
 def gen(srv: RunningServer, params: dict) -> tuple[dict, list[np.ndarray]]:

@@ -1,5 +1,5 @@
 """`restore` with a tiny random-weight GFPGAN in a models tree of its own: the full detect → align
-→ restore → paste path once, a face-free photo, and the missing-model error."""
+→ restore → paste path once, the result format, a face-free photo, and the missing-model error."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from server.client import ServerError
-from tests.server.jobs.edit_helpers import apply, job, photo, rgba8
+from tests.server.jobs.edit_helpers import apply, job, photo, pixels, rgba8
 
 
 def test_restore_end_to_end(restore_server) -> None:
@@ -25,6 +25,18 @@ def test_restore_end_to_end(restore_server) -> None:
     assert np.array_equal(out[~touched], img[~touched])
     cx, cy = fx + fw // 2, fy + fh // 2
     assert np.abs(out[cy - 5 : cy + 5, cx - 5 : cx + 5].astype(int) - img[cy - 5 : cy + 5, cx - 5 : cx + 5]).mean() > 1
+
+
+def test_restore_honours_result_format(restore_server) -> None:
+    img = {"image": rgba8(photo("astronaut", 256, 256))}
+    encoded = job(restore_server.url, "restore", {}, img)
+    raw = job(restore_server.url, "restore", {"result_format": "rgba8"}, img)
+    assert [r["format"] for r in encoded["images"]] == ["png"] and encoded["params"]["result_format"] == "png"
+    assert [r["format"] for r in raw["images"]] == ["rgba8"] and raw["params"]["result_format"] == "rgba8"
+    assert np.array_equal(pixels(raw["images"][0]), pixels(encoded["images"][0]))
+    with pytest.raises(ServerError) as err:
+        job(restore_server.url, "restore", {"result_format": "bmp"}, img)
+    assert err.value.code == "bad_field" and "params.result_format" in str(err.value)
 
 
 def test_restore_without_faces_is_a_message(restore_server) -> None:
