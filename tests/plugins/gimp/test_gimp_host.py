@@ -62,12 +62,12 @@ def _welcome(url: str) -> dict[str, Any]:
 
 def _warm_up(url: str) -> None:
     """One 1-step job from the host so the model is loaded before GIMP's jobs are timed."""
-    from plugins.common.jobs import GenerateRequest
+    from plugins.common.jobs import GenerateRequest, Sampling
     from plugins.gimp.sdbridge_gimp.remote import Remote
 
     with Remote(url) as s:
         s.connect()
-        job = s.submit(GenerateRequest(prompt="warm up", steps=1, width=64, height=64, seed=1))
+        job = s.submit(GenerateRequest(sampling=Sampling(prompt="warm up", steps=1, seed=1), width=64, height=64))
         s.wait_result(job, 300, lambda ev: None)
 
 
@@ -458,8 +458,9 @@ def test_dialog_runs_and_remembers_last_values(
 # --- Cancel: GIMP kills the plug-in; the job must stop on the server too -----------------------------
 
 
-def _find_proc(needle: str) -> tuple[int, list[str]] | None:
-    """A process whose command line contains `needle` (chroot processes share our PID namespace)."""
+def _find_proc(*needles: str) -> tuple[int, list[str]] | None:
+    """A process whose command line contains every needle (chroot processes share our PID namespace).
+    Needles must single out this session's processes: other checkouts may run the suite meanwhile."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -467,7 +468,7 @@ def _find_proc(needle: str) -> tuple[int, list[str]] | None:
             argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if any(needle in a for a in argv):
+        if all(any(needle in a for a in argv) for needle in needles):
             return int(entry.name), [a for a in argv if a]
     return None
 
@@ -486,8 +487,8 @@ def test_killed_plugin_cancels_server_job(gimp_run: Outcome, sdbridge_serve: Ser
     def killer() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and "killed" not in found:
-            guard = _find_proc("sdbridge_gimp.cancel_guard")
-            plugin = _find_proc("plug-ins/sdbridge/sdbridge.py")
+            guard = _find_proc("sdbridge_gimp.cancel_guard", sdbridge_serve.url)  # this session's server
+            plugin = _find_proc(f"{harness.PROFILE}/plug-ins/sdbridge/sdbridge.py")  # this checkout's profile
             if guard and plugin:
                 found["job"] = guard[1][-1]
                 # at once: the guard exists only while the job is in flight (queued or running), and a

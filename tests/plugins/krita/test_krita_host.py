@@ -67,6 +67,10 @@ def test_plugin_loads_with_actions(krita_session: tuple[KritaRun, dict]) -> None
     assert summary["deps_error"] is None
     assert all(summary["actions"].values()), summary["actions"]
     assert run.rc == 0
+    # The docker Krita built from the plugin's factory shows the plugin's one controller.
+    dock = summary["docker"]
+    assert dock["found"] and dock["type"] == "SDBridgeDocker" and dock["shows_controller"], dock
+    assert dock["status"] == dock["controller_status"] and dock["status"].startswith("connected"), dock
 
 
 def _new_layer_ok(res: dict, name: str, size: tuple[int, int], offset: tuple[int, int] = (0, 0)) -> None:
@@ -133,24 +137,16 @@ def test_upscale_x2(krita_session: tuple[KritaRun, dict]) -> None:
     assert res["new_layer"]["bounds"][2:] == [2 * SIZE, 2 * SIZE]
 
 
-def test_face(krita_session: tuple[KritaRun, dict]) -> None:
+@pytest.mark.parametrize("kind", ["face", "restore"])
+def test_face_rerender_and_restore(krita_session: tuple[KritaRun, dict], kind: str) -> None:
     run, _ = krita_session
-    res = run.result("face")
-    expect_kind(res, "face")
+    res = run.result(kind)
+    expect_kind(res, kind)
     assert res["ok"], res.get("error")
-    # The face is given as a selection: one re-rendered face, as a new layer.
+    # The face is given as a selection: one re-rendered (or, by the tiny GFPGAN, restored) face as a
+    # new layer, named by the server's name for the piece.
     assert [f["status"] for f in res["finished"]] == ["result"], res
-    assert res["new_layer"] is not None, res
-
-
-def test_restore(krita_session: tuple[KritaRun, dict]) -> None:
-    run, _ = krita_session
-    res = run.result("restore")
-    expect_kind(res, "restore")
-    assert res["ok"], res.get("error")
-    # The tiny GFPGAN restores the selected face area: a new layer.
-    assert [f["status"] for f in res["finished"]] == ["result"], res
-    assert res["new_layer"] is not None, res
+    assert res["new_layer"] is not None and res["new_layer"]["name"] == "face 1", res
 
 
 def test_cancel_mid_job_leaves_no_layer(krita_session: tuple[KritaRun, dict]) -> None:
