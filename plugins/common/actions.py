@@ -26,8 +26,6 @@ from .jobs import (
 )
 from .settings import Settings
 
-ACTIONS = ("generate", "outpaint", "face", "restore", "upscale", "cancel")
-
 
 class ActionError(Exception):
     """A user-facing reason why an action cannot run: shown as-is (a docker line, a GIMP error

@@ -88,7 +88,7 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], canvas: Canvas, max_pixels:
             jobs.InpaintRequest(result_format=RESULT_FORMAT, sampling=gen, strength=strength, image=image, mask=mask)
         )
     if kind == "outpaint":
-        sides = outpaint_sides(values, canvas)
+        sides = outpaint_sides(values, sel)
         in_canvas = not any(sides.values())  # the server's mask form: fill the selection, canvas unchanged
         hole = mask if in_canvas else None
         return Plan(
@@ -128,10 +128,10 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], canvas: Canvas, max_pixels:
     raise ActionError(f"unknown job kind {kind!r}")
 
 
-def outpaint_sides(values: dict[str, Any], canvas: Canvas) -> dict[str, int]:
+def outpaint_sides(values: dict[str, Any], selection: Rect | None) -> dict[str, int]:
     """Per-side extension from the arguments; all 0 is the in-canvas form and needs a selection."""
     sides = {s: max(0, int(values.get(s) or 0)) for s in geometry.SIDES}
-    if not any(sides.values()) and canvas.selection_bounds() is None:
+    if not any(sides.values()) and selection is None:
         raise ActionError(
             "Outpaint: choose how many pixels to add on at least one side, or select the area to fill "
             "(at a canvas edge or over a transparent area)."
