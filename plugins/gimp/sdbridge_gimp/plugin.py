@@ -40,7 +40,7 @@ def read_canvas(image: Gimp.Image) -> logic.Canvas:
         rgba = bytes(visible.get_buffer().get(rect, 1.0, RGBA, Gegl.AbyssPolicy.NONE))
     finally:
         visible.delete()  # never inserted: just drop it
-    _ok, non_empty, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
+    _ok, non_empty, *_bounds = Gimp.Selection.bounds(image)  # Canvas derives the bounds from the mask
     if not non_empty:
         return logic.Canvas(w, h, rgba)
     mask = bytes(image.get_selection().get_buffer().get(rect, 1.0, GRAY, Gegl.AbyssPolicy.NONE))
