@@ -122,6 +122,7 @@ class Server:
             "models": [e.describe() for e in self.models.entries.values()],
             "model": self.models.resident_name,
             **{kind: sorted(found) for kind, found in self.models.assets.items()},
+            **self.models.controls.welcome(),
             "jobs": sorted(KINDS),
             "samplers": list(NAMES),
             "limits": self.limits.as_dict(),

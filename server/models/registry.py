@@ -16,6 +16,7 @@ import torch
 from ..errors import ModelLoadError, UnknownModel
 from . import detect, loader
 from .cache import FileCache, module_bytes
+from .controls import ControlModels
 from .embeddings import discover_embeddings
 from .files import check_name, walk
 from .lora import discover_loras
@@ -148,6 +149,7 @@ class ModelManager:
         self._lock = threading.Lock()
         # Upscalers and restorers stay loaded beside the checkpoint (by file), within a byte budget.
         self.aux: FileCache[Any] = FileCache(aux_cache_bytes, lambda desc: module_bytes(desc.model))
+        self.controls = ControlModels(root, device, dtype, allow_pickle)  # ControlNets, IP-Adapters
 
     @property
     def resident_name(self) -> str | None:

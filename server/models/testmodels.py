@@ -16,6 +16,7 @@ import torch
 from . import arch, ldm_keys
 from .restorer import write_test_restorer
 from .testassets import WRITERS
+from .testcontrol import WRITERS as CONTROL_WRITERS
 from .testnets import from_config, text_model
 from .upscaler import write_test_upscaler
 
@@ -88,3 +89,4 @@ def _upscaler(arch_name: str, spandrel_arch: str) -> Writer:
 
 
 ARCHS |= {"esrgan": _upscaler("esrgan", "esrgan"), "realesrgan-compact": _upscaler("realesrgan-compact", "compact")}
+ARCHS |= CONTROL_WRITERS  # controlnet-sd15/-sdxl, ipadapter-sd15/-sdxl, clip-vision
