@@ -5,6 +5,7 @@ byte budget, like upscalers)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,15 @@ from .cache import FileCache, module_bytes, nbytes
 from .clip_vision import ClipVision, ClipVisionEntry, discover_clip_vision, load_clip_vision
 from .controlnet import CONTROLNET_DIRS, ControlNetEntry, discover_controlnets, load_controlnet
 from .files import check_name
-from .ipadapter import IPADAPTER_DIRS, IPAdapterEntry, discover_ipadapters, load_state
+from .ipadapter import (
+    IPADAPTER_DIRS,
+    IPAdapterEntry,
+    describe_state,
+    discover_ipadapters,
+    fitting_encoder,
+    load_state,
+    shapes_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +84,17 @@ class ControlModels:
         entry = self.entries[name]
         if entry.pickled and not self.allow_pickle:
             raise ModelLoadError(f"{name} is a pickled file: refused unless the server runs with --allow-pickle")
-        if isinstance(entry, IPAdapterEntry) and entry.encoder is None:
-            what = "projected image embedding" if entry.variant == "plain" else "hidden states"
-            raise MissingModel(
-                f"IP-Adapter {name!r} needs a CLIP vision encoder with a {entry.image_dim}-wide {what} "
-                f"(1024: ViT-H/14 projection, 1280: ViT-H/14 hidden or ViT-bigG/14 projection) in "
-                f"{_dirs(('clip_vision',))} of the models folder; found: {', '.join(self.encoders) or 'none'}"
-            )
+        if isinstance(entry, IPAdapterEntry) and entry.encoder is None and not entry.pickled:
+            raise self._no_encoder(entry)  # (a pickle's encoder is only known once it is read)
         return entry
+
+    def _no_encoder(self, entry: IPAdapterEntry) -> MissingModel:
+        what = "projected image embedding" if entry.variant == "plain" else "hidden states"
+        return MissingModel(
+            f"IP-Adapter {entry.name!r} needs a CLIP vision encoder with a {entry.image_dim}-wide {what} "
+            f"(1024: ViT-H/14 projection, 1280: ViT-H/14 hidden or ViT-bigG/14 projection) in "
+            f"{_dirs(('clip_vision',))} of the models folder; found: {', '.join(self.encoders) or 'none'}"
+        )
 
     def controlnet(self, name: str) -> Any:
         """The named ControlNet as a `diffusers.ControlNetModel` on the server's device, loaded once."""
@@ -99,14 +111,23 @@ class ControlModels:
     def ipadapter(self, name: str) -> tuple[IPAdapterEntry, dict[str, Any], ClipVision]:
         """The named IP-Adapter's state (for `ipadapter.install`) and its CLIP vision encoder, loaded once."""
         entry = self.entry(name)
-        assert isinstance(entry, IPAdapterEntry) and entry.encoder is not None
-        enc = self.encoders[entry.encoder]
+        assert isinstance(entry, IPAdapterEntry)
         try:
             state = self.loaded.get(entry.path, lambda _p: load_state(entry, self.allow_pickle))
+            if entry.pickled:  # what a pickle holds is only known now: describe it and pick its encoder again
+                family, variant, dim = describe_state(shapes_of(state))
+                enc_name = fitting_encoder(variant, dim, self.encoders)
+                entry = replace(entry, family=family, variant=variant, image_dim=dim, encoder=enc_name)
+                self.entries[name] = entry
+            if entry.encoder is None:
+                raise self._no_encoder(entry)
+            enc = self.encoders[entry.encoder]
             vision = self.loaded.get(enc.path, lambda _p: load_clip_vision(enc, self.device, self.dtype))
+        except MissingModel:
+            raise
         except Exception as exc:
             log.exception("loading IP-Adapter %s failed", entry.path)
-            raise ModelLoadError(f"cannot load IP-Adapter {name!r} (encoder {enc.name!r}): {exc}") from exc
+            raise ModelLoadError(f"cannot load IP-Adapter {name!r}: {exc}") from exc
         return entry, state, vision
 
 

@@ -122,7 +122,6 @@ def load_state(entry: IPAdapterEntry, allow_pickle: bool) -> dict[str, dict[str,
 
         raw = read_pickled(entry.path, allow_pickle)
         flat = {f"{part}.{k}": v for part in ("image_proj", "ip_adapter") for k, v in raw.get(part, {}).items()}
-        describe_state({k: tuple(v.shape) for k, v in flat.items()})  # refuses what is not an adapter
     else:
         from safetensors.torch import load_file
 
@@ -133,6 +132,11 @@ def load_state(entry: IPAdapterEntry, allow_pickle: bool) -> dict[str, dict[str,
         if part in state:
             state[part][rest] = value
     return state
+
+
+def shapes_of(state: dict[str, dict[str, torch.Tensor]]) -> dict[str, tuple[int, ...]]:
+    """Flat key → shape of a loaded state (what `describe_state` reads)."""
+    return {f"{part}.{k}": tuple(v.shape) for part, tensors in state.items() for k, v in tensors.items()}
 
 
 def install(unet: Any, states: list[dict[str, dict[str, torch.Tensor]]]) -> Callable[[], None]:
