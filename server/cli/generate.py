@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..client import Client, ServerError
-from .options import add_command, add_connection_args, add_gen_args, gen_params
+from .options import add_command, add_connection_args, add_gen_args, control_images, gen_params
 from .run import read_image, run_job
 
 
@@ -66,7 +66,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.size:
         w, _, h = args.size.lower().partition("x")
         params |= {"width": int(w), "height": int(h)}
-    imgs = {}
+    imgs = control_images(args)
     if args.init:
         imgs["init"] = read_image(args.init)
         params["strength"] = args.strength

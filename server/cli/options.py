@@ -33,6 +33,72 @@ def add_image_args(p: argparse.ArgumentParser, mask_help: str | None = None) -> 
         p.add_argument("--mask", type=Path, help=mask_help)
 
 
+def control_spec(text: str) -> dict[str, Any]:
+    """`MODEL:IMAGE[:strength[:start:end]]` → a control (image as a path; the name is given when sent).
+
+    The model name is up to the first `:`; numbers at the end (one, or three) are the strength and the
+    start/end fractions, so the image path may itself contain `:`."""
+    model, _, rest = text.partition(":")
+    parts = rest.split(":")
+    numbers: list[float] = []
+    for n in (3, 1):
+        if len(parts) > n:
+            try:
+                numbers = [float(v) for v in parts[-n:]]
+            except ValueError:
+                continue
+            parts = parts[:-n]
+            break
+    image = ":".join(parts)
+    if not model or not image:
+        raise argparse.ArgumentTypeError("expected MODEL:IMAGE[:strength[:start:end]]")
+    spec: dict[str, Any] = {"model": model, "image": Path(image)}
+    spec |= dict(zip(("strength", "start", "end"), numbers, strict=False))
+    return spec
+
+
+def add_control_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("control layers (ControlNet / IP-Adapter)")
+    g.add_argument(
+        "--control",
+        action="append",
+        type=control_spec,
+        default=[],
+        metavar="MODEL:IMAGE[:S[:START:END]]",
+        help="a control from the server's controls list, its image, strength (default 1) and the part of "
+        "the run it acts on (fractions, default 0:1); repeat for several",
+    )
+    g.add_argument(
+        "--control-preprocess",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="none | auto | canny | lineart | scribble | softedge | tile | blur | inpaint: the n-th applies to "
+        "the n-th --control, a single one to all (default none: the image is the control map)",
+    )
+
+
+def control_list(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The `controls` param; control n names its image `controlN` (see `control_images`)."""
+    pre = args.control_preprocess
+    if len(pre) > 1 and len(pre) != len(args.control):
+        raise SystemExit(f"error: {len(pre)} --control-preprocess for {len(args.control)} --control")
+    controls = []
+    for i, spec in enumerate(args.control):
+        c = {k: v for k, v in spec.items() if k != "image"} | {"image": f"control{i}"}
+        if pre:
+            c["preprocess"] = pre[i] if len(pre) > 1 else pre[0]
+        controls.append(c)
+    return controls
+
+
+def control_images(args: argparse.Namespace) -> dict[str, Any]:
+    """The images the controls name, read from their files."""
+    from .run import read_image
+
+    return {f"control{i}": read_image(spec["image"]) for i, spec in enumerate(getattr(args, "control", []))}
+
+
 def add_gen_args(p: argparse.ArgumentParser, prompt_required: bool = True) -> None:
     """The usual generation options, shared by every diffusion sub-command."""
     if prompt_required:
@@ -45,6 +111,7 @@ def add_gen_args(p: argparse.ArgumentParser, prompt_required: bool = True) -> No
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--cfg", type=float, default=7.0)
     p.add_argument("--sampler", default="Euler a")
+    add_control_args(p)
     add_output_args(p)
 
 
@@ -59,6 +126,9 @@ def gen_params(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.model:
         params["model"] = args.model
+    controls = control_list(args)
+    if controls:
+        params["controls"] = controls
     return params
 
 

@@ -33,8 +33,10 @@ def read_image(path: Path) -> dict[str, Any]:
 
 
 def input_images(args: argparse.Namespace) -> dict[str, Any]:
-    """The command's `image`, and its `mask` when one was given, as protocol images."""
-    imgs = {"image": read_image(args.image)}
+    """The command's `image`, its `mask` when one was given and its control images, as protocol images."""
+    from .options import control_images
+
+    imgs = {"image": read_image(args.image), **control_images(args)}
     if getattr(args, "mask", None):
         imgs["mask"] = read_image(args.mask)
     return imgs

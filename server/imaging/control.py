@@ -8,7 +8,7 @@ for the pixels to fill (the v1.1 inpaint model's convention).
 - `as_is`: the layer itself (a depth/normal/pose map the editor already has); transparent pixels
   count as black (no structure), opaque layers are exactly `pixels / 255` (as diffusers prepares them);
 - `canny`: OpenCV Canny on the colour image;
-- `lines`: line art or a scribble drawn on a layer: strokes from the alpha of a transparent layer or
+- `lineart` / `scribble`: line art or a scribble drawn on a layer: strokes from the alpha of a transparent layer or
   from the luminance of an opaque one, inverted when the strokes are dark on a light ground;
 - `softedge`: soft multi-scale gradient edges (HED-like, without the HED network);
 - `tile`: the picture made softer (downscaled and scaled back, or blurred), for tile/unblur models;
@@ -17,10 +17,11 @@ for the pixels to fill (the v1.1 inpaint model's convention).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import cv2
 import numpy as np
-
-PREPROCESSORS = ("none", "canny", "lineart", "scribble", "softedge", "tile", "blur", "inpaint")
 
 
 def _rgba(layer: np.ndarray) -> np.ndarray:
@@ -65,7 +66,7 @@ def stroke_strength(layer: np.ndarray, invert: bool | None = None) -> np.ndarray
     return 1.0 - lum if invert else lum
 
 
-def lines(layer: np.ndarray, threshold: float = 0.5, invert: bool | None = None) -> np.ndarray:
+def lineart(layer: np.ndarray, threshold: float = 0.5, invert: bool | None = None) -> np.ndarray:
     """Line art: ink below `threshold` is dropped (a clean black ground), anti-aliased ink above kept."""
     ink = stroke_strength(layer, invert)
     return _gray3(np.where(ink >= threshold, ink, 0.0))
@@ -126,6 +127,23 @@ def inpaint(layer: np.ndarray, fill: np.ndarray | None = None) -> np.ndarray:
         hole |= fill > 127
     out[hole] = -1.0
     return out
+
+
+PREPROCESSORS: dict[str, Callable[..., np.ndarray]] = {
+    "none": as_is,
+    "canny": canny,
+    "lineart": lineart,
+    "scribble": scribble,
+    "softedge": softedge,
+    "tile": tile,
+    "blur": blur,
+    "inpaint": inpaint,
+}
+
+
+def preprocess(layer: np.ndarray, kind: str, **options: Any) -> np.ndarray:
+    """Run the preprocessor named `kind` (a key of `PREPROCESSORS`) with its options."""
+    return PREPROCESSORS[kind](layer, **options)
 
 
 def to_display(control: np.ndarray) -> np.ndarray:

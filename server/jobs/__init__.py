@@ -8,9 +8,9 @@ from .face import FaceRerender
 from .generate import Generate
 from .inpaint import Inpaint
 from .outpaint import Outpaint
+from .preprocess import PreprocessJob
 from .restore import Restore
 from .upscale import Upscale
 
-KINDS: dict[str, JobKind] = {
-    k.kind: k for k in (Generate(), Inpaint(), Outpaint(), FaceRerender(), Restore(), Upscale(), Echo())
-}
+_ALL: tuple[JobKind, ...] = (Generate(), Inpaint(), Outpaint(), FaceRerender(), Restore(), Upscale(), Echo())
+KINDS: dict[str, JobKind] = {k.kind: k for k in (*_ALL, PreprocessJob())}

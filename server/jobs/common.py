@@ -4,7 +4,8 @@ one way to its model and conditioning (`Diffusion`), batch seeds and one progres
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from functools import cached_property
 from typing import Any
 
@@ -15,9 +16,10 @@ from ..models.loader import LoadedModel
 from ..pipelines import denoise
 from ..pipelines.preview import latent_rgb
 from ..prompt import Blend, Conditioning, encode_pair, validate
-from ..protocol import Fields, ProtocolError
+from ..protocol import Fields, ImageRef, ProtocolError
 from ..samplers import NAMES
 from .base import JobContext, ParseContext
+from .controls import ControlSpec, parse_controls
 
 
 @dataclass(frozen=True)
@@ -32,18 +34,27 @@ class GenParams:
     clip_skip: int = 1
     blend: Blend | None = None  # mix a second prompt's embeddings in (prompt.Blend)
     vae: str | None = None  # VAE override from welcome.vaes
+    controls: tuple[ControlSpec, ...] = ()  # ControlNets / IP-Adapters (jobs.controls)
 
     def describe(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "controls"}
+        if self.blend is not None:
+            out["blend"] = asdict(self.blend)
         for key in ("blend", "vae"):  # optional features are only reported when used
             if out[key] is None:
                 del out[key]
+        if self.controls:
+            out["controls"] = [c.describe() for c in self.controls]
         return out
 
 
-def parse_gen(f: Fields, ctx: ParseContext, prompt_required: bool = True) -> GenParams:
+def parse_gen(
+    f: Fields, ctx: ParseContext, prompt_required: bool = True, images: Mapping[str, ImageRef] | None = None
+) -> GenParams:
+    """The generation parameters every diffusion job has; `images` (the job's) when it takes `controls`."""
     prompt = f.str("prompt") if prompt_required else f.str("prompt", "")
-    model = ctx.models.entry(f.str("model", None, max_len=512)).name
+    entry = ctx.models.entry(f.str("model", None, max_len=512))
+    model = entry.name
     seed = f.int("seed", -1, lo=-1, hi=2**32 - 1)
     if seed == -1:
         seed = random.SystemRandom().randrange(2**32)
@@ -70,6 +81,7 @@ def parse_gen(f: Fields, ctx: ParseContext, prompt_required: bool = True) -> Gen
         clip_skip=f.int("clip_skip", 1, lo=1, hi=12),
         blend=blend,
         vae=vae,
+        controls=parse_controls(f, images or {}, ctx, entry.family),
     )
 
 

@@ -25,6 +25,7 @@ from ..pipelines import denoise, tiled
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, Request, ResultImage
 from .common import Diffusion, GenParams, Progress, batch_seeds, parse_batch, parse_gen, parse_size, round8
+from .controls import check_sizes
 
 # Built-in hires upscalers; any other name is looked up in welcome.upscalers (model upscalers).
 PIXEL_UPSCALERS = {
@@ -58,6 +59,12 @@ class GenerateRequest(Request):
     refiner: str | None = None
     refiner_switch: float = 0.8
     hires: Hires | None = None
+
+
+def _default_size(init: np.ndarray | None, gen: GenParams, native: int) -> tuple[int, int]:
+    """The init image's size, else the first control image's, else the model's native square."""
+    first = init if init is not None else next((c.image for c in gen.controls if c.type == "controlnet"), None)
+    return (first.shape[1], first.shape[0]) if first is not None else (native, native)
 
 
 def resize(rgba: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -96,13 +103,13 @@ class Generate:
     kind = "generate"
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> GenerateRequest:
-        gen = parse_gen(f, ctx)
+        gen = parse_gen(f, ctx, images=images)
         entry = ctx.models.entry(gen.model)
         init = ctx.decode("init", images["init"]) if "init" in images else None
-        default = (init.shape[1], init.shape[0]) if init is not None else (entry.native, entry.native)
-        width, height = parse_size(f, ctx, default)
+        width, height = parse_size(f, ctx, _default_size(init, gen, entry.native))
         if init is not None:
             init = resize(init, width, height)
+        check_sizes(gen.controls, [(width, height)], "the picture (width x height)", ctx.job_id)
         refiner = f.str("refiner", None, max_len=512)
         if refiner is not None:
             ctx.models.asset("refiners", refiner)

@@ -50,7 +50,8 @@ class EditRequest(Request):
 
 def parse_edit(f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> tuple[GenParams, np.ndarray, int]:
     """The fields of an `EditRequest`: gen params (the prompt is optional), the `image`, the batch size."""
-    return parse_gen(f, ctx, prompt_required=False), require_image(images, "image", ctx), parse_batch(f, ctx)
+    gen, image = parse_gen(f, ctx, prompt_required=False, images=images), require_image(images, "image", ctx)
+    return gen, image, parse_batch(f, ctx)
 
 
 def _encode(model: LoadedModel, rgb: np.ndarray, tiled: bool) -> torch.Tensor:

@@ -27,6 +27,7 @@ from ..pipelines.tiled import needs_tiling
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, ResultImage
 from .common import Diffusion, Progress
+from .controls import check_sizes
 from .masked import EditRequest, generate_masked, parse_edit, read_mask
 
 PREFILLS = ("telea", "ns")
@@ -60,8 +61,10 @@ class Outpaint:
         entry = ctx.models.entry(gen.model)
         sides = Sides(*(f.int(k, 0, lo=0, hi=8192) for k in ("left", "top", "right", "bottom")))
         hole = None
+        sizes = [(image.shape[1], image.shape[0])]
         if sides.any:
             w, h = image.shape[1] + sides.left + sides.right, image.shape[0] + sides.top + sides.bottom
+            sizes.append((w, h))
             if w * h > ctx.limits.max_pixels:
                 raise ProtocolError(
                     "bad_field",
@@ -78,6 +81,7 @@ class Outpaint:
                 "edge or over a transparent area)",
                 ctx.job_id,
             )
+        check_sizes(gen.controls, sizes, "the image or the extended canvas", ctx.job_id)
         return OutpaintRequest(
             gen=gen,
             image=image,

@@ -33,6 +33,7 @@ from ..pipelines import denoise, tiled
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, Request, ResultImage, require_image
 from .common import Diffusion, GenParams, parse_gen
+from .controls import check_sizes
 from .masked import read_mask
 
 DEFAULT_STRENGTH = 0.35
@@ -67,7 +68,7 @@ class Upscale:
     kind = "upscale"
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> UpscaleRequest:
-        gen = parse_gen(f, ctx, prompt_required=False)
+        gen = parse_gen(f, ctx, prompt_required=False, images=images)
         entry = ctx.models.entry(gen.model)
         if entry.family.endswith("inpaint"):
             raise ProtocolError(
@@ -83,6 +84,7 @@ class Upscale:
             raise ProtocolError(
                 "bad_field", f"params.scale: {ow}x{oh} exceeds the limit of {ctx.limits.max_pixels} pixels", ctx.job_id
             )
+        check_sizes(gen.controls, [(w, h), (ow, oh)], "the image or the upscaled output", ctx.job_id)
         upscaler = f.str("upscaler", None, max_len=512)
         if upscaler in ("", "lanczos"):
             upscaler = None

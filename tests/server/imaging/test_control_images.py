@@ -53,18 +53,18 @@ def test_canny_is_opencv_canny_white_on_black(photo: np.ndarray) -> None:
 @pytest.mark.parametrize(("background", "ink", "alpha"), [(255, 0, False), (0, 255, False), (0, 0, True)])
 def test_lines_from_a_drawn_layer_are_white_on_black(background: int, ink: int, alpha: bool) -> None:
     """Dark ink on white paper, white chalk on black, or strokes on a transparent layer: the same map."""
-    out = control.lines(_drawn(background, ink, alpha))
+    out = control.lineart(_drawn(background, ink, alpha))
     strokes = _strokes()
     assert (out[strokes] == 1.0).all() and (out[~strokes] == 0.0).all()
 
 
 def test_explicit_invert_and_threshold() -> None:
     paper = _drawn(255, 0)
-    assert np.array_equal(control.lines(paper, invert=True), control.lines(paper))
-    assert (control.lines(paper, invert=False)[~_strokes()] == 1.0).all()  # not inverted: the paper is "ink"
+    assert np.array_equal(control.lineart(paper, invert=True), control.lineart(paper))
+    assert (control.lineart(paper, invert=False)[~_strokes()] == 1.0).all()  # not inverted: the paper is "ink"
     grey = _drawn(255, 160)  # light pencil: ink 1 - 160/255 ≈ 0.37
-    assert control.lines(grey, threshold=0.5).max() == 0.0
-    kept = control.lines(grey, threshold=0.3)
+    assert control.lineart(grey, threshold=0.5).max() == 0.0
+    kept = control.lineart(grey, threshold=0.3)
     assert np.allclose(kept[_strokes()], 1 - 160 / 255, atol=0.01)
 
 
