@@ -146,6 +146,40 @@ def preprocess(layer: np.ndarray, kind: str, **options: Any) -> np.ndarray:
     return PREPROCESSORS[kind](layer, **options)
 
 
+Resampler = Callable[[np.ndarray, "int | None"], np.ndarray]
+
+
+def resample(control: np.ndarray, fn: Resampler) -> np.ndarray:
+    """`fn(array, interpolation)` — a resize, or a crop and resize (`imaging.geometry.extract_crop`) —
+    applied to a control image: values smoothly (`interpolation` None: the resampler's default), the
+    inpaint holes (-1) as a hard nearest-neighbour mask, so no hole edge is blurred into the picture."""
+    hole = (control < 0).any(axis=2)
+    out = fn(np.where(hole[..., None], 0.0, control).astype(np.float32), None)
+    if hole.any():
+        out[fn(hole.astype(np.uint8), cv2.INTER_NEAREST) > 0] = -1.0
+    return out
+
+
+def resized(control: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A control image at `size` (w, h): area-averaged when shrinking, bilinear when enlarging."""
+    if (control.shape[1], control.shape[0]) == size:
+        return control
+
+    def fn(a: np.ndarray, interpolation: int | None) -> np.ndarray:
+        shrink = size[0] < a.shape[1]
+        default = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        return cv2.resize(a, size, interpolation=default if interpolation is None else interpolation)
+
+    return resample(control, fn)
+
+
+def placed(control: np.ndarray, size: tuple[int, int], x: int, y: int) -> np.ndarray:
+    """A control image put at (x, y) of a larger black canvas of `size` (w, h): no structure elsewhere."""
+    out = np.zeros((size[1], size[0], 3), np.float32)
+    out[y : y + control.shape[0], x : x + control.shape[1]] = control
+    return out
+
+
 def to_display(control: np.ndarray) -> np.ndarray:
     """A control image as HxWx3 uint8 to show or store as a layer (the inpaint -1 shows as black)."""
     return (np.clip(control, 0.0, 1.0) * 255.0).round().astype(np.uint8)

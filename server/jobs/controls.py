@@ -15,12 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ModelLoadError
 from ..imaging import control as images
 from ..models.controlnet import KINDS
 from ..models.controls import base_family
-from ..models.ipadapter import IPAdapterEntry
+from ..models.ipadapter import IPAdapterEntry, install
+from ..models.loader import LoadedModel
+from ..pipelines.control import ControlNetHook, Hook, IPAdapterHook, Reference, control_tensor, reference_embeds
 from ..protocol import Fields, ImageRef, ProtocolError
-from .base import ParseContext
+from .base import JobContext, ParseContext
 
 MAX_CONTROLS = 8
 # What `preprocess: "auto"` runs for a kind (kinds without one take the image as it is).
@@ -174,3 +177,51 @@ def check_sizes(controls: tuple[ControlSpec, ...], sizes: list[tuple[int, int]],
                 f"the size of {what}: {want}",
                 job_id,
             )
+
+
+class JobControls:
+    """A running job's controls: their models loaded once, its IP-Adapters installed in the UNet for the
+    job (the queue's end-of-job undo takes them out), their reference embeddings computed once."""
+
+    def __init__(self, ctx: JobContext, model: LoadedModel, specs: tuple[ControlSpec, ...], cfg: bool) -> None:
+        self.specs = specs
+        fam = base_family(model.family.name)
+        nets: dict[int, Any] = {}
+        refs: list[Reference] = []
+        states: list[Any] = []
+        for i, spec in enumerate(specs):
+            entry = ctx.models.controls.entry(spec.model)
+            if fam in FAMILY_NAMES and entry.family != fam:  # diffusers-folder checkpoints are only known now
+                raise ProtocolError(
+                    "bad_field", f"params.controls[{i}].model: {spec.model!r} is not made for {FAMILY_NAMES[fam]}"
+                )
+            if spec.type == "controlnet":
+                nets[i] = ctx.models.controls.controlnet(spec.model)
+                continue
+            ip_entry, state, vision = ctx.models.controls.ipadapter(spec.model)
+            states.append(state)
+            embeds = reference_embeds(vision, spec.reference(), ip_entry.hidden_states, cfg)
+            refs.append(Reference(embeds, spec.strength, spec.start, spec.end))
+        self.nets = nets
+        self.ip_hook = None
+        if states:
+            try:
+                model.push_undo(install(model.unet, states))
+            except Exception as exc:  # an adapter whose layers do not fit this UNet
+                raise ModelLoadError(f"cannot use IP-Adapter(s) with {model.name}: {exc}") from exc
+            self.ip_hook = IPAdapterHook(model.unet, refs)
+
+    def maps(self, fill: np.ndarray | None = None) -> list[np.ndarray | None]:
+        """Each ControlNet's control image at its layer's size (None for IP-Adapters)."""
+        return [s.control_image(fill) if s.type == "controlnet" else None for s in self.specs]
+
+    def hooks(self, maps: list[np.ndarray | None]) -> list[Hook]:
+        """The hooks for one canvas, `maps` being the control images already in that canvas's geometry."""
+        hooks: list[Hook] = []
+        for i, spec in enumerate(self.specs):
+            img = maps[i]
+            if i in self.nets and img is not None:
+                hooks.append(ControlNetHook(self.nets[i], control_tensor(img), spec.strength, spec.start, spec.end))
+        if self.ip_hook is not None:
+            hooks.append(self.ip_hook)
+        return hooks
