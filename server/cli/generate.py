@@ -88,6 +88,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     for m in welcome["models"]:
         mark = "*" if m["name"] == welcome.get("model") else " "
         print(f"{mark} {m['name']:40s} {m['family']:14s} native {m['native']}")
+    for c in welcome.get("controls", []):
+        print(f"  {c['name']:40s} {c['type']:14s} {c['family']:6s} {c['kind'] or ''}")
     return 0
 
 
