@@ -47,6 +47,14 @@ def missing_reason() -> str | None:
 
 
 @dataclass
+class Serve:
+    """The session's `sdbridge serve` as the GIMP tests use it."""
+
+    url: str
+    welcome: dict[str, Any]
+
+
+@dataclass
 class BatchRun:
     rc: int
     wall_s: float
@@ -65,6 +73,11 @@ def install_plugin(build_dir: Path) -> None:
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(build_dir, dest, copy_function=shutil.copy2)
+
+
+def prefs_file(gui: bool = True) -> Path:
+    """Host path of the plug-in's shared settings file in a chroot profile (`prefs.FILE_NAME`)."""
+    return ROOT / (PROFILE_GUI if gui else PROFILE).lstrip("/") / "sdbridge-settings.json"
 
 
 def run_batch(
