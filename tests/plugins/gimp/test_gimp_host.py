@@ -58,6 +58,9 @@ def scenarios(url: str) -> list[dict[str, Any]]:
         sc("restore_sel", "restore", SEL),
         sc("upscale", "upscale", scale=2.0),
         sc("upscale_sel", "upscale", SEL),
+        sc("generate_batch", "generate", batch=2),
+        sc("inpaint_batch", "inpaint", SEL, batch=2),
+        sc("outpaint_batch", "outpaint", **{**no_sides, "left": 16, "bottom": 24}, batch=2),
         sc("err_unreachable", "generate", **{"server-url": "ws://127.0.0.1:9/"}),
         sc("err_model", "generate", model="no-such-model"),
         sc("err_prompt", "generate", prompt="   "),
@@ -283,6 +286,45 @@ def test_upscale_selection_region(gimp_run: Outcome, request: pytest.FixtureRequ
     scaled = tuple(2 * v for v in SEL)
     assert diff[region(diff.shape, scaled)].any()
     assert not diff[~region(diff.shape, scaled, 2 * MARGIN)].any()
+
+
+def check_batch_group(res: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """A batch of 2: one layer group `prompt (1234–1235)` holding `prompt (1234)` and `prompt (1235)`,
+    the first shown; the group is what the procedure returns."""
+    ok(res)
+    group = new_layer(res)
+    assert group["name"] == f"{PROMPT} (1234–1235)" and res["returned_layer"] == group["name"]
+    assert len(res["layers"]) == 2, "one group on top of the background"
+    children = group["children"]
+    assert [c["name"] for c in children] == [f"{PROMPT} (1234)", f"{PROMPT} (1235)"]
+    assert [c["visible"] for c in children] == [True, False]
+    for child in children:
+        check_layer_meta(child, kind)
+    assert [c["parasite"]["seed"] for c in children] == [1234, 1235]
+    return children
+
+
+def test_generate_batch_is_one_layer_group(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    children = check_batch_group(result(gimp_run, "generate_batch", request, "generate"), "generate")
+    assert all((c["x"], c["y"], c["w"], c["h"]) == (0, 0, W, H) for c in children)
+
+
+def test_inpaint_batch_one_layer_per_seed(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "inpaint_batch", request, "inpaint")
+    children = check_batch_group(res, "inpaint")
+    for c in children:  # each batch image is its own changed rect around the selection
+        assert region((H, W), SEL, MARGIN)[c["y"] : c["y"] + c["h"], c["x"] : c["x"] + c["w"]].all()
+    diff = changed(pixels(gimp_run, res, "before"), pixels(gimp_run, res, "after"))
+    assert not diff[~region(diff.shape, SEL, MARGIN)].any()
+
+
+def test_outpaint_batch_strips_merge_per_seed(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    """Two sides x two seeds: four strips come back, two layers go in (one per seed), canvas grown once."""
+    res = result(gimp_run, "outpaint_batch", request, "outpaint")
+    children = check_batch_group(res, "outpaint")
+    assert res["canvas"] == [W + 16, H + 24]
+    assert [(c["w"], c["h"]) for c in children] == [(children[0]["w"], children[0]["h"])] * 2
+    assert children[0]["w"] == W + 16 and children[0]["h"] == H + 24, "left and bottom strips span the canvas"
 
 
 def test_unreachable_server_fails_with_message(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
