@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import gi
 
@@ -32,11 +33,21 @@ gi.require_version("Gdk", "3.0")
 gi.require_version("Gtk", "3.0")
 from gi.repository import Atk, Gdk, GLib, Gtk  # noqa: E402
 
-if TYPE_CHECKING:
-    from .interactive import DialogRun
-
 ENV = "SDBRIDGE_GIMP_DIALOG_TEST"
 DEFAULT_WAIT_S = 60.0
+
+
+class DialogRun(Protocol):
+    """What the probe needs of `interactive.DialogRun` (not imported: the probe is not its dependency)."""
+
+    form: Any
+    listeners: list[Callable[[str, dict[str, Any]], None]]
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def running(self) -> bool: ...
 
 
 def attach(run: DialogRun) -> None:

@@ -19,11 +19,12 @@ import gi
 gi.require_version("Gimp", "3.0")
 from gi.repository import Gimp, GLib, Gtk  # noqa: E402
 
-from . import cancel_guard, dialog, dialog_probe, image_io, logic, prefs, remote  # noqa: E402
+from . import cancel_guard, dialog, image_io, logic, prefs, remote  # noqa: E402
 from ._common import ActionError, actions  # noqa: E402
 from .procs import ProcSpec  # noqa: E402
 
 TICK_MS = 50
+CANCELLED = "Cancelled: the server stopped the job. Change what you like and press OK to run it again."
 Listener = Callable[[str, dict[str, Any]], None]
 
 
@@ -57,7 +58,6 @@ class DialogRun:
         self.form.set_running(False, can_start=False)
         self.reconnect()
         timer = GLib.timeout_add(TICK_MS, self._tick)
-        dialog_probe.attach(self)
         try:
             self.loop.run()
         finally:
@@ -113,9 +113,14 @@ class DialogRun:
             try:
                 shown = self.remote.follow(ev, self.job)
             except ActionError as exc:
-                self._job_ended(str(exc), error=str(exc) != remote.CANCELLED)
+                self._job_ended(str(exc), error=True)
                 continue
-            if shown is not None:
+            problem = remote.failure(shown) if shown is not None else None
+            if problem == remote.CANCELLED:
+                self._job_ended(CANCELLED, error=False)
+            elif problem is not None:
+                self._job_ended(problem, error=True)
+            elif shown is not None:
                 self._job_event(shown)
         if self.running and time.monotonic() > self.deadline:
             self.remote.cancel(self.job or "")

@@ -73,9 +73,11 @@ def interact(spec: ProcSpec, image: Gimp.Image, config: Gimp.ProcedureConfig) ->
     """The dialog; None when the user cancelled. The values used become GIMP's last values too."""
     if spec.needs_selection and Gimp.Selection.is_empty(image):
         raise ActionError(logic.NEEDS_SELECTION)  # before any dialog: nothing to fill in would help
-    from .interactive import DialogRun  # GTK only for interactive runs
+    from . import dialog_probe  # GTK only for interactive runs
+    from .interactive import DialogRun
 
     run = DialogRun(spec, image, prefs.path_in(Gimp.directory()))
+    dialog_probe.attach(run)  # test mode only (an environment variable)
     layer = run.run()
     for a in spec.args:
         value = run.used.get(a.name)

@@ -1,10 +1,11 @@
-"""The shared client (`plugins/common/client.py`) driven synchronously from the plug-in's main thread.
+"""The shared client (`plugins/common/client.py`) driven from the plug-in's main thread.
 
 A GIMP plug-in is one short-lived process per procedure call, and every libgimp call (progress,
-layers) must come from its main thread. The shared client runs the websocket in its own worker
-thread (with reconnect + `fetch` of in-flight jobs); this adapter polls its event queue in a short
-loop, hands job events to a callback (progress bar) and turns failures into `ActionError`s that
-name the problem.
+layers, the dialog) must come from its main thread. The shared client runs the websocket in its own
+worker thread (with reconnect + `fetch` of in-flight jobs); this adapter polls its event queue —
+in a short blocking loop for calls without a dialog (`connect`, `wait_result`), from the dialog's
+GLib timer otherwise (`poll`, `follow`, `failure`) — and words every failure as an `ActionError`
+that names the problem.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class Remote:
 
     def follow(self, ev: Event, job_id: str) -> dict[str, Any] | None:
         """What one client event means for job `job_id`: the event to show (None: not about it).
-        Raises ActionError when the job failed or was cancelled, or the server refused us."""
+        Raises ActionError when the server refused the connection (retrying cannot help)."""
         if ev.type == "disconnected" and ev.data.get("fatal"):
             raise ActionError(connection_problem(self.url, ev.data))
         if ev.type in ("disconnected", "connected"):
@@ -135,13 +136,7 @@ class Remote:
             return {"type": "reconnecting" if ev.type == "disconnected" else "reconnected"}
         if ev.type == "server_restarted":
             return {**ev.data, "type": "server_restarted"}
-        if ev.job_id != job_id:
-            return None
-        if ev.type == "error":
-            raise ActionError(describe_error(ev.data))
-        if ev.type == "cancelled":
-            raise ActionError(CANCELLED)
-        return ev.data
+        return ev.data if ev.job_id == job_id else None
 
     def wait_result(self, job_id: str, timeout: float, on_event: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         """Block until the job's terminal event; job events and connection changes go to `on_event`."""
@@ -154,10 +149,22 @@ class Remote:
                 on_event(shown)
                 if shown.get("type") == "result":
                     return shown
+                problem = failure(shown)
+                if problem is not None:
+                    raise ActionError(problem)
             if time.monotonic() > deadline:
                 self.cancel(job_id)
                 raise ActionError(timed_out(timeout))
             time.sleep(POLL_S)
+
+
+def failure(event: dict[str, Any]) -> str | None:
+    """The message for a job event that ends the job without a result (None for any other event)."""
+    if event.get("type") == "error":
+        return describe_error(event)
+    if event.get("type") == "cancelled":
+        return CANCELLED
+    return None
 
 
 def timed_out(timeout: float) -> str:
