@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -73,13 +72,5 @@ def xvfb_display(gimp_available: None) -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail("Xvfb is required in CI for the GIMP dialog test (tests/hosts/krita_setup.sh installs it)")
         pytest.skip("Xvfb not installed")
-    proc = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
-    assert proc.stdout is not None
-    number = proc.stdout.readline().decode().strip()  # Xvfb picks a free display and reports it
-    try:
-        assert number.isdigit(), "Xvfb did not start"
-        yield f":{number}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with harness.xvfb() as display:
+        yield display
