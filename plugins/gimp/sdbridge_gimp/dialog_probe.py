@@ -87,6 +87,12 @@ def _labelled_by(w: Gtk.Widget) -> list[str]:
     return [target.get_name() for target in relation.get_target()] if relation is not None else []
 
 
+def _rect(w: Gtk.Widget, dialog: Gtk.Dialog) -> list[int] | None:
+    """Where `w` is in the dialog's window (x, y, w, h): to find it in a screenshot."""
+    at = w.translate_coordinates(dialog, 0, 0)
+    return [at[0], at[1], w.get_allocated_width(), w.get_allocated_height()] if at else None
+
+
 def dump(dialog: Gtk.Dialog) -> dict[str, Any]:
     """Every widget named sdbridge-…: type, label, what a screen reader names it, value, choices, state."""
     widgets = walk(dialog)
@@ -104,6 +110,7 @@ def dump(dialog: Gtk.Dialog) -> dict[str, Any]:
             "sensitive": w.is_sensitive(),
             "visible": w.is_visible(),
             "tooltip": w.get_tooltip_text(),
+            "rect": _rect(w, dialog),
         }
         if isinstance(w, Gtk.ComboBox):
             model = w.get_model()
@@ -116,6 +123,24 @@ def dump(dialog: Gtk.Dialog) -> dict[str, Any]:
         fields[name.removeprefix("sdbridge-")] = info
     buttons = [{"label": b.get_label(), "sensitive": b.is_sensitive()} for b in widgets if isinstance(b, Gtk.Button)]
     return {"title": dialog.get_title(), "fields": fields, "buttons": buttons}
+
+
+def _painted(dialog: Gtk.Dialog, wait_s: float = 5.0) -> None:
+    """Wait until GTK has drawn the dialog's latest changes: the grab reads the X window, and GTK
+    paints on its frame clock, not when a label or image is set (no pending events ≠ painted)."""
+    clock = dialog.get_frame_clock()
+    done: list[bool] = []
+    handler = clock.connect("after-paint", lambda _clock: done.append(True))
+    dialog.queue_draw()
+    deadline = time.monotonic() + wait_s
+    try:
+        context = GLib.MainContext.default()
+        while not done and time.monotonic() < deadline:
+            if not context.iteration(False):
+                time.sleep(0.005)
+    finally:
+        clock.disconnect(handler)
+    dialog.get_display().sync()  # the X server has carried out the drawing before we read it back
 
 
 class Probe:
@@ -187,8 +212,7 @@ class Probe:
             self.record["errors"].append(f"{step}: {type(exc).__name__}: {exc}")
 
     def _shot(self, dialog: Gtk.Dialog, name: str) -> str:
-        while Gtk.events_pending():  # draw what the last update changed before grabbing
-            Gtk.main_iteration_do(False)
+        _painted(dialog)
         window = dialog.get_window()
         pixbuf = Gdk.pixbuf_get_from_window(window, 0, 0, window.get_width(), window.get_height())
         path = f"{self.prefix}.{name}.png"

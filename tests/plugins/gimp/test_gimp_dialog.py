@@ -192,6 +192,11 @@ def test_preview_and_step_count_while_the_job_runs(dialogs: Dialogs) -> None:
         with Image.open(shot) as img:
             assert img.width > 400 and img.height > 300
             assert len(img.convert("RGB").getcolors(1 << 20) or []) > 50, "the screenshot is blank"
+            # the preview box: empty before the job, the (noise) preview in the running screenshot
+            x, y, w, h = rec["dumps"][name]["fields"]["preview"]["rect"]
+            box = img.convert("RGB").crop((x, y, x + w, y + h))
+            colours = len(box.getcolors(1 << 20) or [])
+            assert colours > 100 if name == "running" else colours < 10, (name, colours)
 
 
 def test_ok_applies_a_batch_as_one_layer_group(dialogs: Dialogs) -> None:
