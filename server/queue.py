@@ -44,6 +44,7 @@ class Job:
     finished_at: float = 0.0
     size: int = 0
     last_preview: float = float("-inf")  # the first step always previews
+    preview_formats: tuple[str, ...] = images.DEFAULT_PREVIEW_FORMATS  # the submitting client's choice
 
 
 class JobQueue:
@@ -163,7 +164,9 @@ class JobQueue:
         # Previews are throttled: they cost an encode and bandwidth, and nobody watches 30 fps.
         if preview is not None and (now - job.last_preview >= PREVIEW_INTERVAL_S or step == total):
             job.last_preview = now
-            ev["preview"] = {"format": "webp", "data": images.encode_preview(preview)}
+            thumb = images.preview_thumbnail(preview)
+            fmt, data = images.encode_preview(thumb, job.preview_formats)
+            ev["preview"] = {"format": fmt, "data": data, "w": thumb.shape[1], "h": thumb.shape[0]}
         self.publish(job, ev)
 
     def _rect(self, img: ResultImage, fmt: ResultFormat) -> Event:
@@ -171,8 +174,7 @@ class JobQueue:
         h, w = px.shape[:2]
         rect: Event = {"x": img.x, "y": img.y, "w": w, "h": h}
         if fmt == "rgba8":
-            rgba = px if px.shape[2] == 4 else np.dstack([px, np.full((h, w), 255, np.uint8)])
-            rect |= {"format": "rgba8", "data": np.ascontiguousarray(rgba).tobytes()}
+            rect |= {"format": "rgba8", "data": images.rgba8_bytes(px)}
         elif fmt == "webp":
             rect |= {"format": "webp", "data": images.encode_webp(px)}
         else:
