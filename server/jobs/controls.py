@@ -10,7 +10,7 @@ have any size. See docs/protocol.md.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -89,6 +89,7 @@ class ControlSpec:
     end: float
     preprocess: Preprocess
     kind: str | None
+    canvas: int = 0  # which of the job's canvases the image is (a scaled copy of): see `fit_sizes`
 
     def control_image(self, fill: np.ndarray | None = None) -> np.ndarray:
         """The ControlNet input at the layer's size, HxWx3 float32 (`fill`: a selection the inpaint
@@ -165,18 +166,36 @@ def _parse_one(f: Fields, images_in: Mapping[str, ImageRef], ctx: ParseContext, 
     )
 
 
-def check_sizes(controls: tuple[ControlSpec, ...], sizes: list[tuple[int, int]], what: str, job_id: str) -> None:
-    """Every ControlNet image must have one of the `sizes` (w, h) of the job's canvas (`what` says which)."""
+def fits(size: tuple[int, int], canvas: tuple[int, int]) -> bool:
+    """Whether a control image of `size` is the canvas or a scaled copy of it: some scale maps one onto
+    the other within a pixel, at the larger of the two resolutions."""
+    (cw, ch), (w, h) = size, canvas
+    return abs(cw * h - ch * w) <= max(w + h, cw + ch)
+
+
+def fit_sizes(
+    controls: tuple[ControlSpec, ...], sizes: list[tuple[int, int]], what: str, job_id: str
+) -> tuple[ControlSpec, ...]:
+    """Every ControlNet image must be one of the job's canvases `sizes` (w, h), or a scaled copy of one
+    (`what` names them in the error); each control records which (`canvas`: an exact size first)."""
+    out = []
     for i, c in enumerate(controls):
         h, w = c.image.shape[:2]
-        if c.type == "controlnet" and (w, h) not in sizes:
+        if c.type != "controlnet":
+            out.append(c)
+            continue
+        exact = [k for k, s in enumerate(sizes) if s == (w, h)]
+        scaled = [k for k, s in enumerate(sizes) if fits((w, h), s)]
+        if not exact and not scaled:
             want = " or ".join(f"{sw}x{sh}" for sw, sh in sizes)
             raise ProtocolError(
                 "bad_image",
                 f"images.{c.image_name} (params.controls[{i}].image): {w}x{h}, but a control image must have "
-                f"the size of {what}: {want}",
+                f"the size of {what} ({want}) or be a scaled copy of it (the same aspect ratio)",
                 job_id,
             )
+        out.append(replace(c, canvas=(exact or scaled)[0]))
+    return tuple(out)
 
 
 class JobControls:

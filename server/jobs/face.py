@@ -26,7 +26,6 @@ from ..imaging.masks import denoise_mask
 from ..protocol import Fields, ImageRef
 from .base import JobContext, JobResult, ParseContext, ResultImage
 from .common import Diffusion, Progress
-from .controls import check_sizes
 from .masked import EditRequest, generate_masked, parse_edit, read_mask
 
 NO_FACES = "no faces found"
@@ -77,7 +76,6 @@ class FaceRerender:
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> FaceRequest:
         gen, image, batch = parse_edit(f, images, ctx)
-        check_sizes(gen.controls, [(image.shape[1], image.shape[0])], "the image", ctx.job_id)
         return FaceRequest(
             gen=gen,
             image=image,

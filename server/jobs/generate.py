@@ -9,7 +9,7 @@ embeddings and the prompt syntax come through the prompt (see `server.prompt`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ from ..pipelines import denoise, tiled
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, Request, ResultImage
 from .common import Diffusion, GenParams, Progress, batch_seeds, parse_batch, parse_gen, parse_size, round8
-from .controls import check_sizes
+from .controls import fit_sizes
 
 # Built-in hires upscalers; any other name is looked up in welcome.upscalers (model upscalers).
 PIXEL_UPSCALERS = {
@@ -109,7 +109,12 @@ class Generate:
         width, height = parse_size(f, ctx, _default_size(init, gen, entry.native))
         if init is not None:
             init = resize(init, width, height)
-        check_sizes(gen.controls, [(width, height)], "the picture (width x height)", ctx.job_id)
+        # The size as asked (before rounding to 8) matches too: the editor's layer has that size.
+        asked = (f.data.get("width"), f.data.get("height"))
+        sizes = [(width, height)]
+        if all(isinstance(v, int) for v in asked) and asked != sizes[0]:
+            sizes.append(asked)  # type: ignore[arg-type]
+        gen = replace(gen, controls=fit_sizes(gen.controls, sizes, "the picture (width x height)", ctx.job_id))
         refiner = f.str("refiner", None, max_len=512)
         if refiner is not None:
             ctx.models.asset("refiners", refiner)

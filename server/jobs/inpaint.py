@@ -25,7 +25,6 @@ from ..imaging.outpaint import prefill
 from ..protocol import Fields, ImageRef
 from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
 from .common import Diffusion, Progress
-from .controls import check_sizes
 from .masked import EditRequest, generate_masked, parse_edit, read_mask
 
 FILLS = ("original", "blur", "telea", "ns")
@@ -62,7 +61,6 @@ class Inpaint:
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> InpaintRequest:
         gen, image, batch = parse_edit(f, images, ctx)
-        check_sizes(gen.controls, [(image.shape[1], image.shape[0])], "the image", ctx.job_id)
         entry = ctx.models.entry(gen.model)
         if "mask" not in images:
             require_image(images, "mask", ctx)

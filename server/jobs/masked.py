@@ -15,7 +15,7 @@ One `generate_masked` call denoises a processing-size RGB image with a soft per-
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from ..pipelines import tiled as tiled_pipe
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import ParseContext, Request, require_image
 from .common import Diffusion, GenParams, batch_seeds, parse_batch, parse_gen
+from .controls import fit_sizes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,9 +49,16 @@ class EditRequest(Request):
         return batch_seeds(self.gen.seed, self.batch)
 
 
-def parse_edit(f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> tuple[GenParams, np.ndarray, int]:
-    """The fields of an `EditRequest`: gen params (the prompt is optional), the `image`, the batch size."""
+def parse_edit(
+    f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext, fit: bool = True
+) -> tuple[GenParams, np.ndarray, int]:
+    """The fields of an `EditRequest`: gen params (the prompt is optional), the `image`, the batch size.
+    `fit`: the control images must fit the image (a job with other canvases fits them itself)."""
     gen, image = parse_gen(f, ctx, prompt_required=False, images=images), require_image(images, "image", ctx)
+    if fit:
+        gen = replace(
+            gen, controls=fit_sizes(gen.controls, [(image.shape[1], image.shape[0])], "the image", ctx.job_id)
+        )
     return gen, image, parse_batch(f, ctx)
 
 

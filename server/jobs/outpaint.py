@@ -10,7 +10,7 @@ farther than `margin` from the new area are untouched (alpha 0 / not returned).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -27,7 +27,7 @@ from ..pipelines.tiled import needs_tiling
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, ResultImage
 from .common import Diffusion, Progress
-from .controls import check_sizes
+from .controls import fit_sizes
 from .masked import EditRequest, generate_masked, parse_edit, read_mask
 
 PREFILLS = ("telea", "ns")
@@ -57,7 +57,7 @@ class Outpaint:
     kind = "outpaint"
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> OutpaintRequest:
-        gen, image, batch = parse_edit(f, images, ctx)
+        gen, image, batch = parse_edit(f, images, ctx, fit=False)
         entry = ctx.models.entry(gen.model)
         sides = Sides(*(f.int(k, 0, lo=0, hi=8192) for k in ("left", "top", "right", "bottom")))
         hole = None
@@ -81,7 +81,7 @@ class Outpaint:
                 "edge or over a transparent area)",
                 ctx.job_id,
             )
-        check_sizes(gen.controls, sizes, "the image or the extended canvas", ctx.job_id)
+        gen = replace(gen, controls=fit_sizes(gen.controls, sizes, "the image or the extended canvas", ctx.job_id))
         return OutpaintRequest(
             gen=gen,
             image=image,

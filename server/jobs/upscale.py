@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -33,7 +33,7 @@ from ..pipelines import denoise, tiled
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, Request, ResultImage, require_image
 from .common import Diffusion, GenParams, parse_gen
-from .controls import check_sizes
+from .controls import fit_sizes
 from .masked import read_mask
 
 DEFAULT_STRENGTH = 0.35
@@ -84,7 +84,8 @@ class Upscale:
             raise ProtocolError(
                 "bad_field", f"params.scale: {ow}x{oh} exceeds the limit of {ctx.limits.max_pixels} pixels", ctx.job_id
             )
-        check_sizes(gen.controls, [(w, h), (ow, oh)], "the image or the upscaled output", ctx.job_id)
+        controls = fit_sizes(gen.controls, [(w, h), (ow, oh)], "the image or the upscaled output", ctx.job_id)
+        gen = replace(gen, controls=controls)
         upscaler = f.str("upscaler", None, max_len=512)
         if upscaler in ("", "lanczos"):
             upscaler = None

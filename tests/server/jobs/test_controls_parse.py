@@ -93,20 +93,32 @@ def test_controls_must_be_a_short_list(control_server) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "params", "images", "size_text"),
+    ("kind", "params", "images", "wrong", "size_text"),
     [
-        ("generate", GEN, {}, "the picture (width x height): 64x64"),
-        ("inpaint", {"model": "tiny-sd15"}, {"mask": png(np.full((48, 64), 255, np.uint8))}, "the image: 64x48"),
-        ("face", {"model": "tiny-sd15"}, {}, "the image: 64x48"),
-        ("outpaint", {"model": "tiny-sd15", "left": 16}, {}, "64x48 or 80x48"),
-        ("upscale", {"model": "tiny-sd15", "scale": 2}, {}, "64x48 or 128x96"),
+        ("generate", GEN, {}, (40, 30), "the picture (width x height) (64x64)"),
+        ("generate", GEN | {"width": 60, "height": 45}, {}, (40, 40), "(64x48 or 60x45)"),  # as asked, too
+        ("inpaint", {"model": "tiny-sd15"}, {"mask": png(np.full((48, 64), 255, np.uint8))}, (40, 40), "(64x48)"),
+        ("face", {"model": "tiny-sd15"}, {}, (40, 40), "the image (64x48)"),
+        ("outpaint", {"model": "tiny-sd15", "left": 16}, {}, (40, 40), "(64x48 or 80x48)"),
+        ("upscale", {"model": "tiny-sd15", "scale": 2}, {}, (40, 40), "(64x48 or 128x96)"),
     ],
 )
-def test_control_image_of_the_wrong_size_names_both_sizes(control_server, kind, params, images, size_text) -> None:
-    imgs = {"image": rgba8(photo("astronaut", 64, 48)), "map": png(photo("camera", 40, 40)), **images}
+def test_control_image_of_another_shape_is_refused(control_server, kind, params, images, wrong, size_text) -> None:
+    """A control image must be the job's canvas or a scaled copy of it; anything else names both sizes."""
+    imgs = {"image": rgba8(photo("astronaut", 64, 48)), "map": png(photo("camera", *wrong)), **images}
     err = refused(control_server.url, kind, params | {"controls": [{"model": CANNY, "image": "map"}]}, imgs)
     assert err.code == "bad_image", err.event
-    assert "images.map (params.controls[0].image): 40x40" in err.event["message"] and size_text in err.event["message"]
+    assert f"images.map (params.controls[0].image): {wrong[0]}x{wrong[1]}" in err.event["message"]
+    assert size_text in err.event["message"] and "scaled copy" in err.event["message"]
+
+
+def test_fit_rule() -> None:
+    from server.jobs.controls import fits
+
+    assert fits((64, 48), (64, 48)) and fits((128, 96), (64, 48)) and fits((32, 24), (64, 48))
+    assert fits((100, 75), (104, 72)) is False  # rounding to 8 changes the shape: the asked size matches instead
+    assert fits((1000, 760), (64, 48)) and not fits((1000, 800), (64, 48))  # 0.6 px off at 64x48, 3 px
+    assert not fits((48, 64), (64, 48))  # portrait for landscape
 
 
 def test_inpainting_checkpoints_take_their_base_familys_controls(control_server) -> None:
