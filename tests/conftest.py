@@ -53,11 +53,35 @@ def restore_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
 
 
 @pytest.fixture(scope="session")
+def control_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny checkpoints plus ControlNets (SD1.5 canny and scribble, SDXL canny), IP-Adapters (SD1.5,
+    SDXL) and their CLIP vision encoder, each in the folder users keep them in."""
+    root = tmp_path_factory.mktemp("controls")
+    for arch in ("sd15", "sdxl", "sd15-inpaint"):
+        ARCHS[arch](root / "Stable-diffusion", None, 0)
+    ARCHS["controlnet-sd15"](root / "ControlNet", None, 0)
+    ARCHS["controlnet-sd15"](root / "ControlNet", "tiny-control_v11p_sd15_scribble", 1)
+    ARCHS["controlnet-sdxl"](root / "controlnet", None, 0)
+    ARCHS["clip-vision"](root / "clip_vision", None, 0)
+    ARCHS["ipadapter-sd15"](root / "ipadapter", None, 0)
+    ARCHS["ipadapter-sdxl"](root / "IP-Adapter", None, 0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def control_server(control_tree: Path) -> Iterator[RunningServer]:
+    with in_process(control_tree) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """What the editor plug-ins are tested against: tiny SD1.5 + a tiny GFPGAN under its released name."""
+    """What the editor plug-ins are tested against: tiny SD1.5, a tiny GFPGAN under its released name and a
+    tiny SD1.5 scribble ControlNet (for control layers)."""
     root = tmp_path_factory.mktemp("plugin-models")
     ARCHS["sd15"](root, None, 0)
     ARCHS["gfpgan"](root / "GFPGAN", "GFPGANv1.4", 0)
+    ARCHS["controlnet-sd15"](root / "ControlNet", "control_v11p_sd15_scribble", 0)
     return root
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from . import geometry, pixels
 from .geometry import Rect
 from .jobs import (
+    Control,
     FaceRequest,
     GenerateRequest,
     InpaintRequest,
@@ -81,6 +82,28 @@ def max_pixels(welcome: dict[str, Any] | None) -> int:
 def clamp_strength(strength: float) -> float:
     # The server wants 0 < s <= 1: a 0 from a slider means "barely", not "invalid request".
     return min(1.0, max(0.01, float(strength)))
+
+
+def control_layer(
+    model: str,
+    layer: Canvas,
+    strength: float | None = None,
+    preprocess: str | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    rect: Rect | None = None,
+) -> Control:
+    """A control from a layer's pixels at canvas size (`layer.rgba`); `rect`: only that part of the canvas
+    (a job on the selection's bounds). Transparent pixels stay transparent: the server reads them as
+    "no structure" (or, for the inpaint preprocessor, as the area to fill)."""
+    if not model:
+        raise ActionError("choose a control model for the control layer (or no control layer)")
+    if strength is not None and not 0.0 <= strength <= 2.0:
+        raise ActionError(f"the control strength must be between 0 and 2, not {strength}")
+    if start is not None and end is not None and start > end:
+        raise ActionError(f"the control's range starts ({start:.2f}) after it ends ({end:.2f})")
+    pre = preprocess or None
+    return Control(model, layer.image(rect=rect), strength, start, end, None if pre == "none" else pre)
 
 
 # --- settings -> request ---------------------------------------------------------------------------

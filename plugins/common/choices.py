@@ -1,6 +1,7 @@
 """What an editor's drop-downs offer, read from the server's `welcome`: models, samplers, upscalers,
-restorers. The value sent for "let the server choose" is the empty string, so a saved empty choice
-means the same on every server."""
+restorers, control models (and the control preprocessors, which every server has). The value sent
+for "let the server choose" is the empty string, so a saved empty choice means the same on every
+server."""
 
 from __future__ import annotations
 
@@ -42,12 +43,34 @@ def restorers(welcome: dict[str, Any] | None) -> list[Option]:
     return [Option("", "Server default")] + [Option(n, n) for n in _names(welcome, "restorers")]
 
 
+# The server's built-in preprocessors for control layers (docs/protocol.md, "Controls").
+PREPROCESSORS = ("none", "auto", "canny", "lineart", "scribble", "softedge", "tile", "blur", "inpaint")
+_PREPROCESS_LABELS = {"none": "None (the layer is the control image)", "auto": "Automatic (by the control's kind)"}
+
+
+def controls(welcome: dict[str, Any] | None, family: str | None = None) -> list[Option]:
+    """ "No control", then the server's ControlNets and IP-Adapters (only those for `family` when given)."""
+    out = [Option("", "No control")]
+    for c in (welcome or {}).get("controls") or []:
+        if not isinstance(c, dict) or not c.get("name") or (family and c.get("family") != family):
+            continue
+        what = "IP-Adapter" if c.get("type") == "ipadapter" else str(c.get("kind") or "ControlNet")
+        out.append(Option(str(c["name"]), f"{c['name']} ({what}, {c.get('family', '?')})"))
+    return out
+
+
+def preprocessors(_welcome: dict[str, Any] | None = None) -> list[Option]:
+    return [Option(p, _PREPROCESS_LABELS.get(p, p)) for p in PREPROCESSORS]
+
+
 # field name (as the settings and the GIMP procedures call it) -> its options
 FIELDS: dict[str, Callable[[dict[str, Any] | None], list[Option]]] = {
     "model": models,
     "sampler": samplers,
     "upscaler": upscalers,
     "restorer": restorers,
+    "control-model": controls,
+    "control-preprocess": preprocessors,
 }
 
 

@@ -62,6 +62,29 @@ class Sampling:
     sampler: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Control:
+    """One control layer of a request (docs/protocol.md, "Controls"): a ControlNet with its control image
+    (the layer, at the canvas's size or a scaled copy), or an IP-Adapter with its reference picture.
+    Its image travels in the frame's `images` as `control<N>`."""
+
+    model: str  # a name from welcome.controls
+    image: WireImage
+    strength: float | None = None
+    start: float | None = None
+    end: float | None = None
+    preprocess: str | None = None  # none | auto | canny | lineart | scribble | softedge | tile | blur | inpaint
+    kind: str | None = None
+
+    def wire(self, image_name: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model, "image": image_name}
+        for key in ("strength", "start", "end", "preprocess", "kind"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
 def _image(name: str) -> Any:
     return field(default=None, metadata={"image": name})
 
@@ -75,6 +98,9 @@ def _params(obj: Any) -> dict[str, Any]:
             continue
         if isinstance(value, Sampling):
             out.update(_params(value))
+        elif f.name == "controls":
+            if value:
+                out["controls"] = [c.wire(f"control{i}") for i, c in enumerate(value)]
         elif isinstance(value, Rect):
             out[f.name] = asdict(value)
         else:
@@ -98,11 +124,14 @@ class JobRequest:
         return _params(self)
 
     def images(self) -> dict[str, WireImage]:
-        return {
+        imgs = {
             f.metadata["image"]: getattr(self, f.name)
             for f in fields(self)
             if "image" in f.metadata and getattr(self, f.name) is not None
         }
+        for i, control in enumerate(getattr(self, "controls", ())):
+            imgs[f"control{i}"] = control.image
+        return imgs
 
     def message(self, job_id: str) -> dict[str, Any]:
         """The `job` frame with every image inline."""
@@ -134,6 +163,7 @@ class SamplingRequest(JobRequest):
 
     sampling: Sampling = Sampling()
     strength: float | None = None
+    controls: tuple[Control, ...] = ()  # ControlNet / IP-Adapter layers
 
     @property
     def prompt(self) -> str:

@@ -47,6 +47,10 @@ class Settings:
     outpaint_bottom: int = 0
     restore_fidelity: float = 0.5
     restore_blend: float = 1.0
+    # The control layer's model and how it is used (GIMP's dialog; Krita keeps its controls per document).
+    control_model: str = ""  # "" = no control
+    control_strength: float = 1.0
+    control_preprocess: str = "none"
 
     @classmethod
     def keys(cls) -> list[str]:

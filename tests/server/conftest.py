@@ -39,25 +39,3 @@ def a1111_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def a1111_server(a1111_tree: Path) -> Iterator[RunningServer]:
     with in_process(a1111_tree) as running:
         yield running
-
-
-@pytest.fixture(scope="session")
-def control_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tiny checkpoints plus ControlNets (SD1.5 canny and scribble, SDXL canny), IP-Adapters (SD1.5,
-    SDXL) and their CLIP vision encoder, each in the folder users keep them in."""
-    root = tmp_path_factory.mktemp("controls")
-    for arch in ("sd15", "sdxl", "sd15-inpaint"):
-        ARCHS[arch](root / "Stable-diffusion", None, 0)
-    ARCHS["controlnet-sd15"](root / "ControlNet", None, 0)
-    ARCHS["controlnet-sd15"](root / "ControlNet", "tiny-control_v11p_sd15_scribble", 1)
-    ARCHS["controlnet-sdxl"](root / "controlnet", None, 0)
-    ARCHS["clip-vision"](root / "clip_vision", None, 0)
-    ARCHS["ipadapter-sd15"](root / "ipadapter", None, 0)
-    ARCHS["ipadapter-sdxl"](root / "IP-Adapter", None, 0)
-    return root
-
-
-@pytest.fixture(scope="session")
-def control_server(control_tree: Path) -> Iterator[RunningServer]:
-    with in_process(control_tree) as running:
-        yield running

@@ -23,11 +23,13 @@ from .procs import SERVER_ARGS, Arg, ProcSpec  # noqa: E402
 PREVIEW_SIDE = 256
 SEED_MAX = 2**32 - 1  # the server's; the PDB argument (a gint) stops at 2**31 - 1
 TEXT = {"prompt": 4, "negative": 2}  # multi-line fields and their visible lines
-SLIDERS = ("strength", "fidelity", "blend")
+SLIDERS = ("strength", "fidelity", "blend", "control-strength")
 SERVER = tuple(a.name for a in SERVER_ARGS)
 # Dialog order (the procedures' argument order is the PDB's and stays as it is).
 ORDER = ("prompt", "negative", "model", "sampler", "steps", "cfg", "seed", "strength", "batch",
-         "left", "top", "right", "bottom", "scale", "upscaler", "restorer", "fidelity", "blend", *SERVER)  # fmt: skip
+         "left", "top", "right", "bottom", "scale", "upscaler", "restorer", "fidelity", "blend",
+         "control-layer", "control-model", "control-strength", "control-preprocess", *SERVER)  # fmt: skip
+NO_LAYER = ""  # the control-layer drop-down's "no control layer"
 
 
 def widget_name(arg: str) -> str:
@@ -95,7 +97,7 @@ class Form:
             scroll.set_shadow_type(Gtk.ShadowType.IN)
             scroll.add(view)
             return view, scroll
-        if arg.name in choices.FIELDS:
+        if arg.name in choices.FIELDS or arg.type == "layer":
             combo = Gtk.ComboBoxText(hexpand=True)
             return combo, combo
         if arg.name in SLIDERS:
@@ -196,6 +198,19 @@ class Form:
             spin = self.fields.get(name)
             if isinstance(spin, Gtk.SpinButton) and isinstance(limits.get(key), int):
                 spin.set_range(1, limits[key])
+
+    def set_layers(self, layers: list[tuple[int, str]]) -> None:
+        """The image's layers (id, name) for the control-layer drop-down, after "None"."""
+        combo = self.fields.get("control-layer")
+        if not isinstance(combo, Gtk.ComboBoxText):
+            return
+        current = combo.get_active_id() or NO_LAYER
+        combo.remove_all()
+        combo.append(NO_LAYER, "None")
+        for layer_id, name in layers:
+            combo.append(str(layer_id), name)
+        if not combo.set_active_id(current):
+            combo.set_active_id(NO_LAYER)
 
     # --- state --------------------------------------------------------------------------------
 

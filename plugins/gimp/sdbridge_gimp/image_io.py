@@ -38,6 +38,41 @@ def read_canvas(image: Gimp.Image) -> logic.Canvas:
     return logic.Canvas(w, h, rgba, mask)
 
 
+def _all_layers(layers: list[Gimp.Layer]) -> list[Gimp.Layer]:
+    out = []
+    for layer in layers:
+        out.append(layer)
+        if layer.is_group():
+            out += _all_layers(layer.get_children())
+    return out
+
+
+def layer_choices(image: Gimp.Image) -> list[tuple[int, str]]:
+    """(id, name) of every layer of the image, groups' members included, top first."""
+    return [(layer.get_id(), layer.get_name()) for layer in _all_layers(image.get_layers()) if not layer.is_group()]
+
+
+def layer_by_id(layer_id: Any) -> Gimp.Layer | None:
+    """The layer a drop-down id names ("" or a vanished layer: None)."""
+    if not str(layer_id or "").isdigit():
+        return None
+    item = Gimp.Item.get_by_id(int(layer_id))
+    return item if isinstance(item, Gimp.Layer) else None
+
+
+def read_control(image: Gimp.Image, values: dict[str, Any]) -> bytes | None:
+    """The `control-layer` argument's pixels at the canvas's size (straight RGBA, transparent where the
+    layer does not reach), or None without a control layer."""
+    layer = values.get("control-layer")
+    if not isinstance(layer, Gimp.Layer):
+        return None
+    _ok, x, y = layer.get_offsets()
+    w, h = image.get_width(), image.get_height()
+    # In the layer's own coordinates, the canvas starts at (-x, -y); outside the layer GEGL gives zeros.
+    rect = Gegl.Rectangle.new(-x, -y, w, h)
+    return bytes(layer.get_buffer().get(rect, 1.0, RGBA, Gegl.AbyssPolicy.NONE))
+
+
 def add_layer(
     image: Gimp.Image,
     parent: Gimp.Layer | None,

@@ -35,6 +35,7 @@ class DialogRun:
         self.spec, self.image, self.settings_path = spec, image, settings_path
         self.settings = prefs.load(settings_path)
         self.form = dialog.Form(spec, prefs.to_values(spec, self.settings), self.settings.seed)
+        self.form.set_layers(image_io.layer_choices(image))
         self.formats = dialog.decodable_formats()
         self.remote: remote.Remote | None = None
         self.welcome: dict[str, Any] | None = None
@@ -185,12 +186,15 @@ class DialogRun:
         if self.running or self.remote is None or self.welcome is None:
             return
         values = self.form.values()
+        if "control-layer" in values:  # the drop-down holds layer ids
+            values["control-layer"] = image_io.layer_by_id(values["control-layer"])
         try:
             canvas = image_io.read_canvas(self.image)  # now: the selection may have changed since opening
-            logic.plan_job(self.spec, values, canvas)  # local mistakes first (empty prompt, no selection)
+            control = image_io.read_control(self.image, values)
+            logic.plan_job(self.spec, values, canvas, control=control)  # local mistakes first
             actions.require_kind(self.spec.kind, self.welcome)
             logic.check_model(values, self.welcome)
-            plan = logic.plan_job(self.spec, values, canvas, actions.max_pixels(self.welcome))
+            plan = logic.plan_job(self.spec, values, canvas, actions.max_pixels(self.welcome), control)
         except ActionError as exc:
             self._status(str(exc), error=True)
             return

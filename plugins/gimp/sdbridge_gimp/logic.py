@@ -66,14 +66,36 @@ def _need_prompt(spec: ProcSpec, values: dict[str, Any]) -> None:
         raise ActionError(f"{spec.title}: the prompt is empty. Describe what to draw.")
 
 
-def plan_job(spec: ProcSpec, values: dict[str, Any], canvas: Canvas, max_pixels: int = 1 << 30) -> Plan:
-    """Turn procedure arguments + the image into a typed request (pure; raises ActionError)."""
+def controls(
+    values: dict[str, Any], control: bytes | None, canvas: Canvas, rect: Rect | None = None
+) -> tuple[jobs.Control, ...]:
+    """The control layer of the arguments (`control`: its pixels at the canvas's size, see
+    `image_io.read_control`); `rect`: the part of the canvas the job draws."""
+    model = _opt_str(values, "control-model")
+    if control is None:
+        if model is not None and "control-layer" in values:
+            raise ActionError(f"Control model '{model}' is chosen: choose the control layer too (or no model).")
+        return ()
+    if model is None:
+        raise ActionError("A control layer is chosen: choose its control model too (or no control layer).")
+    strength = values.get("control-strength")
+    layer = Canvas(canvas.w, canvas.h, control)
+    pre = _opt_str(values, "control-preprocess")
+    return (actions.control_layer(model, layer, None if strength is None else float(strength), pre, rect=rect),)
+
+
+def plan_job(
+    spec: ProcSpec, values: dict[str, Any], canvas: Canvas, max_pixels: int = 1 << 30, control: bytes | None = None
+) -> Plan:
+    """Turn procedure arguments + the image (+ the control layer's pixels) into a typed request (pure;
+    raises ActionError)."""
     sel = canvas.selection_bounds()
     if spec.needs_selection and sel is None:
         raise ActionError(NEEDS_SELECTION)
     mask = canvas.mask() if sel is not None else None
     gen, strength, batch = sampling(values), _strength(values), _batch(values)
     kind = spec.kind
+    ctl = controls(values, control, canvas, sel if kind == "generate" else None) if kind != "restore" else ()
     if kind == "generate":
         _need_prompt(spec, values)
         target = sel or Rect(0, 0, canvas.w, canvas.h)
@@ -84,7 +106,14 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], canvas: Canvas, max_pixels:
         init = canvas.image(opaque=True, rect=target) if strength is not None and strength < 1.0 else None
         strength = strength if init is not None else None
         req = jobs.GenerateRequest(
-            result_format=RESULT_FORMAT, sampling=gen, strength=strength, width=w, height=h, batch=batch, init=init
+            result_format=RESULT_FORMAT,
+            sampling=gen,
+            strength=strength,
+            width=w,
+            height=h,
+            batch=batch,
+            init=init,
+            controls=ctl,
         )
         return Plan(req, target=target, mask_result=sel is not None)
     if kind == "inpaint":
@@ -92,7 +121,13 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], canvas: Canvas, max_pixels:
         image = canvas.image()
         return Plan(
             jobs.InpaintRequest(
-                result_format=RESULT_FORMAT, sampling=gen, strength=strength, batch=batch, image=image, mask=mask
+                result_format=RESULT_FORMAT,
+                sampling=gen,
+                strength=strength,
+                batch=batch,
+                image=image,
+                mask=mask,
+                controls=ctl,
             )
         )
     if kind == "outpaint":
@@ -108,13 +143,20 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], canvas: Canvas, max_pixels:
                 **sides,
                 image=canvas.image(),
                 mask=hole,
+                controls=ctl,
             )
         )
     if kind == "face":
         image = canvas.image()
         return Plan(
             jobs.FaceRequest(
-                result_format=RESULT_FORMAT, sampling=gen, strength=strength, batch=batch, image=image, mask=mask
+                result_format=RESULT_FORMAT,
+                sampling=gen,
+                strength=strength,
+                batch=batch,
+                image=image,
+                mask=mask,
+                controls=ctl,
             )
         )
     if kind == "restore":
@@ -139,6 +181,7 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], canvas: Canvas, max_pixels:
                 upscaler=_opt_str(values, "upscaler"),
                 region=sel,
                 image=canvas.image(),
+                controls=ctl,
             )
         )
     raise ActionError(f"unknown job kind {kind!r}")
@@ -169,6 +212,13 @@ def check_model(values: dict[str, Any], welcome: dict[str, Any]) -> None:
         if chosen and chosen not in restorers:
             raise ActionError(f"Restorer '{chosen}' is not on the server. Available: {', '.join(restorers)}.")
         return
+    control = _opt_str(values, "control-model")
+    offered = [str(c.get("name")) for c in welcome.get("controls") or [] if isinstance(c, dict)]
+    if control and control not in offered:
+        raise ActionError(
+            f"Control model '{control}' is not on the server. Available: {', '.join(offered) or 'none'} "
+            "(ControlNets go into its models folder's ControlNet/, IP-Adapters into ipadapter/)."
+        )
     model = _opt_str(values, "model")
     names = actions.model_names(welcome)
     if model and names and model not in names:

@@ -45,14 +45,15 @@ def execute(spec: ProcSpec, values: dict[str, Any], image: Gimp.Image) -> Gimp.L
     """A call without dialog: connect, run the job with the given arguments, add the result."""
     label = spec.title
     canvas = image_io.read_canvas(image)
-    logic.plan_job(spec, values, canvas)  # local mistakes (no selection, empty prompt) before any network
+    control = image_io.read_control(image, values)
+    logic.plan_job(spec, values, canvas, control=control)  # local mistakes (no selection…) before any network
     Gimp.progress_init(f"sdbridge: {label}")
     url = str(values.get("server-url") or settings.DEFAULT_URL)
     with remote.Remote(url, str(values.get("token") or "")) as server:
         welcome = server.connect()
         actions.require_kind(spec.kind, welcome)
         logic.check_model(values, welcome)
-        plan = logic.plan_job(spec, values, canvas, actions.max_pixels(welcome))
+        plan = logic.plan_job(spec, values, canvas, actions.max_pixels(welcome), control)
         job_id = server.submit(plan.request)
         # GIMP's Cancel kills this process outright; the guard then cancels the job on the server.
         guard = cancel_guard.spawn(server.url, str(values.get("token") or ""), job_id)
@@ -136,6 +137,8 @@ def _add_arg(proc: Gimp.Procedure, a: procs.Arg) -> None:
         proc.add_double_argument(a.name, a.nick, a.blurb, a.lo, a.hi, a.default, flags)
     elif a.type == "bool":
         proc.add_boolean_argument(a.name, a.nick, a.blurb, a.default, flags)
+    elif a.type == "layer":
+        proc.add_layer_argument(a.name, a.nick, a.blurb, True, flags)
     else:
         raise ValueError(f"unknown argument type {a.type}")
 

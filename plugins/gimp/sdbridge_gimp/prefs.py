@@ -37,7 +37,12 @@ _ARG_KEYS = {
     "top": "outpaint_top",
     "right": "outpaint_right",
     "bottom": "outpaint_bottom",
+    "control-model": "control_model",
+    "control-strength": "control_strength",
+    "control-preprocess": "control_preprocess",
 }
+# Arguments that belong to one image (a layer of it) and are not remembered across images.
+PER_IMAGE = frozenset({"control-layer"})
 # Strength per job kind: generate and inpaint share one (as in Krita), the others keep their own.
 _STRENGTH_KEYS = {"outpaint": "outpaint_strength", "face": "face_strength", "upscale": "upscale_strength"}
 
@@ -88,7 +93,7 @@ def save(path: str, s: Settings) -> None:
 
 def to_values(spec: ProcSpec, s: Settings) -> dict[str, Any]:
     """The procedure's arguments as the shared settings have them (seed −1 unless the seed is fixed)."""
-    values = {a.name: getattr(s, settings_key(spec, a.name)) for a in spec.args}
+    values = {a.name: getattr(s, settings_key(spec, a.name)) for a in spec.args if a.name not in PER_IMAGE}
     if "seed" in values and not s.fixed_seed:
         values["seed"] = -1
     return values
@@ -98,7 +103,7 @@ def from_values(spec: ProcSpec, values: dict[str, Any], s: Settings) -> Settings
     """`s` with the procedure's argument values stored; seed −1 means "random" (the last seed stays)."""
     changes: dict[str, Any] = {}
     for a in spec.args:
-        if a.name not in values:
+        if a.name not in values or a.name in PER_IMAGE:
             continue
         key = settings_key(spec, a.name)
         changes[key] = settings.parse(settings.to_string(values[a.name]), getattr(s, key))

@@ -17,10 +17,10 @@ BATCH_MAX = 16  # the server's own limit (welcome.limits.max_batch, 8 by default
 
 @dataclass(frozen=True)
 class Arg:
-    """One procedure argument; `type` is "str", "int", "float" or "bool"."""
+    """One procedure argument."""
 
     name: str
-    type: str
+    type: str  # "str", "int", "float", "bool" or "layer" (a layer of the image; none allowed)
     nick: str
     blurb: str
     default: Any
@@ -60,6 +60,16 @@ BATCH_ARGS: tuple[Arg, ...] = (
     Arg("batch", "int", "Batch", "Alternative results (seeds seed, seed+1, …): one layer each, in one layer group",
         1, 1, BATCH_MAX),
 )  # fmt: skip
+CONTROL_ARGS: tuple[Arg, ...] = (
+    Arg("control-layer", "layer", "Control layer", "A layer to guide the picture with (none = no control)", None),
+    Arg("control-model", "str", "Control model",
+        "ControlNet or IP-Adapter on the server for the control layer (empty = no control)", ""),
+    Arg("control-strength", "float", "Control strength", "How strongly the control layer guides (0 = not at all)",
+        1.0, 0.0, 2.0),
+    Arg("control-preprocess", "str", "Control preprocess",
+        "How the layer becomes the control image: none, auto, canny, lineart, scribble, softedge, tile, blur, "
+        "inpaint", "none"),
+)  # fmt: skip
 SERVER_ARGS: tuple[Arg, ...] = (
     Arg("server-url", "str", "Server URL", "sdbridge websocket URL", settings.DEFAULT_URL),
     Arg("token", "str", "Token", "Access token, if the server requires one", ""),
@@ -85,14 +95,14 @@ PROCS: tuple[ProcSpec, ...] = (
         "_Generate…",
         "Generate a new layer from a prompt (img2img from the visible image when strength < 1; "
         "limited to the selection's bounds when there is one)",
-        _prompt_args(1.0) + BATCH_ARGS + SERVER_ARGS,
+        _prompt_args(1.0) + BATCH_ARGS + CONTROL_ARGS + SERVER_ARGS,
     ),
     ProcSpec(
         "sdbridge-inpaint",
         "inpaint",
         "_Inpaint selection…",
         "Repaint the selected area from a prompt (needs a selection)",
-        _prompt_args(1.0) + BATCH_ARGS + SERVER_ARGS,
+        _prompt_args(1.0) + BATCH_ARGS + CONTROL_ARGS + SERVER_ARGS,
         needs_selection=True,
     ),
     ProcSpec(
@@ -101,14 +111,14 @@ PROCS: tuple[ProcSpec, ...] = (
         "_Outpaint…",
         "Extend the canvas on chosen sides and fill the new area (all sides 0: fill the selection in place, "
         "which should touch a canvas edge or cover a transparent area)",
-        _prompt_args(0.9) + SIDE_ARGS + BATCH_ARGS + SERVER_ARGS,
+        _prompt_args(0.9) + SIDE_ARGS + BATCH_ARGS + CONTROL_ARGS + SERVER_ARGS,
     ),
     ProcSpec(
         "sdbridge-face",
         "face",
         "Re-render _face…",
         "Re-render the selected face (or detected faces) at detail resolution",
-        _prompt_args(0.5) + BATCH_ARGS + SERVER_ARGS,
+        _prompt_args(0.5) + BATCH_ARGS + CONTROL_ARGS + SERVER_ARGS,
     ),
     ProcSpec(
         "sdbridge-restore",
@@ -132,6 +142,7 @@ PROCS: tuple[ProcSpec, ...] = (
             Arg("scale", "float", "Scale", "Upscale factor for the whole image", 2.0, 1.0, 8.0),
             Arg("upscaler", "str", "Upscaler", "Upscaler model on the server (empty = default)", ""),
         )
+        + CONTROL_ARGS
         + SERVER_ARGS,
     ),
 )

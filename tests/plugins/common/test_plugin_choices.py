@@ -40,7 +40,22 @@ def test_options_come_from_the_welcome(client: Client) -> None:
     assert [o.id for o in choices.samplers(welcome)] == welcome["samplers"] and "Euler a" in welcome["samplers"]
     assert [o.id for o in choices.upscalers(welcome)] == ["", *welcome["upscalers"]]
     assert [o.id for o in choices.restorers(welcome)] == ["", *welcome["restorers"]]
-    assert set(choices.FIELDS) == {"model", "sampler", "upscaler", "restorer"}
+    assert set(choices.FIELDS) == {"model", "sampler", "upscaler", "restorer", "control-model", "control-preprocess"}
+
+
+def test_control_options_say_what_each_control_is() -> None:
+    welcome = {"controls": [
+        {"name": "control_v11p_sd15_canny", "type": "controlnet", "family": "sd15", "kind": "canny"},
+        {"name": "ip-adapter_sdxl", "type": "ipadapter", "family": "sdxl", "kind": "reference"},
+    ]}  # fmt: skip
+    opts = choices.controls(welcome)
+    assert [(o.id, o.label) for o in opts] == [
+        ("", "No control"),
+        ("control_v11p_sd15_canny", "control_v11p_sd15_canny (canny, sd15)"),
+        ("ip-adapter_sdxl", "ip-adapter_sdxl (IP-Adapter, sdxl)"),
+    ]
+    assert [o.id for o in choices.controls(welcome, family="sdxl")] == ["", "ip-adapter_sdxl"]
+    assert [o.id for o in choices.preprocessors()][:3] == ["none", "auto", "canny"]
 
 
 def test_pick_keeps_an_offered_choice_else_the_default() -> None:

@@ -47,10 +47,31 @@ def _make_image(sc):
     buf = bg.get_buffer()
     buf.set(Gegl.Rectangle.new(0, 0, w, h), "R'G'B'A u8", _pattern(w, h))
     buf.flush()
+    if sc.get("control_layer"):
+        image.insert_layer(_sketch(image, w, h), None, 0)
     if sc.get("selection"):
         x, y, sw, sh = sc["selection"]
         image.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, sw, sh)
     return image
+
+
+def _sketch(image, w, h):
+    # A hidden control layer: white strokes (a cross and a frame) on transparency, like a drawn sketch.
+    layer = Gimp.Layer.new(image, "sketch", w, h, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    px = bytearray(w * h * 4)
+    for y in range(h):
+        for x in range(w):
+            if (
+                abs(x * h - y * w) < 2 * w
+                or abs((w - 1 - x) * h - y * w) < 2 * w
+                or min(x, y, w - 1 - x, h - 1 - y) < 3
+            ):
+                px[(y * w + x) * 4 : (y * w + x) * 4 + 4] = b"\xff\xff\xff\xff"
+    buf = layer.get_buffer()
+    buf.set(Gegl.Rectangle.new(0, 0, w, h), "R'G'B'A u8", bytes(px))
+    buf.flush()
+    layer.set_visible(False)
+    return layer
 
 
 def _layer_info(layer):
@@ -107,6 +128,8 @@ def _run(sc):
     cfg.set_core_object_array("drawables", [image.get_layers()[0]])
     for k, v in sc["args"].items():
         cfg.set_property(k, v)
+    if sc.get("control_layer"):
+        cfg.set_property("control-layer", next(la for la in image.get_layers() if la.get_name() == "sketch"))
     t = time.time()
     r = proc.run(cfg)
     res["t_s"] = round(time.time() - t, 3)

@@ -32,6 +32,8 @@ EDGE = (W - 16, 0, 16, H)  # a strip at the right edge: outpaint's in-canvas for
 MARGIN = 12  # server blend masks grow 8 px past the selection and feather; beyond this nothing may change
 STEPS = 3
 PROMPT = "a red fox in the snow"
+# A hidden layer "sketch" (white strokes on transparency) as the control of the tiny scribble ControlNet.
+CONTROL = {"control-model": "control_v11p_sd15_scribble", "control-preprocess": "scribble", "control-strength": 1.0}
 
 
 def scenarios(url: str) -> list[dict[str, Any]]:
@@ -61,6 +63,9 @@ def scenarios(url: str) -> list[dict[str, Any]]:
         sc("generate_batch", "generate", batch=2),
         sc("inpaint_batch", "inpaint", SEL, batch=2),
         sc("outpaint_batch", "outpaint", **{**no_sides, "left": 16, "bottom": 24}, batch=2),
+        {**sc("generate_control", "generate", **CONTROL), "control_layer": True},
+        {**sc("inpaint_control", "inpaint", SEL, **CONTROL), "control_layer": True},
+        sc("err_control_model", "generate", **CONTROL | {"control-model": "no-such-control"}),
         sc("err_unreachable", "generate", **{"server-url": "ws://127.0.0.1:9/"}),
         sc("err_model", "generate", model="no-such-model"),
         sc("err_prompt", "generate", prompt="   "),
@@ -398,3 +403,42 @@ def test_killed_plugin_cancels_server_job(gimp_run: Outcome, sdbridge_serve: har
         r.client.attach(found["job"], GenerateRequest())  # fetch: the retained terminal event
         state = r.client.wait(found["job"], 60)
     assert state.status == "cancelled", state
+
+
+# --- control layers --------------------------------------------------------------------------------
+
+
+def test_generate_with_a_control_layer(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    """A (hidden) layer of the image as the scribble ControlNet's control: the job says it used it, and
+    the picture differs from the same job without it."""
+    res = result(gimp_run, "generate_control", request, "generate")
+    ok(res)
+    layer = new_layer(res)
+    check_layer_meta(layer, "generate")
+    (control,) = layer["parasite"]["controls"]
+    assert control == {"model": "control_v11p_sd15_scribble", "type": "controlnet", "image": "control0",
+                       "strength": 1.0, "start": 0.0, "end": 1.0, "kind": "scribble",
+                       "preprocess": {"type": "scribble", "threshold": 0.5, "width": 3}}  # fmt: skip
+    plain = result(gimp_run, "generate", request)
+    with_control, without = pixels(gimp_run, res, "after"), pixels(gimp_run, plain, "after")
+    assert changed(with_control, without).mean() > 0.2  # same seed and prompt: the control made the difference
+
+
+def test_inpaint_with_a_control_layer(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "inpaint_control", request, "inpaint")
+    ok(res)
+    layer = new_layer(res)
+    assert layer["parasite"]["controls"][0]["model"] == "control_v11p_sd15_scribble"
+    diff = changed(pixels(gimp_run, res, "before"), pixels(gimp_run, res, "after"))
+    assert not diff[~region(diff.shape, SEL, MARGIN)].any(), "pixels far outside the selection changed"
+    plain = result(gimp_run, "inpaint_sel", request)
+    assert changed(pixels(gimp_run, res, "after"), pixels(gimp_run, plain, "after")).any()
+
+
+def test_unknown_control_model_is_refused_with_the_available_ones(
+    gimp_run: Outcome, request: pytest.FixtureRequest
+) -> None:
+    res = result(gimp_run, "err_control_model", request)
+    assert res["status"] == "execution-error"
+    assert "'no-such-control' is not on the server" in res["error"] and "control_v11p_sd15_scribble" in res["error"]
+    assert len(res["layers"]) == 1

@@ -48,7 +48,7 @@ def test_every_procedure_is_registered_with_server_args() -> None:
         assert len(names) == len(set(names)), p.name
         assert {"server-url", "token", "timeout"} <= set(names)
         for a in p.args:
-            assert a.type in ("str", "int", "float", "bool")
+            assert a.type in ("str", "int", "float", "bool", "layer")
             if a.type in ("int", "float"):
                 assert a.lo is not None and a.hi is not None and a.lo <= a.default <= a.hi, (p.name, a.name)
     assert {"left", "right", "top", "bottom"} <= {a.name for a in SPEC["sdbridge-outpaint"].args}
@@ -199,3 +199,63 @@ def test_build_layout(tmp_path: Path) -> None:
         info = zf.getinfo("sdbridge/sdbridge.py")
         assert (info.external_attr >> 16) & stat.S_IXUSR
     json.dumps([str(p) for p in dest.iterdir()])  # plain paths, nothing exotic
+
+
+# --- control layers ----------------------------------------------------------------------------------
+
+
+def _layer() -> bytes:
+    """A W x H drawn layer: a white diagonal on transparency."""
+    px = bytearray(W * H * 4)
+    for x in range(W):
+        y = x * H // W
+        px[(y * W + x) * 4 : (y * W + x) * 4 + 4] = b"\xff\xff\xff\xff"
+    return bytes(px)
+
+
+CONTROL = {"control-model": "control_v11p_sd15_scribble", "control-strength": 0.8, "control-preprocess": "scribble"}
+
+
+@pytest.mark.parametrize("proc", ["generate", "inpaint", "outpaint", "face", "upscale"])
+def test_a_layer_becomes_the_control_of_every_diffusion_job(proc: str) -> None:
+    spec = SPEC[f"sdbridge-{proc}"]
+    assert {"control-layer", "control-model", "control-strength", "control-preprocess"} <= {a.name for a in spec.args}
+    sel = Rect(4, 4, 20, 10) if proc == "inpaint" else None
+    layer = _layer()
+    msg = logic.plan_job(spec, values(spec, **CONTROL, **{"control-layer": 1}), source(sel), control=layer).request
+    frame = msg.message("j")
+    (control,) = frame["params"]["controls"]
+    assert control == {"model": "control_v11p_sd15_scribble", "image": "control0", "strength": 0.8,
+                       "preprocess": "scribble"}  # fmt: skip
+    img = frame["images"]["control0"]
+    assert (img["format"], img["w"], img["h"], img["data"]) == ("rgba8", W, H, layer)
+
+
+def test_generate_on_a_selection_sends_the_control_under_it() -> None:
+    spec = SPEC["sdbridge-generate"]
+    sel = Rect(8, 6, 16, 12)
+    frame = logic.plan_job(spec, values(spec, **CONTROL, **{"control-layer": 1}), source(sel), control=_layer())
+    img = frame.request.message("j")["images"]["control0"]
+    assert (img["w"], img["h"]) == (16, 12)
+    whole = _layer()
+    rows = [whole[(y * W + 8) * 4 : (y * W + 24) * 4] for y in range(6, 18)]
+    assert img["data"] == b"".join(rows)
+
+
+def test_control_without_layer_or_model_says_what_is_missing() -> None:
+    spec = SPEC["sdbridge-generate"]
+    with pytest.raises(ActionError, match="choose the control layer"):
+        logic.plan_job(spec, values(spec, **CONTROL, **{"control-layer": None}), source(), control=None)
+    with pytest.raises(ActionError, match="choose its control model"):
+        logic.plan_job(spec, values(spec, **{"control-layer": 1}), source(), control=_layer())
+    plain = logic.plan_job(spec, values(spec), source())  # the defaults: no control at all
+    assert "controls" not in plain.request.message("j")["params"]
+    with pytest.raises(ActionError, match="between 0 and 2"):
+        logic.plan_job(spec, values(spec, **CONTROL | {"control-strength": 3.0}), source(), control=_layer())
+
+
+def test_unknown_control_model_is_named_with_the_available_ones() -> None:
+    welcome = {"models": [{"name": "m"}], "controls": [{"name": "canny", "type": "controlnet", "family": "sd15"}]}
+    logic.check_model({"model": "m", "control-model": "canny"}, welcome)
+    with pytest.raises(ActionError, match="'scribble' is not on the server. Available: canny"):
+        logic.check_model({"model": "m", "control-model": "scribble"}, welcome)

@@ -20,12 +20,13 @@ SPEC = procs.PROCS_BY_NAME
 @pytest.mark.parametrize("spec", procs.PROCS, ids=lambda p: p.name)
 def test_defaults_are_the_procedures_defaults(spec: procs.ProcSpec) -> None:
     """A first dialog (no settings file yet) shows what a PDB call without arguments would use."""
-    assert prefs.to_values(spec, Settings()) == {a.name: a.default for a in spec.args}
+    stored = {a.name: a.default for a in spec.args if a.name not in prefs.PER_IMAGE}
+    assert prefs.to_values(spec, Settings()) == stored
 
 
 @pytest.mark.parametrize("spec", procs.PROCS, ids=lambda p: p.name)
 def test_every_argument_has_a_settings_key(spec: procs.ProcSpec) -> None:
-    keys = [prefs.settings_key(spec, a.name) for a in spec.args]
+    keys = [prefs.settings_key(spec, a.name) for a in spec.args if a.name not in prefs.PER_IMAGE]
     assert len(keys) == len(set(keys)), keys  # no two arguments of one procedure share a key
 
 
@@ -35,7 +36,8 @@ def test_generate_and_inpaint_share_everything_but_upscale_keeps_its_strength() 
               "cfg": 5.0, "strength": 0.6, "batch": 3, "server-url": "ws://h:1/", "token": "t",
               "timeout": 60}  # fmt: skip
     s = prefs.from_values(gen, chosen, Settings())
-    assert prefs.to_values(inp, s) == chosen
+    shown = prefs.to_values(inp, s)
+    assert {k: shown[k] for k in chosen} == chosen
     upscale = prefs.to_values(up, s)
     assert upscale["strength"] == Settings().upscale_strength and upscale["prompt"] == "a fox"
     assert upscale["server-url"] == "ws://h:1/" and upscale["model"] == "m"
@@ -114,3 +116,12 @@ def test_follow_turns_client_events_into_what_the_user_sees() -> None:
     text = remote.failure(oom or {}) or ""
     assert "out_of_memory" in text and "ran out of memory" in text
     assert remote.failure(step) is None
+
+
+def test_control_choices_are_shared_but_the_layer_is_not_remembered() -> None:
+    gen, up = SPEC["sdbridge-generate"], SPEC["sdbridge-upscale"]
+    chosen = {"control-model": "canny", "control-strength": 0.6, "control-preprocess": "canny", "control-layer": 7}
+    s = prefs.from_values(gen, chosen, Settings())
+    assert (s.control_model, s.control_strength, s.control_preprocess) == ("canny", 0.6, "canny")
+    again = prefs.to_values(up, s)
+    assert again["control-model"] == "canny" and "control-layer" not in again  # a layer of another image
