@@ -219,6 +219,11 @@ class UnetStep:
             bucket.uses += 1
             return bucket.run(leaves)
 
+    def release(self) -> None:
+        """Drop every bucket and the graphs' memory pool (e.g. before the model leaves the GPU)."""
+        self.buckets.clear()
+        self._pool = None
+
     def report(self) -> list[dict[str, Any]]:
         """The buckets now held, least recently used first: what they key on, build seconds, uses."""
         return [
