@@ -138,7 +138,7 @@ class Run:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args, self.scale = args, TINY if args.tiny else FULL
         self.device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.deadline = time.monotonic() + args.budget_s
+        self.deadline = time.monotonic() + (args.budget_s or (3600 if args.tiny else 420))
         self.jobs = jobs(self.scale)
         self.notes: list[str] = []
         self.data: dict[str, Any] = {"meta": self._meta(), "ours": {}, "eager": {}, "diffusers": {}, "micro": {}}
@@ -171,9 +171,9 @@ class Run:
     # --- stages ---------------------------------------------------------------------------------------
 
     def build(self, models: Path) -> None:
-        made = {}
+        made, own, dev = {}, self.args.own_checkpoints, self.device
         for fam in ("sd15", "sdxl"):
-            seconds, (_, how) = timed(lambda f=fam: make_checkpoint(models, f, self.scale, self.device), self.device)
+            seconds, (_, how) = timed(lambda f=fam: make_checkpoint(models, f, self.scale, dev, own), dev)
             made[fam] = {"how": how, "seconds": round(seconds, 1)}
             print(f"checkpoint {fam}: {how} in {seconds:.1f} s", flush=True)
         self.data["meta"]["checkpoints"] = made
@@ -195,8 +195,8 @@ class Run:
         running = start_server(models, device=self.device)  # no fast path: the eager UNet call
         mem = PeakMemory(os.getpid())
         try:
-            for fam in ("sd15", "sdxl"):
-                if self.skip(f"the eager/diffusers/micro runs of {fam}", 60):
+            for fam, need_s in (("sd15", 45), ("sdxl", 120)):
+                if self.skip(f"the eager/diffusers/micro runs of {fam}", need_s):
                     continue
                 mine = [j for j in self.jobs if j.family == fam and j.eager]
                 self.data["eager"] |= asyncio.run(_requests(running.url, mine, mem, 1, self.notes))
@@ -285,7 +285,10 @@ def main() -> int:
     ap.add_argument("--device", default=None, help="cuda (default when present) or cpu")
     ap.add_argument("--fast", default="auto", help="the server's --fast mode")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile's build of the SD1.5 step")
-    ap.add_argument("--budget-s", type=float, default=420, help="skip optional stages that would run past this")
+    ap.add_argument(
+        "--budget-s", type=float, help="skip optional stages that would run past this (default 420; 3600 with --tiny)"
+    )
+    ap.add_argument("--own-checkpoints", action="store_true", help="build full-size checkpoints here, not via the CLI")
     args = ap.parse_args()
     run = Run(args)
     with tempfile.TemporaryDirectory(prefix="sdbridge-bench-") as tmp:

@@ -9,6 +9,7 @@ then timed without its text encoding, which favours it by a few milliseconds).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -24,11 +25,16 @@ def pipeline(model: LoadedModel) -> Any:
     import diffusers
 
     sched = diffusers.EulerDiscreteScheduler.from_config(model.scheduler_config)
+    vae = model.vae
+    if model.vae_dtype != model.dtype:
+        # Our SDXL VAE stays fp32; diffusers users load it in fp16 and the pipeline upcasts it around
+        # every decode (and casts it back after): give it its own copy to do that with.
+        vae = copy.deepcopy(model.vae).to(model.dtype)
     if model.family.xl:
         te1, te2 = model.text_encoders
         tok1, tok2 = model.tokenizers
         pipe = diffusers.StableDiffusionXLPipeline(
-            vae=model.vae,
+            vae=vae,
             text_encoder=te1,
             text_encoder_2=te2,
             tokenizer=tok1,
@@ -39,7 +45,7 @@ def pipeline(model: LoadedModel) -> Any:
         )
     else:
         pipe = diffusers.StableDiffusionPipeline(
-            vae=model.vae,
+            vae=vae,
             text_encoder=model.text_encoders[0],
             tokenizer=model.tokenizers[0],
             unet=model.unet,

@@ -64,12 +64,18 @@ def write_full_size(out_dir: Path, arch_name: str, name: str, device: torch.devi
     return path
 
 
-def make_checkpoint(out_dir: Path, arch_name: str, scale: Scale, device: torch.device) -> tuple[Path, str]:
-    """(path, how it was made) of the benchmark's `arch_name` checkpoint, named `bench-ARCH`."""
+def make_checkpoint(
+    out_dir: Path, arch_name: str, scale: Scale, device: torch.device, own: bool = False
+) -> tuple[Path, str]:
+    """(path, how it was made) of the benchmark's `arch_name` checkpoint, named `bench-ARCH`; one
+    already there (`--models` of an earlier run) is used as it is."""
     name = f"bench-{arch_name}"
+    path = out_dir / f"{name}.safetensors"
+    if path.exists():
+        return path, "reused from --models"
     if scale.tiny:
         return write_sd_checkpoint(out_dir, arch_name, name=name), "tiny (make-test-model)"
-    if has_full_size_option():
+    if not own and has_full_size_option():
         cmd = [*SDBRIDGE, "make-test-model", str(out_dir), "--arch", arch_name, "--full-size", "--name", name]
         subprocess.run(cmd, cwd=ROOT, check=True, timeout=600)
         return out_dir / f"{name}.safetensors", "make-test-model --full-size"
