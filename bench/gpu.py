@@ -27,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,7 +203,11 @@ class Run:
                 self.data["eager"] |= asyncio.run(_requests(running.url, mine, mem, 1, self.notes))
                 model = running.server.models.get(f"bench-{fam}")  # resident: the server loaded it
                 self._diffusers(model, [j for j in self.jobs if j.family == fam and j.baseline], mem)
-                self._micro(fam, model)
+                try:
+                    self._micro(fam, model)
+                except Exception as exc:
+                    self.notes.append(f"micro-benchmarks of {fam}: {type(exc).__name__}: {exc}")
+                    traceback.print_exc()
         finally:
             mem.close()
             running.close()
@@ -295,9 +300,12 @@ def main() -> int:
         out = args.out or Path(tmp) / "out"
         models = args.models or Path(tmp) / "models"
         out.mkdir(parents=True, exist_ok=True)
-        run.build(models)
-        run.ours(models, out)
-        run.reference(models)
+        for stage in (lambda: run.build(models), lambda: run.ours(models, out), lambda: run.reference(models)):
+            try:  # one device run is all there may be: a failed stage is reported, the rest still runs
+                stage()
+            except Exception as exc:
+                run.notes.append(f"stage failed: {type(exc).__name__}: {exc}")
+                traceback.print_exc()
         run.diffs()
         run.save(out)
         text = report(run.data, run.jobs, run.notes, PEAK_TFLOPS, median)
