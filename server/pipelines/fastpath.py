@@ -64,8 +64,13 @@ def resolve(mode: str, device: torch.device) -> str:
 # --- inputs as flat leaves --------------------------------------------------------------------------
 
 
+def _item(i: int) -> str:
+    return f"[{i}]"  # a list element's path part (keyword names never start with "[")
+
+
 def flatten(x: torch.Tensor, t: torch.Tensor, kw: dict[str, Any]) -> list[tuple[Path_, Any]]:
-    """(path, value) for the sample, the timestep and every (nested) keyword argument, in a fixed order."""
+    """(path, value) for the sample, the timestep and every (nested) keyword argument, in a fixed order.
+    Lists of tensors (ControlNet residuals, IP-Adapter image embeddings) are walked element by element."""
     out: list[tuple[Path_, Any]] = [(("sample",), x), (("timestep",), t)]
 
     def walk(prefix: Path_, d: dict[str, Any]) -> None:
@@ -73,6 +78,8 @@ def flatten(x: torch.Tensor, t: torch.Tensor, kw: dict[str, Any]) -> list[tuple[
             v = d[k]
             if isinstance(v, dict):
                 walk((*prefix, k), v)
+            elif isinstance(v, list | tuple) and v and all(isinstance(e, torch.Tensor) for e in v):
+                out.extend(((*prefix, k, _item(i)), e) for i, e in enumerate(v))
             else:
                 out.append(((*prefix, k), v))
 
@@ -84,17 +91,29 @@ def unflatten(leaves: list[tuple[Path_, Any]]) -> tuple[Any, Any, dict[str, Any]
     """Inverse of `flatten`: (x, t, kwargs)."""
     kw: dict[str, Any] = {}
     for path, v in leaves[2:]:
+        element = path[-1].startswith("[")
+        keys = path[:-2] if element else path[:-1]
         d = kw
-        for k in path[:-1]:
+        for k in keys:
             d = d.setdefault(k, {})
-        d[path[-1]] = v
+        if element:
+            d.setdefault(path[-2], []).append(v)
+        else:
+            d[path[-1]] = v
     return leaves[0][1], leaves[1][1], kw
+
+
+# Inputs whose calls always run eager: IP-Adapter image embeddings come with attention processors that
+# are installed for one job and read their per-step scales as Python floats; a graph would keep both.
+EAGER_INPUTS = frozenset({"image_embeds"})
 
 
 def signature(leaves: list[tuple[Path_, Any]]) -> Key | None:
     """The bucket key: tensors by shape/dtype/device, plain scalars by value; None if an input can't be keyed."""
     parts: list[Any] = []
     for path, v in leaves:
+        if EAGER_INPUTS.intersection(path):
+            return None
         if isinstance(v, torch.Tensor):
             parts.append((path, tuple(v.shape), v.dtype, v.device))
         elif v is None or isinstance(v, bool | int | float | str):

@@ -78,6 +78,30 @@ def test_signature_keys_on_shapes_dtypes_devices_not_values() -> None:
     assert "added_cond_kwargs.time_ids 2x6 float32" in text
 
 
+def test_lists_of_tensors_are_keyed_element_by_element(tiny_unet: torch.nn.Module) -> None:
+    """ControlNet residuals (a list per down block) and IP-Adapter embeddings (a list per adapter) take
+    the fast path too: each element is a leaf, and the step equals the eager one."""
+    x, t, kw = inputs(8, 8)
+    g = torch.Generator().manual_seed(5)
+    down = [torch.randn(2, c, s, s, generator=g) for c, s in ((32, 8), (32, 8), (32, 4), (64, 4), (64, 4))]
+    kw |= {"down_block_additional_residuals": down, "mid_block_additional_residual": torch.randn(2, 64, 4, 4)}
+    leaves = flatten(x, t, kw)
+    assert ("down_block_additional_residuals", "[4]") in [p for p, _ in leaves]
+    _x, _t, back = unflatten(leaves)
+    assert all(a is b for a, b in zip(back["down_block_additional_residuals"], down, strict=True))
+    key = signature(leaves)
+    assert key is not None and "down_block_additional_residuals.[0] 2x32x8x8 float32" in describe(key)
+    step = UnetStep(tiny_unet, "compile", FastOptions("compile", backend="eager"))
+    for seed in (1, 2):  # the second call replays the bucket with new residual values
+        res = [r * seed for r in down]
+        kws = kw | {"down_block_additional_residuals": res}
+        assert torch.equal(step(x, t, **kws), tiny_unet(x, t, **kws).sample)
+    assert step.builds == 1
+    # IP-Adapter calls stay eager: their processors are per job and read per-step scales as floats.
+    ip = kw | {"added_cond_kwargs": {"image_embeds": [torch.zeros(2, 1, 16)]}}
+    assert signature(flatten(x, t, ip)) is None
+
+
 def test_eager_step_is_the_plain_module_call(tiny_unet: torch.nn.Module) -> None:
     x, t, kw = inputs(8, 8)
     step = UnetStep(tiny_unet)
