@@ -37,6 +37,15 @@ def _gray3(values: np.ndarray) -> np.ndarray:
     return np.repeat(values.astype(np.float32)[..., None], 3, axis=2)
 
 
+def layer_at(layer: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A layer (RGBA uint8) at `size` (w, h): itself, or resized (area-averaged down, bilinear up)."""
+    rgba = _rgba(layer)
+    if (rgba.shape[1], rgba.shape[0]) == size:
+        return rgba
+    shrink = size[0] < rgba.shape[1]
+    return cv2.resize(rgba, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
 def as_is(layer: np.ndarray) -> np.ndarray:
     rgba = _rgba(layer)
     rgb = rgba[..., :3].astype(np.float32) / 255.0

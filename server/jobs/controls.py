@@ -91,12 +91,14 @@ class ControlSpec:
     kind: str | None
     canvas: int = 0  # which of the job's canvases the image is (a scaled copy of): see `fit_sizes`
 
-    def control_image(self, fill: np.ndarray | None = None) -> np.ndarray:
-        """The ControlNet input at the layer's size, HxWx3 float32 (`fill`: a selection the inpaint
-        preprocessor also marks to be filled)."""
+    def control_image(self, size: tuple[int, int], fill: np.ndarray | None = None) -> np.ndarray:
+        """The ControlNet input at `size` (w, h), HxWx3 float32: the layer brought to the canvas's size
+        first, so the preprocessors work at the resolution the model sees (`fill`: a selection of that
+        size the inpaint preprocessor also marks to be filled)."""
+        layer = images.layer_at(self.image, size)
         if self.preprocess.type == "inpaint":
-            return images.inpaint(self.image, fill)
-        return images.preprocess(self.image, self.preprocess.type, **self.preprocess.options)
+            return images.inpaint(layer, fill)
+        return images.preprocess(layer, self.preprocess.type, **self.preprocess.options)
 
     def reference(self) -> np.ndarray:
         """An IP-Adapter's reference picture, HxWx3 uint8."""
@@ -230,9 +232,18 @@ class JobControls:
                 raise ModelLoadError(f"cannot use IP-Adapter(s) with {model.name}: {exc}") from exc
             self.ip_hook = IPAdapterHook(model.unet, refs)
 
-    def maps(self, fill: np.ndarray | None = None) -> list[np.ndarray | None]:
-        """Each ControlNet's control image at its layer's size (None for IP-Adapters)."""
-        return [s.control_image(fill) if s.type == "controlnet" else None for s in self.specs]
+    def maps(self, sizes: list[tuple[int, int]], fill: np.ndarray | None = None) -> list[np.ndarray | None]:
+        """Each ControlNet's control image at the size of the canvas its layer was given for
+        (`sizes[spec.canvas]`, in the order the job's `fit_sizes` listed them); None for IP-Adapters.
+        `fill`: the job's selection (at `sizes[0]`) for the inpaint preprocessor."""
+        out: list[np.ndarray | None] = []
+        for s in self.specs:
+            if s.type != "controlnet":
+                out.append(None)
+                continue
+            size = sizes[s.canvas]
+            out.append(s.control_image(size, fill if fill is not None and fill.shape[::-1] == size else None))
+        return out
 
     def hooks(self, maps: list[np.ndarray | None]) -> list[Hook]:
         """The hooks for one canvas, `maps` being the control images already in that canvas's geometry."""
