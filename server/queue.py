@@ -23,6 +23,7 @@ from .jobs import KINDS
 from .jobs.base import JobContext, JobResult, Request, ResultFormat, ResultImage
 from .limits import Limits
 from .models.registry import ModelManager
+from .pipelines.preview import Preview
 from .protocol import ProtocolError, error_event
 
 log = logging.getLogger(__name__)
@@ -157,13 +158,14 @@ class JobQueue:
         with self._cond:
             self._finish(job, event)
 
-    def _progress(self, job: Job, step: int, total: int, preview: np.ndarray | None) -> None:
+    def _progress(self, job: Job, step: int, total: int, preview: Preview) -> None:
         ev: Event = {"type": "progress", "id": job.id, "step": step, "total": total}
         now = time.monotonic()
         # Previews are throttled: they cost an encode and bandwidth, and nobody watches 30 fps.
         if preview is not None and (now - job.last_preview >= PREVIEW_INTERVAL_S or step == total):
             job.last_preview = now
-            ev["preview"] = {"format": "webp", "data": images.encode_preview(preview)}
+            pixels = preview() if callable(preview) else preview  # lazy: made only when sent
+            ev["preview"] = {"format": "webp", "data": images.encode_preview(pixels)}
         self.publish(job, ev)
 
     def _rect(self, img: ResultImage, fmt: ResultFormat) -> Event:
