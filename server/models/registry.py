@@ -152,23 +152,23 @@ class ModelManager:
         self.assets: dict[str, dict[str, Path]] = {k: (find(root) if root else {}) for k, find in ASSET_KINDS.items()}
         vram = auto_device_budget(device) if vram_budget is None else vram_budget
         ram = auto_ram_budget(device) if ram_budget is None else ram_budget
-        self.models = ModelCache(device, vram, ram)
+        self.cache = ModelCache(device, vram, ram)
         # Upscalers and restorers stay loaded beside the checkpoint (by file), within a byte budget.
         self.aux: FileCache[Any] = FileCache(aux_cache_bytes, lambda desc: module_bytes(desc.model))
 
     @property
     def resident_name(self) -> str | None:
         """The most recently used checkpoint still loaded (refiners are not selectable models)."""
-        return next((key for key, _ in self.models.resident() if key in self.entries), None)
+        return next((key for key, _ in self.cache.resident() if key in self.entries), None)
 
     def is_resident(self, name: str) -> bool:
         """Whether a job on checkpoint `name` would start without loading or copying it (cheap, any thread)."""
-        return self.models.on_device(name)
+        return self.cache.on_device(name)
 
     def resident(self) -> list[dict[str, Any]]:
         """`welcome.resident`: every loaded model, most recently used first, and where it is."""
         out: list[dict[str, Any]] = []
-        for key, tier in self.models.resident():
+        for key, tier in self.cache.resident():
             where = "vram" if tier == "device" and self.device.type == "cuda" else "ram"
             refiner = key.startswith(REFINER)
             out.append({"name": key.removeprefix(REFINER), "where": where} | ({"refiner": True} if refiner else {}))
@@ -215,11 +215,11 @@ class ModelManager:
             stamp, estimate = loader.file_stamp(path), loader.estimate_bytes(path, self.dtype)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load {what} {key.removeprefix(REFINER)!r}: {exc}") from exc
-        return self.models.get(key, stamp, estimate, load)
+        return self.cache.get(key, stamp, estimate, load)
 
     def end_job(self) -> None:
         """Revert per-job changes (LoRA patches, VAE override) on every model the job used."""
-        self.models.end_job()
+        self.cache.end_job()
 
     def asset(self, kind: str, name: str) -> Path:
         """A named file of another kind (restorer, upscaler, LoRA…) from the discovered lists only."""

@@ -10,7 +10,8 @@ when they cannot fit is a model in use pushed out, least recently used first. A 
 the budget still loads (the job needs it); it just evicts everything else.
 
 Per-job changes (LoRA patches, VAE override) are reverted on every model the job used when it
-ends (`end_job`), whichever tier it is in by then, so nothing leaks into another job or model.
+ends (`end_job`), and on a model as it leaves the device, so nothing leaks into another job or
+model and the RAM tier only ever holds checkpoints as loaded.
 Entries are keyed by name and the file's stamp: a file replaced on disk loads again.
 
 Thread safety: `get`/`end_job` run on the worker; `on_device`/`resident` are answered from an
@@ -106,7 +107,7 @@ class ModelCache:
             self._job.clear()
             for slot in self._slots.values():  # a VAE override cached during the job now counts
                 slot.nbytes = model_bytes(slot.model)
-            self._make_room(0)
+            self._make_room(0, keep=next(reversed(self._slots), None))  # the last one used stays
             self._publish()
 
     def clear(self) -> None:
@@ -139,6 +140,9 @@ class ModelCache:
             self._demote((idle or candidates)[0])
 
     def _demote(self, slot: Slot) -> None:
+        # A model leaves the device only once the job is done with it (a base after its refiner
+        # took over): its per-job changes go now, so the copy kept in RAM is the checkpoint as loaded.
+        slot.model.undo_job_changes()
         if slot.nbytes > self.ram_budget:
             self._drop(slot)
             return
