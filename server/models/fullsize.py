@@ -67,7 +67,13 @@ def _values(key: str, shape: torch.Size, pool: torch.Tensor) -> Iterator[bytes]:
 
 def write_full_size(out_dir: Path, arch_name: str, name: str | None = None, seed: int = 0) -> Path:
     """Stream a random-weight `arch_name` checkpoint of the real size to `out_dir` (safetensors, fp16)."""
-    family = arch.REAL[arch_name]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name or 'full-' + arch_name}.safetensors"
+    return stream_checkpoint(path, arch.REAL[arch_name], seed)
+
+
+def stream_checkpoint(path: Path, family: arch.Family, seed: int = 0, metadata: dict[str, str] | None = None) -> Path:
+    """Write `family`'s random-weight checkpoint to `path` tensor by tensor (via a `.partial` file)."""
     shapes = layout(family)
     header: dict[str, object] = {}
     offset = 0
@@ -75,12 +81,10 @@ def write_full_size(out_dir: Path, arch_name: str, name: str | None = None, seed
         size = shape.numel() * 2
         header[key] = {"dtype": "F16", "shape": list(shape), "data_offsets": [offset, offset + size]}
         offset += size
-    header["__metadata__"] = {"format": "pt"}
+    header["__metadata__"] = {"format": "pt", **(metadata or {})}
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned, as safetensors writes it
     pool = torch.randn(_POOL, generator=torch.Generator().manual_seed(seed)).repeat(2)  # any window of _POOL
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name or 'full-' + arch_name}.safetensors"
     tmp = path.with_suffix(".partial")
     with tmp.open("wb") as f:
         f.write(struct.pack("<Q", len(raw)) + raw)
