@@ -87,7 +87,7 @@ class Diffusion:
         return self._with_vae(self.ctx.models.get(self.gen.model))
 
     def use_refiner(self, name: str) -> LoadedModel:
-        """Swap the SDXL refiner in for the base (one resident model), with the same VAE override."""
+        """Continue with the SDXL refiner (cached beside the base when both fit), with the same VAE override."""
         self.model = self._with_vae(self.ctx.models.get_refiner(name))
         return self.model
 

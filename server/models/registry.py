@@ -211,11 +211,17 @@ class ModelManager:
             model.extras["manager"] = self  # prompt features (LoRA, embeddings) resolve names through it
             return model
 
+        def estimate() -> int:
+            try:
+                return loader.estimate_bytes(path, self.dtype)
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(f"cannot load {what} {key.removeprefix(REFINER)!r}: {exc}") from exc
+
         try:
-            stamp, estimate = loader.file_stamp(path), loader.estimate_bytes(path, self.dtype)
-        except (OSError, ValueError) as exc:
+            stamp = loader.file_stamp(path)
+        except OSError as exc:
             raise ModelLoadError(f"cannot load {what} {key.removeprefix(REFINER)!r}: {exc}") from exc
-        return self.cache.get(key, stamp, estimate, load)
+        return self.cache.get(key, stamp, load, estimate)
 
     def end_job(self) -> None:
         """Revert per-job changes (LoRA patches, VAE override) on every model the job used."""

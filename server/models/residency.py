@@ -75,8 +75,11 @@ class ModelCache:
 
     # --- worker side ---------------------------------------------------------------------------------
 
-    def get(self, key: str, stamp: Hashable, estimate: int, load: Callable[[], LoadedModel]) -> LoadedModel:
-        """The model for `key` on the device: cached, copied back from RAM, or `load()`ed (`estimate` bytes)."""
+    def get(
+        self, key: str, stamp: Hashable, load: Callable[[], LoadedModel], estimate: Callable[[], int]
+    ) -> LoadedModel:
+        """The model for `key` on the device: cached, copied back from RAM, or `load()`ed (`estimate()`
+        bytes, asked only then)."""
         with self._lock:
             slot = self._slots.get(key)
             if slot is not None and slot.stamp != stamp:
@@ -84,7 +87,7 @@ class ModelCache:
                 self._drop(slot)
                 slot = None
             if slot is None:
-                self._make_room(estimate, keep=key)
+                self._make_room(estimate(), keep=key)
                 model = load()
                 self.loads += 1
                 slot = Slot(key, model, stamp, model_bytes(model))
