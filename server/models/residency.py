@@ -94,9 +94,9 @@ class ModelCache:
                 self._slots[key] = slot
                 self._make_room(0, keep=key)  # the estimate may have been short
             elif slot.tier == "ram":
-                self._make_room(slot.nbytes, keep=key)
+                slot.tier = "device"  # counted on the device now, so making room never evicts it from RAM
+                self._make_room(0, keep=key)
                 move(slot.model, self.device)
-                slot.tier = "device"
             self._slots.move_to_end(key)
             self._job[id(slot.model)] = slot.model
             self._publish()
@@ -134,7 +134,7 @@ class ModelCache:
     # --- internals (lock held) -----------------------------------------------------------------------
 
     def _make_room(self, need: int, keep: str | None = None) -> None:
-        """Push device models out, unused ones first, until `need` more bytes fit the device budget."""
+        """Push device models other than `keep` out, unused ones first, until `need` more bytes fit."""
         while self.used("device") + need > self.device_budget:
             candidates = [s for s in self._slots.values() if s.tier == "device" and s.key != keep]
             if not candidates:

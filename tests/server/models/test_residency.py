@@ -95,6 +95,16 @@ def test_models_pushed_off_the_device_wait_in_ram(models_dir: Path, sizes: dict[
     assert mm.resident() == [{"name": "tiny-sd15", "where": "ram"}, {"name": "tiny-sd15-inpaint", "where": "ram"}]
 
 
+def test_two_models_trade_places_between_the_tiers(models_dir: Path, sizes: dict[str, int]) -> None:
+    one = sizes["tiny-sdxl"]  # each tier holds exactly one of the two
+    mm = ModelManager(models_dir, CPU, F32, vram_budget=one, ram_budget=one)
+    a, b = one_job(mm, "tiny-sdxl")[0], one_job(mm, "tiny-sd15")[0]
+    for _ in range(2):
+        assert one_job(mm, "tiny-sdxl")[0] is a and tiers(mm) == {"tiny-sdxl": "device", "tiny-sd15": "ram"}
+        assert one_job(mm, "tiny-sd15")[0] is b and tiers(mm) == {"tiny-sd15": "device", "tiny-sdxl": "ram"}
+    assert mm.cache.loads == 2
+
+
 def test_a_model_alone_over_budget_still_runs(models_dir: Path) -> None:
     mm = ModelManager(models_dir, CPU, F32, vram_budget=1, ram_budget=0)
     one_job(mm, "tiny-sd15")
