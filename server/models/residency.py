@@ -59,7 +59,8 @@ def move(model: LoadedModel, device: torch.device) -> None:
     """Every component to `device` (dtypes unchanged); a cached VAE override is dropped, not moved."""
     model.extras.pop("vae_override", None)
     for m in (model.unet, model.vae, *model.text_encoders):
-        m.to(device)
+        if next(m.parameters()).device != device:  # on a CPU server both tiers are RAM: nothing to do
+            m.to(device)
 
 
 class ModelCache:
