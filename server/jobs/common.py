@@ -19,7 +19,7 @@ from ..prompt import Blend, Conditioning, encode_pair, validate
 from ..protocol import Fields, ImageRef, ProtocolError
 from ..samplers import NAMES
 from .base import JobContext, ParseContext
-from .controls import ControlSpec, parse_controls
+from .controls import ControlSpec, JobControls, parse_controls
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,20 @@ class Diffusion:
         """Positive/negative conditioning; `networks=False` strips `<lora:…>` tags without activating them."""
         gen = self.gen
         return encode_pair(self.model, gen.prompt, gen.negative, gen.clip_skip, blend=gen.blend, networks=networks)
+
+    @cached_property
+    def controls(self) -> JobControls | None:
+        """The job's controls, loaded (its IP-Adapters installed in the UNet) on first use; None without any."""
+        if not self.gen.controls:
+            return None
+        return JobControls(self.ctx, self.model, self.gen.controls, self.gen.cfg != 1.0)
+
+    def guidance(self, width: int, height: int, maps: list[Any] | None = None) -> denoise.Guidance:
+        """The guidance of a pass over a `width` x `height` canvas with the job's controls as hooks: `maps`
+        are the ControlNet images in that canvas's geometry (`JobControls.maps`; None: no ControlNets)."""
+        cond, uncond = self.encode()
+        hooks = self.controls.hooks(maps) if self.controls is not None else []
+        return denoise.Guidance(self.model, cond, uncond, self.gen.cfg, width, height, hooks)
 
     def _with_vae(self, model: LoadedModel) -> LoadedModel:
         if self.gen.vae is None:

@@ -245,11 +245,16 @@ class JobControls:
             out.append(s.control_image(size, fill if fill is not None and fill.shape[::-1] == size else None))
         return out
 
-    def hooks(self, maps: list[np.ndarray | None]) -> list[Hook]:
-        """The hooks for one canvas, `maps` being the control images already in that canvas's geometry."""
+    def at(self, size: tuple[int, int], fill: np.ndarray | None = None) -> list[np.ndarray | None]:
+        """Every ControlNet's control image at `size` (w, h): jobs whose canvases all map onto one."""
+        return self.maps([size] * (1 + max((s.canvas for s in self.specs), default=0)), fill)
+
+    def hooks(self, maps: list[np.ndarray | None] | None) -> list[Hook]:
+        """The hooks for one canvas, `maps` being the control images already in that canvas's geometry
+        (None: the IP-Adapters only)."""
         hooks: list[Hook] = []
         for i, spec in enumerate(self.specs):
-            img = maps[i]
+            img = maps[i] if maps is not None else None
             if i in self.nets and img is not None:
                 hooks.append(ControlNetHook(self.nets[i], control_tensor(img), spec.strength, spec.start, spec.end))
         if self.ip_hook is not None:

@@ -26,7 +26,7 @@ from ..imaging.masks import denoise_mask
 from ..protocol import Fields, ImageRef
 from .base import JobContext, JobResult, ParseContext, ResultImage
 from .common import Diffusion, Progress
-from .masked import EditRequest, generate_masked, parse_edit, read_mask
+from .masked import EditRequest, crop_maps, generate_masked, parse_edit, read_mask
 
 NO_FACES = "no faces found"
 
@@ -108,14 +108,15 @@ class FaceRerender:
         model = sd.model
         crops = [_FaceCrop.around(box, (w, h), req) for box in boxes]
         progress = Progress(ctx, req.batch * len(boxes) * steps_run(req.gen.steps, req.strength))
+        maps = sd.controls.at((w, h)) if sd.controls is not None else None
         images = []
         for b, image_seed in enumerate(req.seeds):
             for i, face in enumerate(crops):
                 seed = (image_seed + i) % 2**32  # batch image b repeats as a batch-1 job seeded image_seed
                 crop = face.plan.crop
-                out = generate_masked(
-                    sd, extract_crop(rgb, face.plan), face.strength_mask, req.strength, seed, progress.step(model)
-                )
+                image = extract_crop(rgb, face.plan)
+                on_step, face_maps = progress.step(model), crop_maps(maps, face.plan)
+                out = generate_masked(sd, image, face.strength_mask, req.strength, seed, on_step, face_maps)
                 back = restore_crop(out, face.plan)
                 if req.color_match:
                     back = match_color(back, rgb[crop.slices], (face.paste > 0).astype(np.uint8))

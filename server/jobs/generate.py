@@ -150,14 +150,13 @@ class Generate:
             ctx, req.batch * (first + (steps_run(req.hires.steps, req.hires.strength) if req.hires else 0))
         )
         init = denoise.encode_image(model, to_tensor(req.init)) if req.init is not None else None
-        cond, uncond = sd.encode()
-        guidance = denoise.Guidance(model, cond, uncond, gen.cfg, req.width, req.height)
+        guidance = sd.guidance(req.width, req.height, _maps(sd, req.width, req.height))
         model_fn = _model_fn(guidance, req.strength if req.init is not None else 1.0, len(seeds), ctx)
         switch_at = int(round(first * req.refiner_switch)) if req.refiner else None
 
         noise = denoise.seeded(seeds, (1, 4, req.height // 8, req.width // 8))
         state = denoise.start(model, denoise.Run(gen.sampler, gen.steps, *noise, init, req.strength))
-        denoise.run(state, model_fn, until=switch_at, on_step=progress.step(model, len(seeds)))
+        denoise.run(state, model_fn, until=switch_at, on_step=progress.step(model, len(seeds)), clock=guidance.clock)
         params: dict[str, Any] = gen.describe() | {"width": req.width, "height": req.height, "seeds": seeds}
         if req.init is not None:
             params["strength"] = req.strength
@@ -207,15 +206,16 @@ class Generate:
             init = F.interpolate(latents.float(), size=(lh, lw), mode=mode)
         else:
             init = torch.cat([denoise.encode_image(model, to_tensor(upscale(ctx, pix, hr))) for pix in pixels])
-        cond, uncond = sd.encode()  # same job: LoRAs stay as activated
-        guidance = denoise.Guidance(model, cond, uncond, gen.cfg, hr.width, hr.height)
+        # Same job: LoRAs stay as activated; the controls apply again, at the target size.
+        guidance = sd.guidance(hr.width, hr.height, _maps(sd, hr.width, hr.height))
         extra = _extra(model, hr.width, hr.height)
         if self._tiled(model, hr):
             model_fn = _tiled_fn(guidance, hr.strength, extra, ctx)
         else:
             model_fn = guidance.model_fn(extra, budget.per_call(model, lw, lh, cap=len(seeds)))
         spec = denoise.Run(gen.sampler, hr.steps, *denoise.seeded(seeds, (1, 4, lh, lw)), init, hr.strength)
-        return _decode(model, denoise.sample(model, model_fn, spec, on_step=progress.step(model, len(seeds))))
+        on_step = progress.step(model, len(seeds))
+        return _decode(model, denoise.sample(model, model_fn, spec, on_step=on_step, clock=guidance.clock))
 
 
 def upscale(ctx: JobContext, pixels: np.ndarray, hr: Hires) -> np.ndarray:
@@ -225,6 +225,10 @@ def upscale(ctx: JobContext, pixels: np.ndarray, hr: Hires) -> np.ndarray:
     from ..models.upscaler import upscale_with  # model upscalers (spandrel)
 
     return upscale_with(ctx.models, hr.upscaler, pixels, (hr.width, hr.height), ctx.cancelled)
+
+
+def _maps(sd: Diffusion, width: int, height: int) -> list[Any] | None:
+    return sd.controls.at((width, height)) if sd.controls is not None else None
 
 
 def _large(model: LoadedModel, width: int, height: int) -> bool:

@@ -25,7 +25,7 @@ from ..imaging.outpaint import prefill
 from ..protocol import Fields, ImageRef
 from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
 from .common import Diffusion, Progress
-from .masked import EditRequest, generate_masked, parse_edit, read_mask
+from .masked import EditRequest, crop_maps, generate_masked, parse_edit, read_mask
 
 FILLS = ("original", "blur", "telea", "ns")
 
@@ -97,9 +97,10 @@ class Inpaint:
         alpha = blend_mask(sel_crop, req.grow, req.feather)
         # Colour is measured on a ring outside what the blend mask can show: there the result should equal the original.
         ring = (grow(sel_crop, req.grow) > 0).astype(np.uint8)
+        maps = crop_maps(sd.controls.at((w, h), req.mask) if sd.controls is not None else None, plan)
         images = []
         for seed in req.seeds:
-            out = generate_masked(sd, init, strength_mask, req.strength, seed, progress.step(model))
+            out = generate_masked(sd, init, strength_mask, req.strength, seed, progress.step(model), maps)
             back = restore_crop(out, plan)
             if req.color_match:
                 back = match_color(back, orig, ring)

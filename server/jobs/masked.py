@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from tiling.plan import overlap_for_strength, plan_tiles
 
 from ..images import to_gray
-from ..imaging.geometry import MaskError, check_mask
+from ..imaging import control as cimg
+from ..imaging.geometry import InpaintPlan, MaskError, check_mask, extract_crop
 from ..imaging.masks import latent_mask
 from ..imaging.tensors import to_pixels, to_tensor
 from ..models.loader import LoadedModel
@@ -80,8 +81,10 @@ def generate_masked(
     strength: float,
     seed: int,
     on_step: denoise.StepCallback | None = None,
+    maps: list[np.ndarray | None] | None = None,
 ) -> np.ndarray:
-    """Denoise `image` (HxWx3 uint8, sides multiples of 8) where `mask` (HxW float [0, 1]) allows.
+    """Denoise `image` (HxWx3 uint8, sides multiples of 8) where `mask` (HxW float [0, 1]) allows;
+    `maps`: the job's ControlNet images at the image's size (`crop_maps`).
 
     Returns HxWx3 uint8 of the same size. Pixels with mask 0 come back as the VAE round trip of the
     original (the caller's blend mask keeps them out of the result anyway).
@@ -101,8 +104,7 @@ def generate_masked(
         masked_latents = tiled_pipe.encode(model, blanked) if tiled else denoise.encode_image(model, blanked)
         small = F.interpolate(hard, size=init.shape[-2:], mode="area").to(dev)
         extra = torch.cat([small, masked_latents.to(dev)], 1).to(model.dtype)
-    cond, uncond = sd.encode()
-    guidance = denoise.Guidance(model, cond, uncond, gen.cfg, w, h)
+    guidance = sd.guidance(w, h, maps)
     if tiled:
         tile = tiled_pipe.native_tile(model)
         plan = plan_tiles(init.shape[-1], init.shape[-2], tile, overlap_for_strength(tile, strength))
@@ -110,8 +112,15 @@ def generate_masked(
     else:
         model_fn = guidance.model_fn(extra)
     spec = denoise.Run(gen.sampler, gen.steps, *denoise.seeded([seed], tuple(init.shape)), init, strength)
-    latents = denoise.sample(model, model_fn, spec, keep_mask=keep, on_step=on_step)
+    latents = denoise.sample(model, model_fn, spec, keep_mask=keep, on_step=on_step, clock=guidance.clock)
     return _decode(model, latents, tiled)
+
+
+def crop_maps(maps: list[np.ndarray | None] | None, plan: InpaintPlan) -> list[np.ndarray | None] | None:
+    """The job's ControlNet images (at the canvas's size) cropped and scaled as `plan` crops the canvas."""
+    if maps is None:
+        return None
+    return [None if m is None else cimg.resample(m, lambda a, i: extract_crop(a, plan, i)) for m in maps]
 
 
 def read_mask(

@@ -18,6 +18,7 @@ import numpy as np
 
 from tiling.steps import steps_run
 
+from ..imaging import control as cimg
 from ..imaging.color import match_color
 from ..imaging.compose import region_patches
 from ..imaging.geometry import extract_crop, plan_inpaint, restore_crop
@@ -28,7 +29,7 @@ from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, ResultImage
 from .common import Diffusion, Progress
 from .controls import fit_sizes
-from .masked import EditRequest, generate_masked, parse_edit, read_mask
+from .masked import EditRequest, crop_maps, generate_masked, parse_edit, read_mask
 
 PREFILLS = ("telea", "ns")
 
@@ -123,9 +124,11 @@ class Outpaint:
         progress = Progress(ctx, req.batch * steps_run(req.gen.steps, req.strength))
         # Old pixels beyond the margin are the colour reference: the model's drift there is pure tint.
         ring = margin_ramp(hole[ip.crop.slices], req.margin) > 0
+        maps = crop_maps(_maps(sd, req, (rgb.shape[1], rgb.shape[0]), hole), ip)
         images = []
         for seed in req.seeds:
-            out = generate_masked(sd, extract_crop(filled, ip), strength_mask, req.strength, seed, progress.step(model))
+            on_step = progress.step(model)
+            out = generate_masked(sd, extract_crop(filled, ip), strength_mask, req.strength, seed, on_step, maps)
             back = restore_crop(out, ip)
             if req.color_match:
                 back = match_color(back, canvas[ip.crop.slices], ring)
@@ -147,6 +150,24 @@ class Outpaint:
             params |= {"left": req.sides.left, "top": req.sides.top, "right": req.sides.right,
                        "bottom": req.sides.bottom, "origin": [req.sides.left, req.sides.top]}  # fmt: skip
         return JobResult(images, params, canvas=canvas_size)
+
+
+def _maps(
+    sd: Diffusion, req: OutpaintRequest, image: tuple[int, int], hole: np.ndarray
+) -> list[np.ndarray | None] | None:
+    """The ControlNet images on the (extended) canvas: a layer of the image's size is placed where the
+    image lands, nothing under the new area; the inpaint preprocessor marks the whole area to fill."""
+    if sd.controls is None:
+        return None
+    canvas = (hole.shape[1], hole.shape[0])
+    out: list[np.ndarray | None] = []
+    for spec, m in zip(sd.controls.specs, sd.controls.maps([image, canvas], hole), strict=True):
+        if m is not None and m.shape[:2] != hole.shape:
+            m = cimg.placed(m, canvas, req.sides.left, req.sides.top)
+        if m is not None and spec.preprocess.type == "inpaint":
+            m[hole > 127] = -1.0
+        out.append(m)
+    return out
 
 
 def selection_hole(image: np.ndarray, selection: np.ndarray, job_id: str) -> np.ndarray:

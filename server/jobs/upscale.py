@@ -29,7 +29,7 @@ from ..imaging.compose import Patch, composite
 from ..imaging.masks import blend_mask, changed_rect, denoise_mask, latent_mask, to_alpha
 from ..imaging.tensors import to_tensor
 from ..models.upscaler import upscale_with
-from ..pipelines import denoise, tiled
+from ..pipelines import tiled
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, Request, ResultImage, require_image
 from .common import Diffusion, GenParams, parse_gen
@@ -131,6 +131,8 @@ class Upscale:
             req = _replace(req, output="changed" if req.selective else "full")
         if req.tiler == "naive" and req.selective:
             raise ProtocolError("bad_field", "params.tiler: the naive baseline is whole-image only", ctx.job_id)
+        if req.tiler == "naive" and req.gen.controls:
+            raise ProtocolError("bad_field", "params.tiler: the naive baseline takes no controls", ctx.job_id)
         return req
 
     def run(self, req: UpscaleRequest, ctx: JobContext) -> JobResult:
@@ -229,8 +231,7 @@ class Refine:
             keep = torch.from_numpy(latent_mask(denoise_mask(sel, GROW_PX, FEATHER_PX)))
             blend = blend_mask(sel, GROW_PX, FEATHER_PX)[: req.height, : req.width]
         plan = tiled.plan_for(model, lw, lh, req.strength, None if req.tile is None else req.tile // 8)
-        cond, uncond = sd.encode()
-        guidance = denoise.Guidance(model, cond, uncond, gen.cfg, self.pw, self.ph)
+        guidance = sd.guidance(self.pw, self.ph, self._maps(sd))
         ts = tiled.TiledSampler(
             model, guidance, plan, gen.sampler, gen.steps, gen.seed, strength=req.strength, mask=keep
         )
@@ -271,6 +272,14 @@ class Refine:
             latents = latents.clone()
             latents[..., ys, xs] = tiled.anchor(latents[..., ys, xs], z0[..., ys, xs], plan, m)
         return self._decode(model, latents, blend, canvas_lat)
+
+    def _maps(self, sd: Diffusion) -> list[np.ndarray | None] | None:
+        """The ControlNet images at the output size, edge-replicated to the padded canvas as the image is."""
+        if sd.controls is None:
+            return None
+        pad = ((0, self.ph - self.req.height), (0, self.pw - self.req.width), (0, 0))
+        maps = sd.controls.at((self.req.width, self.req.height))
+        return [None if m is None else np.pad(m, pad, mode="edge") for m in maps]
 
     def _decode(
         self, model: Any, latents: torch.Tensor, blend: np.ndarray | None, canvas_lat: Rect

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .checkpoint import read_header
 from .files import walk
 
 log = logging.getLogger(__name__)
@@ -79,13 +80,11 @@ def _is_folder(path: Path) -> bool:
 
 
 def entry_for(path: Path, name: str) -> ClipVisionEntry:
-    from .loader import _read_header
-
     if path.is_dir():
         cfg = json.loads((path / "config.json").read_text())
         cfg = cfg.get("vision_config", cfg)
         return ClipVisionEntry(name, path, {k: v for k, v in cfg.items() if not k.startswith(("_", "architectures"))})
-    shapes, meta = _read_header(path)
+    shapes, meta = read_header(path)
     if "sdbridge.config" in meta:
         return ClipVisionEntry(name, path, json.loads(meta["sdbridge.config"]))
     return ClipVisionEntry(name, path, config_from_shapes(shapes))

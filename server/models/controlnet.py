@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from . import arch
+from .checkpoint import read_header
 from .files import walk
 
 log = logging.getLogger(__name__)
@@ -148,12 +149,6 @@ def family_from_shapes(shapes: dict[str, tuple[int, ...]], declared: str | None 
     return family, layout
 
 
-def _read_shapes(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    from .loader import _read_header
-
-    return _read_header(path)
-
-
 def entry_for(path: Path, name: str) -> ControlNetEntry:
     """Describe one ControlNet file or folder (raises NotAControlNet / OSError for anything else)."""
     kind = kind_from_name(name)
@@ -167,7 +162,7 @@ def entry_for(path: Path, name: str) -> ControlNetEntry:
         # The header of a pickle cannot be read without unpickling it: assume SD1.5 (the v1.1 family),
         # checked again from the weights when it is loaded (with --allow-pickle).
         return ControlNetEntry(name, path, "sd15", kind, "ldm", pickled=True)
-    shapes, meta = _read_shapes(path)
+    shapes, meta = read_header(path)
     family, layout = family_from_shapes(shapes, meta.get("sdbridge.family"))
     config = json.loads(meta["sdbridge.config"]) if "sdbridge.config" in meta else None
     return ControlNetEntry(name, path, family, kind, layout, config=config)

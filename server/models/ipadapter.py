@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .checkpoint import read_header
 from .clip_vision import ClipVisionEntry
 from .files import walk
 
@@ -90,9 +91,7 @@ def entry_for(path: Path, name: str, encoders: dict[str, ClipVisionEntry]) -> IP
     if path.suffix.lower() in PICKLED:
         # A pickle's shapes cannot be read without unpickling: assume SD1.5 plain until it is loaded.
         return IPAdapterEntry(name, path, "sd15", "plain", 1024, fitting_encoder("plain", 1024, encoders), True)
-    from .loader import _read_header
-
-    shapes, meta = _read_header(path)
+    shapes, meta = read_header(path)
     family, variant, dim = describe_state(shapes, meta.get("sdbridge.family"))
     return IPAdapterEntry(name, path, family, variant, dim, fitting_encoder(variant, dim, encoders))
 

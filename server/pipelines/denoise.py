@@ -9,8 +9,8 @@ inside it goes through `fastpath` (eager, or CUDA graphs / torch.compile per `sd
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -21,14 +21,24 @@ from ..models.loader import LoadedModel
 from ..prompt import Conditioning
 from ..samplers import make_scheduler
 from . import fastpath
+from .control import Hook, UNetCall, apply_hooks
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int, int, torch.Tensor], None]
 
 
 @dataclass
+class Clock:
+    """Which step of how many a run is at (`run` and the tiler keep it): hooks act on part of the run."""
+
+    step: int = 0
+    steps: int = 1
+
+
+@dataclass
 class Guidance:
-    """Text conditioning for one job, batched for classifier-free guidance."""
+    """Text conditioning for one job, batched for classifier-free guidance, and the job's conditioning
+    hooks (ControlNets, IP-Adapters: `pipelines.control`), which add UNet kwargs to every call."""
 
     model: LoadedModel
     cond: Conditioning
@@ -36,6 +46,8 @@ class Guidance:
     cfg: float
     width: int
     height: int
+    hooks: Sequence[Hook] = ()
+    clock: Clock = field(default_factory=Clock)
 
     def unet_kwargs(self, n: int, crop: tuple[int, int] = (0, 0)) -> dict[str, Any]:
         """UNet keyword args for `n` latents per guidance branch (CFG doubles them)."""
@@ -77,9 +89,20 @@ class Guidance:
 
         return call
 
-    def guided(self, x: torch.Tensor, t: torch.Tensor, extra: torch.Tensor | None, kw: dict[str, Any]) -> torch.Tensor:
-        """One UNet call on `x` (both CFG branches in one batch), guided."""
+    def guided(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        extra: torch.Tensor | None,
+        kw: dict[str, Any],
+        rects: Sequence[Any] | None = None,
+    ) -> torch.Tensor:
+        """One UNet call on `x` (both CFG branches in one batch), guided. `rects`: the latent rectangle of
+        each item in the canvas when `x` holds tiles (the hooks crop their control images to them)."""
         xin = torch.cat([x, x]) if self.use_cfg else x
+        if self.hooks:  # (a ControlNet sees the 4 latent channels, never the inpaint UNet's extra ones)
+            call = UNetCall(xin.to(self.model.dtype), t, kw, 2 if self.use_cfg else 1, rects, *self._at())
+            kw = apply_hooks(self.hooks, call)
         if extra is not None:
             extra = extra.expand(x.shape[0], -1, -1, -1)  # one conditioning image for the whole batch
             xin = torch.cat([xin, torch.cat([extra, extra]) if self.use_cfg else extra], dim=1)
@@ -88,6 +111,9 @@ class Guidance:
             return out
         uncond, cond = out.chunk(2)
         return uncond + self.cfg * (cond - uncond)
+
+    def _at(self) -> tuple[int, int]:
+        return self.clock.step, self.clock.steps
 
 
 def timesteps_for(scheduler: Any, steps: int, strength: float, device: torch.device) -> torch.Tensor:
@@ -178,8 +204,10 @@ def run(
     until: int | None = None,
     keep_mask: torch.Tensor | None = None,
     on_step: StepCallback | None = None,
+    clock: Clock | None = None,
 ) -> SamplerState:
     """Take steps `state.index … until-1` (default: to the end); the state is updated in place.
+    `clock` (the guidance's, when it has hooks) is told each step as it is taken.
 
     Nothing here reads a tensor back to the host: the only sync is a preview that `on_step`'s
     receiver decides to send."""
@@ -189,6 +217,8 @@ def run(
     latents, init, noise = state.latents, state.init, state.noise
     for i in range(state.index, stop):
         t = timesteps[i]
+        if clock is not None:
+            clock.step, clock.steps = i, state.total
         x = scheduler.scale_model_input(latents, t)
         eps = model_fn(x, t)
         latents = scheduler.step(eps, t, latents, **step_kw).prev_sample
@@ -208,13 +238,14 @@ def sample(
     spec: Run,
     keep_mask: torch.Tensor | None = None,
     on_step: StepCallback | None = None,
+    clock: Clock | None = None,
 ) -> torch.Tensor:
     """Denoise `spec` and return its latents.
 
     `keep_mask` (latent resolution, 1 = denoise freely, 0 = keep `init`) re-imposes the original
     outside the selection after every step — latent masking for regular checkpoints.
     """
-    return run(start(model, spec), model_fn, keep_mask=keep_mask, on_step=on_step).latents
+    return run(start(model, spec), model_fn, keep_mask=keep_mask, on_step=on_step, clock=clock).latents
 
 
 @torch.no_grad()

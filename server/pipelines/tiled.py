@@ -220,6 +220,7 @@ class TiledSampler:
         done = 0
         for i in range(st.index, st.total):
             t = st.timesteps[i]
+            self.guidance.clock.step, self.guidance.clock.steps = i, st.total
             x = scheduler.scale_model_input(latents, t)
 
             def per_tile(tiles: torch.Tensor, refs: Sequence[TileRef], t: torch.Tensor = t) -> torch.Tensor:
@@ -229,7 +230,7 @@ class TiledSampler:
                 ex = None
                 if self.extra is not None:
                     ex = torch.stack([self.extra[0, :, r.y : r.bottom, r.x : r.right] for r in refs])
-                out = self.guidance.guided(tiles, t, ex, tile_kwargs(self.guidance, refs))
+                out = self.guidance.guided(tiles, t, ex, tile_kwargs(self.guidance, refs), refs)
                 done += len(refs) * self.cfg_factor
                 if progress is not None:
                     progress(min(done, total), total, None)
@@ -261,6 +262,8 @@ def naive_sample(
 
     if ts.init is None or not ts.img2img or ts.mask is not None:
         raise ValueError("the naive baseline is whole-canvas img2img only")
+    if ts.guidance.hooks:
+        raise ValueError("the naive baseline takes no controls")
     g = replace(ts.guidance, width=ts.plan.tile_w * LATENT, height=ts.plan.tile_h * LATENT)
     per_tile = len(ts.plans)
     total, done = len(ts.plan) * per_tile * ts.cfg_factor, 0
@@ -312,7 +315,7 @@ def model_fn(
     def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         def per_tile(tiles: torch.Tensor, refs: Sequence[TileRef]) -> torch.Tensor:
             ex = None if extra is None else torch.stack([extra[0, :, r.y : r.bottom, r.x : r.right] for r in refs])
-            out = guidance.guided(tiles, t, ex, tile_kwargs(guidance, refs))
+            out = guidance.guided(tiles, t, ex, tile_kwargs(guidance, refs), refs)
             if on_tiles is not None:
                 on_tiles(len(refs))
             return out
