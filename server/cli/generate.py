@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..client import Client, ServerError
-from .options import add_command, add_connection_args, add_gen_args, control_images, gen_params
-from .run import read_image, run_job
+from .options import add_command, add_connection_args, add_gen_args, gen_params
+from .run import control_images, read_image, run_job
 
 
 def add_feature_args(p: argparse.ArgumentParser) -> None:

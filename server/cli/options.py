@@ -79,7 +79,7 @@ def add_control_args(p: argparse.ArgumentParser) -> None:
 
 
 def control_list(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The `controls` param; control n names its image `controlN` (see `control_images`)."""
+    """The `controls` param; control n names its image `controlN` (see `run.control_images`)."""
     pre = args.control_preprocess
     if len(pre) > 1 and len(pre) != len(args.control):
         raise SystemExit(f"error: {len(pre)} --control-preprocess for {len(args.control)} --control")
@@ -90,13 +90,6 @@ def control_list(args: argparse.Namespace) -> list[dict[str, Any]]:
             c["preprocess"] = pre[i] if len(pre) > 1 else pre[0]
         controls.append(c)
     return controls
-
-
-def control_images(args: argparse.Namespace) -> dict[str, Any]:
-    """The images the controls name, read from their files."""
-    from .run import read_image
-
-    return {f"control{i}": read_image(spec["image"]) for i, spec in enumerate(getattr(args, "control", []))}
 
 
 def add_gen_args(p: argparse.ArgumentParser, prompt_required: bool = True) -> None:

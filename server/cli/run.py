@@ -32,10 +32,13 @@ def read_image(path: Path) -> dict[str, Any]:
     return {"format": fmt, "data": data}
 
 
+def control_images(args: argparse.Namespace) -> dict[str, Any]:
+    """The images the controls name (`options.control_list` calls them `controlN`), read from their files."""
+    return {f"control{i}": read_image(spec["image"]) for i, spec in enumerate(getattr(args, "control", []))}
+
+
 def input_images(args: argparse.Namespace) -> dict[str, Any]:
     """The command's `image`, its `mask` when one was given and its control images, as protocol images."""
-    from .options import control_images
-
     imgs = {"image": read_image(args.image), **control_images(args)}
     if getattr(args, "mask", None):
         imgs["mask"] = read_image(args.mask)

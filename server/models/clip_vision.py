@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .checkpoint import read_header
-from .files import walk
+from .files import discover_entries
 
 log = logging.getLogger(__name__)
 
@@ -91,22 +91,7 @@ def entry_for(path: Path, name: str) -> ClipVisionEntry:
 
 
 def discover_clip_vision(root: Path) -> dict[str, ClipVisionEntry]:
-    found: dict[str, ClipVisionEntry] = {}
-    base_root = Path(root).resolve()
-    for sub in CLIP_VISION_DIRS:
-        base = base_root / sub
-        for path in walk(base, bundle=_is_folder):
-            if path.is_file() and path.suffix.lower() not in SUFFIXES:
-                continue
-            rel = path.relative_to(base)
-            name = rel.with_suffix("").as_posix() if path.is_file() else rel.as_posix()
-            if name in found:
-                continue
-            try:
-                found[name] = entry_for(path, name)
-            except (OSError, ValueError, KeyError) as exc:
-                log.info("skipping %s: %s", path, exc)
-    return found
+    return discover_entries(root, CLIP_VISION_DIRS, SUFFIXES, entry_for, bundle=_is_folder)
 
 
 @dataclass

@@ -27,7 +27,7 @@ import torch
 
 from . import arch
 from .checkpoint import read_header
-from .files import walk
+from .files import discover_entries
 
 log = logging.getLogger(__name__)
 
@@ -170,22 +170,7 @@ def entry_for(path: Path, name: str) -> ControlNetEntry:
 
 def discover_controlnets(root: Path) -> dict[str, ControlNetEntry]:
     """Name (path inside its folder, without suffix) → entry; the first folder wins on a clash."""
-    found: dict[str, ControlNetEntry] = {}
-    base_root = Path(root).resolve()
-    for sub in CONTROLNET_DIRS:
-        base = base_root / sub
-        for path in walk(base, bundle=_is_folder):
-            if path.is_file() and path.suffix.lower() not in SINGLE_FILE + PICKLED:
-                continue
-            rel = path.relative_to(base)
-            name = rel.with_suffix("").as_posix() if path.is_file() else rel.as_posix()
-            if name in found:
-                continue
-            try:
-                found[name] = entry_for(path, name)
-            except (NotAControlNet, OSError, ValueError, KeyError) as exc:
-                log.info("skipping %s: %s", path, exc)
-    return found
+    return discover_entries(root, CONTROLNET_DIRS, SINGLE_FILE + PICKLED, entry_for, bundle=_is_folder)
 
 
 def load_controlnet(entry: ControlNetEntry, device: torch.device, dtype: torch.dtype, allow_pickle: bool) -> Any:

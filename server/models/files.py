@@ -14,11 +14,16 @@ onto a path (`check_name` refuses path-like names before any lookup).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import BadName
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def walk(base: Path, *, recursive: bool = True, bundle: Callable[[Path], bool] | None = None) -> Iterator[Path]:
@@ -65,6 +70,34 @@ def find_files(root: Path, folders: Iterable[str], suffixes: tuple[str, ...], by
         for path in walk(base):
             if path.suffix.lower() in suffixes:
                 found.setdefault(path.stem if by_stem else path.relative_to(base).with_suffix("").as_posix(), path)
+    return found
+
+
+def discover_entries(
+    root: Path,
+    folders: Iterable[str],
+    suffixes: tuple[str, ...],
+    entry_for: Callable[[Path, str], T],
+    bundle: Callable[[Path], bool] | None = None,
+) -> dict[str, T]:
+    """Name (path inside its folder, without suffix) → `entry_for(path, name)` for every file with one of
+    `suffixes` (and every `bundle` folder) below `root/<folder>`; the first folder wins on a clash. What
+    `entry_for` refuses (ValueError, OSError, KeyError: not that kind of model, unreadable) is skipped."""
+    found: dict[str, T] = {}
+    base_root = Path(root).resolve()
+    for sub in folders:
+        base = base_root / sub
+        for path in walk(base, bundle=bundle):
+            if path.is_file() and path.suffix.lower() not in suffixes:
+                continue
+            rel = path.relative_to(base)
+            name = rel.with_suffix("").as_posix() if path.is_file() else rel.as_posix()
+            if name in found:
+                continue
+            try:
+                found[name] = entry_for(path, name)
+            except (OSError, ValueError, KeyError) as exc:
+                log.info("skipping %s: %s", path, exc)
     return found
 
 

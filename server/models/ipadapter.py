@@ -23,7 +23,7 @@ import torch
 
 from .checkpoint import read_header
 from .clip_vision import ClipVisionEntry
-from .files import walk
+from .files import discover_entries
 
 log = logging.getLogger(__name__)
 
@@ -97,21 +97,7 @@ def entry_for(path: Path, name: str, encoders: dict[str, ClipVisionEntry]) -> IP
 
 
 def discover_ipadapters(root: Path, encoders: dict[str, ClipVisionEntry]) -> dict[str, IPAdapterEntry]:
-    found: dict[str, IPAdapterEntry] = {}
-    base_root = Path(root).resolve()
-    for sub in IPADAPTER_DIRS:
-        base = base_root / sub
-        for path in walk(base):
-            if path.suffix.lower() not in SINGLE_FILE + PICKLED:
-                continue
-            name = path.relative_to(base).with_suffix("").as_posix()
-            if name in found:
-                continue
-            try:
-                found[name] = entry_for(path, name, encoders)
-            except (NotAnIPAdapter, OSError, ValueError, KeyError) as exc:
-                log.info("skipping %s: %s", path, exc)
-    return found
+    return discover_entries(root, IPADAPTER_DIRS, SINGLE_FILE + PICKLED, lambda p, n: entry_for(p, n, encoders))
 
 
 def load_state(entry: IPAdapterEntry, allow_pickle: bool) -> dict[str, dict[str, torch.Tensor]]:
