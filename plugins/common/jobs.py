@@ -247,7 +247,33 @@ class UpscaleRequest(SamplingRequest):
     image: WireImage | None = _image("image")
 
 
+@dataclass(frozen=True, slots=True)
+class PreprocessRequest(JobRequest):
+    """`preprocess`: a control image made from a layer by one of the server's built-in preprocessors
+    (an editor's "control image from canvas"); comes back as one opaque layer of the image's size."""
+
+    kind: ClassVar[str] = "preprocess"
+    preprocess: str | None = None  # as a control's `preprocess`; None: "auto" (by `kind`)
+    image: WireImage | None = _image("image")
+    # The control kind "auto" follows (canny, scribble, lineart, …). `kind` is the request's class name.
+    control_kind: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        out = _params(self)
+        if "control_kind" in out:
+            out["kind"] = out.pop("control_kind")
+        return out
+
+
 REQUEST_TYPES: dict[str, type[JobRequest]] = {
     cls.kind: cls
-    for cls in (GenerateRequest, InpaintRequest, OutpaintRequest, FaceRequest, RestoreRequest, UpscaleRequest)
+    for cls in (
+        GenerateRequest,
+        InpaintRequest,
+        OutpaintRequest,
+        FaceRequest,
+        RestoreRequest,
+        UpscaleRequest,
+        PreprocessRequest,
+    )
 }

@@ -114,7 +114,7 @@ def test_request_messages_validate_against_protocol() -> None:
     assert up.params()["region"] == {"x": 1, "y": 2, "w": 3, "h": 4}
     restore = jobs.RestoreRequest(result_format="rgba8", model="GFPGANv1.4", blend=0.5)
     assert restore.params() == {"result_format": "rgba8", "model": "GFPGANv1.4", "blend": 0.5} and restore.prompt == ""
-    assert set(jobs.REQUEST_TYPES) == {"generate", "inpaint", "outpaint", "face", "restore", "upscale"}
+    assert set(jobs.REQUEST_TYPES) == {"generate", "inpaint", "outpaint", "face", "restore", "upscale", "preprocess"}
     with pytest.raises(ValueError):
         jobs.WireImage.gray(b"12", 3, 1)
 
