@@ -65,7 +65,10 @@ def scenarios(url: str) -> list[dict[str, Any]]:
         sc("outpaint_batch", "outpaint", **{**no_sides, "left": 16, "bottom": 24}, batch=2),
         {**sc("generate_control", "generate", **CONTROL), "control_layer": True},
         {**sc("inpaint_control", "inpaint", SEL, **CONTROL), "control_layer": True},
-        sc("err_control_model", "generate", **CONTROL | {"control-model": "no-such-control"}),
+        {
+            **sc("err_control_model", "generate", **CONTROL | {"control-model": "no-such-control"}),
+            "control_layer": True,
+        },
         sc("err_unreachable", "generate", **{"server-url": "ws://127.0.0.1:9/"}),
         sc("err_model", "generate", model="no-such-model"),
         sc("err_prompt", "generate", prompt="   "),
@@ -441,4 +444,4 @@ def test_unknown_control_model_is_refused_with_the_available_ones(
     res = result(gimp_run, "err_control_model", request)
     assert res["status"] == "execution-error"
     assert "'no-such-control' is not on the server" in res["error"] and "control_v11p_sd15_scribble" in res["error"]
-    assert len(res["layers"]) == 1
+    assert len(res["layers"]) == 2  # the background and the control layer: nothing added
