@@ -116,49 +116,18 @@ def plan_job(
             controls=ctl,
         )
         return Plan(req, target=target, mask_result=sel is not None)
-    if kind == "inpaint":
-        _need_prompt(spec, values)
-        image = canvas.image()
-        return Plan(
-            jobs.InpaintRequest(
-                result_format=RESULT_FORMAT,
-                sampling=gen,
-                strength=strength,
-                batch=batch,
-                image=image,
-                mask=mask,
-                controls=ctl,
-            )
-        )
+    edit: dict[str, Any] = {"result_format": RESULT_FORMAT, "sampling": gen, "strength": strength, "batch": batch,
+                            "controls": ctl}  # fmt: skip
+    if kind in ("inpaint", "face"):
+        if kind == "inpaint":
+            _need_prompt(spec, values)
+        cls = jobs.InpaintRequest if kind == "inpaint" else jobs.FaceRequest
+        return Plan(cls(**edit, image=canvas.image(), mask=mask))
     if kind == "outpaint":
         sides = outpaint_sides(values, sel)
         in_canvas = not any(sides.values())  # the server's mask form: fill the selection, canvas unchanged
         hole = mask if in_canvas else None
-        return Plan(
-            jobs.OutpaintRequest(
-                result_format=RESULT_FORMAT,
-                sampling=gen,
-                strength=strength,
-                batch=batch,
-                **sides,
-                image=canvas.image(),
-                mask=hole,
-                controls=ctl,
-            )
-        )
-    if kind == "face":
-        image = canvas.image()
-        return Plan(
-            jobs.FaceRequest(
-                result_format=RESULT_FORMAT,
-                sampling=gen,
-                strength=strength,
-                batch=batch,
-                image=image,
-                mask=mask,
-                controls=ctl,
-            )
-        )
+        return Plan(jobs.OutpaintRequest(**edit, **sides, image=canvas.image(), mask=hole))
     if kind == "restore":
         fidelity, blend = values.get("fidelity"), values.get("blend")
         return Plan(
