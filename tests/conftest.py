@@ -31,7 +31,7 @@ settings.load_profile("repro")
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
-    for arch in ("sd15", "sdxl", "sd15-inpaint"):
+    for arch in ("sd15", "sdxl", "sd15-inpaint", "sdxl-refiner"):
         write_sd_checkpoint(root, arch)
     return root
 
@@ -54,10 +54,10 @@ def restore_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
 
 @pytest.fixture(scope="session")
 def control_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tiny checkpoints plus ControlNets (SD1.5 canny and scribble, SDXL canny), IP-Adapters (SD1.5,
-    SDXL) and their CLIP vision encoder, each in the folder users keep them in."""
+    """Tiny checkpoints (and an SDXL refiner) plus ControlNets (SD1.5 canny and scribble, SDXL canny),
+    IP-Adapters (SD1.5, SDXL) and their CLIP vision encoder, each in the folder users keep them in."""
     root = tmp_path_factory.mktemp("controls")
-    for arch in ("sd15", "sdxl", "sd15-inpaint"):
+    for arch in ("sd15", "sdxl", "sd15-inpaint", "sdxl-refiner"):
         ARCHS[arch](root / "Stable-diffusion", None, 0)
     ARCHS["controlnet-sd15"](root / "ControlNet", None, 0)
     ARCHS["controlnet-sd15"](root / "ControlNet", "tiny-control_v11p_sd15_scribble", 1)

@@ -119,7 +119,9 @@ class Diffusion:
         """The guidance of a pass over a `width` x `height` canvas with the job's controls as hooks: `maps`
         are the ControlNet images in that canvas's geometry (`JobControls.maps`; None: no ControlNets)."""
         cond, uncond = self.encode()
-        hooks = self.controls.hooks(maps) if self.controls is not None else []
+        ctl = self.controls
+        # A refiner finishing the picture takes no controls: they are made for the base model's UNet.
+        hooks = ctl.hooks(maps) if ctl is not None and ctl.model is self.model else []
         return denoise.Guidance(self.model, cond, uncond, self.gen.cfg, width, height, hooks)
 
     def _with_vae(self, model: LoadedModel) -> LoadedModel:

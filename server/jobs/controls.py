@@ -205,7 +205,7 @@ class JobControls:
     job (the queue's end-of-job undo takes them out), their reference embeddings computed once."""
 
     def __init__(self, ctx: JobContext, model: LoadedModel, specs: tuple[ControlSpec, ...], cfg: bool) -> None:
-        self.specs = specs
+        self.specs, self.model = specs, model
         fam = base_family(model.family.name)
         nets: dict[int, Any] = {}
         refs: list[Reference] = []

@@ -94,6 +94,20 @@ def test_a_control_on_a_tiled_generate_and_hires_pass(control_server) -> None:
     assert hires["params"]["controls"][0]["model"] == CANNY
 
 
+def test_sdxl_controls_with_a_refiner_and_hires(control_server) -> None:
+    """The base takes the ControlNet and the IP-Adapter; the refiner, which finishes the first pass and
+    draws the hires pass, takes none (they are not made for its UNet)."""
+    url = control_server.url
+    p = BASE | {"model": "tiny-sdxl", "width": 128, "height": 96, "steps": 4, "refiner": "tiny-sdxl-refiner",
+                "refiner_switch": 0.5, "hires": {"scale": 1.5, "steps": 2, "strength": 0.4}}  # fmt: skip
+    imgs = {"map": png(edges("astronaut", 128, 96)), "ref": png(photo("coffee", 64, 64))}
+    ctl = [{"model": XL_CANNY, "image": "map"}, {"model": XL_IP, "image": "ref"}]
+    res = submit(url, "generate", p | {"controls": ctl}, imgs)
+    assert (res["images"][0]["w"], res["images"][0]["h"]) == (192, 144)
+    assert [c["model"] for c in res["params"]["controls"]] == [XL_CANNY, XL_IP]
+    assert diff(pixels(res["images"][0])[..., :3].astype(int), first(url, "generate", p, {})) > 0.5
+
+
 def test_a_control_on_a_selective_tiled_upscale_changes_only_the_selected_tiles(control_server) -> None:
     url, w, h = control_server.url, 96, 64
     img = photo("chelsea", w, h)
