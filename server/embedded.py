@@ -34,11 +34,16 @@ def start_server(
     token: str | None = None,
     host: str = "127.0.0.1",
     device: torch.device | None = None,
+    state_dir: Path | None = None,
+    allow_origins: tuple[str, ...] = (),
 ) -> RunningServer:
-    """A real `Server` on a free port, in a thread with its own event loop; returns once listening."""
+    """A real `Server` on a free port, in a thread with its own event loop; returns once listening.
+
+    `state_dir`: where jobs are journaled (None: not at all, they live as long as the server)."""
     dev = device or torch.device("cpu")
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
-    server = Server(ModelManager(models, dev, dtype), limits or Limits(), token=token)
+    manager = ModelManager(models, dev, dtype)
+    server = Server(manager, limits or Limits(), token=token, state_dir=state_dir, allow_origins=allow_origins)
     ready = threading.Event()
     box: dict[str, Any] = {}
 

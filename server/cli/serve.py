@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,14 @@ from ..models.testmodels import ARCHS, write_sd_checkpoint
 from .options import add_command
 
 
+def home() -> Path:
+    """sdbridge's own folder: $SDBRIDGE_HOME, else the user cache dir."""
+    return Path(os.environ.get("SDBRIDGE_HOME", Path.home() / ".cache" / "sdbridge"))
+
+
 def demo_models_dir() -> Path:
     """Where the tiny demo model lives when no --models is given (made on first use)."""
-    base = Path(os.environ.get("SDBRIDGE_HOME", Path.home() / ".cache" / "sdbridge"))
-    return base / "demo-models"
+    return home() / "demo-models"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -44,20 +50,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     dtype = torch.float16 if device.type == "cuda" and not args.fp32 else torch.float32
     manager = ModelManager(models_dir, device, dtype, allow_pickle=args.allow_pickle)
     limits = Limits(max_pixels=args.max_pixels, max_message_bytes=args.max_message_mb << 20)
-    server = Server(manager, limits, token=args.token)
+    state_dir = args.state_dir or home() / "state"
+    server = Server(manager, limits, token=args.token, state_dir=state_dir, allow_origins=args.allow_origin)
     print(
-        f"sdbridge: {len(manager.entries)} model(s) in {models_dir}; device {device}; "
+        f"sdbridge: {len(manager.entries)} model(s) in {models_dir}; device {device}; jobs journaled in {state_dir}; "
         f"listening on ws://{args.host}:{args.port}",
         file=sys.stderr,
     )
     try:
-        asyncio.run(server.run(args.host, args.port))
+        asyncio.run(_serve_until_signal(server, args.host, args.port))
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C, or a platform without loop signal handlers
         pass
     return 0
+
+
+async def _serve_until_signal(server: Server, host: str, port: int) -> None:
+    """SIGTERM/SIGINT stop the server gracefully (running job requeued, journal flushed); a second one
+    ends it at once."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        print(f"sdbridge: {sig.name}: stopping (again to stop at once)", file=sys.stderr)
+        loop.remove_signal_handler(sig)  # the default handler takes a second signal
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C raises KeyboardInterrupt instead
+            loop.add_signal_handler(sig, on_signal, sig)
+    await server.run(host, port, stop=stop)
 
 
 def cmd_make_test_model(args: argparse.Namespace) -> int:
@@ -81,6 +105,19 @@ def register(sub: Any) -> None:
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickled .ckpt (runs code in the file)")
     p.add_argument("--max-pixels", type=int, default=4096 * 4096)
     p.add_argument("--max-message-mb", type=int, default=256)
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        help="where accepted jobs and results are journaled, so a restart loses none "
+        "(default: $SDBRIDGE_HOME/state, ~/.cache/sdbridge/state)",
+    )
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let browser pages from ORIGIN (e.g. http://localhost:3000) connect; repeatable. Default: none",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = add_command(sub, "make-test-model", "write a tiny random-weight checkpoint (produces noise; for tests/demos)")

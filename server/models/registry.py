@@ -154,6 +154,10 @@ class ModelManager:
         # A resident refiner is not a selectable model: report none rather than a name clients can't use.
         return self._resident.name if self._resident and self._resident.name in self.entries else None
 
+    def is_resident(self, name: str) -> bool:
+        """Whether `name` is loaded now (cheap; the queue prefers jobs that need no reload)."""
+        return name == self.resident_name
+
     def entry(self, name: str | None) -> ModelEntry:
         if name is None:
             if self._resident is not None and self._resident.name in self.entries:

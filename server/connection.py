@@ -1,0 +1,148 @@
+"""One client connection's way out: an outbox with a byte budget, its sender task and a drain watchdog.
+
+Events never block their producer (the worker, other clients' frames). Every event counts towards
+`limits.max_outbox_bytes` by its image bytes plus a fixed overhead for the map itself. Over budget,
+`progress` and `pong` are shed (a newer one follows), the connection's own incoming frames wait (so
+a client that sends but never reads pushes back on itself, not on the server's memory), and when
+nothing drains for `limits.drain_timeout_s` the connection is closed. Its jobs keep running and stay
+fetchable. Per never-reading connection the server holds at most the budget plus the socket's write
+buffer (`WRITE_LIMIT`) plus the one event larger than the budget that may be in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import websockets
+from websockets.asyncio.server import ServerConnection
+from websockets.server import ServerProtocol
+
+from .limits import Limits
+from .protocol import error_event, pack, split_large_images
+
+log = logging.getLogger(__name__)
+Event = dict[str, Any]
+EVENT_OVERHEAD = 512  # bytes a small event costs in memory (the dict, its keys, the queue slot)
+SHEDDABLE = ("progress", "pong")
+WRITE_LIMIT = 4 << 20  # the socket's write buffer before a send waits (websockets' write_limit)
+_conn_ids = itertools.count(1)
+
+
+def event_bytes(event: Event) -> int:
+    """What an event costs while it waits: its image payloads plus the overhead of a small map."""
+    size = EVENT_OVERHEAD
+    images = list(event.get("images") or [])
+    for key in ("image", "preview"):
+        if isinstance(event.get(key), dict):
+            images.append(event[key])
+    for img in images:
+        data = img.get("data") if isinstance(img, dict) else None
+        if isinstance(data, bytes):
+            size += len(data)
+    return size
+
+
+@dataclass(eq=False)  # identity semantics: connections live in sets
+class Connection:
+    ws: ServerConnection
+    owner: str  # token-scoped client id (docs/protocol.md: ownership and fairness)
+    limits: Limits
+    id: int = field(default_factory=lambda: next(_conn_ids))
+    outbox: deque[tuple[Event, int]] = field(default_factory=deque)
+    queued_bytes: int = 0
+    closed: bool = False
+    last_drain: float = field(default_factory=time.monotonic)  # last frame sent, or when it went over budget
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    under_budget: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.under_budget.set()
+
+    @property
+    def over_budget(self) -> bool:
+        return self.queued_bytes > self.limits.max_outbox_bytes
+
+    def send(self, event: Event) -> None:
+        """Never blocks: over budget, superseded events are shed and terminal ones still queue."""
+        if self.closed:
+            return
+        size = event_bytes(event)
+        if event.get("type") in SHEDDABLE and self.queued_bytes + size > self.limits.max_outbox_bytes:
+            return
+        if not self.over_budget:
+            self.last_drain = time.monotonic()  # the drain timeout counts from when it goes over
+        self.outbox.append((event, size))
+        self.queued_bytes += size
+        if self.over_budget:
+            self.under_budget.clear()
+        self.wake.set()
+
+    async def pump(self) -> None:
+        seq = itertools.count()
+        while not self.closed:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.outbox:
+                event, size = self.outbox[0]
+                for frame in split_large_images(event, f"r{next(seq)}", self.limits.chunk_bytes):
+                    await self.ws.send(pack(frame))
+                    self.last_drain = time.monotonic()
+                self.outbox.popleft()
+                self.queued_bytes -= size
+                if not self.over_budget:
+                    self.under_budget.set()
+
+    async def watchdog(self) -> None:
+        """Close the connection once it has been over budget with nothing drained for the timeout."""
+        timeout = self.limits.drain_timeout_s
+        while not self.closed:
+            await asyncio.sleep(min(timeout / 4, 1.0))
+            if self.over_budget and time.monotonic() - self.last_drain > timeout:
+                waiting = self.queued_bytes
+                log.warning("connection %s: nothing read for %.0f s, %d bytes waiting", self.id, timeout, waiting)
+                await self.abort(1008, f"not reading: {waiting} bytes waited over {timeout:.0f} s")
+                return
+
+    async def readable(self) -> None:
+        """Wait before handling the client's next frame while its own events pile up unread."""
+        if self.over_budget:
+            await self.under_budget.wait()
+
+    async def abort(self, code: int, reason: str) -> None:
+        self.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(code, reason[:120]), 2)
+        self.ws.transport.abort()
+
+    def close(self) -> None:
+        self.closed = True
+        self.outbox.clear()  # nobody will send these: free them now
+        self.queued_bytes = 0
+        self.under_budget.set()
+        self.wake.set()
+
+
+class _ServerProtocol(ServerProtocol):
+    """Tells the client why before closing for an oversize frame (websockets only sends close 1009)."""
+
+    def fail(self, code: int, reason: str = "") -> None:
+        if code == 1009 and self.state is websockets.protocol.State.OPEN:
+            text = f"{reason}: send large images as blob chunks (docs/protocol.md)"
+            with contextlib.suppress(Exception):
+                self.send_binary(pack(error_event("message_too_large", text)))
+        super().fail(code, reason)
+
+
+class WireConnection(ServerConnection):
+    """The websockets connection, with `_ServerProtocol`'s oversize-frame event."""
+
+    def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
+        protocol.__class__ = _ServerProtocol  # websockets builds the protocol itself; only `fail` differs
+        super().__init__(protocol, *args, **kwargs)
