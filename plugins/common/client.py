@@ -5,6 +5,7 @@ work to the loop with `call_soon_threadsafe` and read events from a thread-safe 
 dead server can never freeze Krita or GIMP. Reconnects happen automatically with exponential
 backoff; jobs submitted while offline are sent on connect, and jobs that were in flight when the
 socket dropped are re-attached with `fetch` (the server keeps running them and retains results).
+How server events change a job is `jobstate`'s business; this module is the I/O around it.
 """
 
 from __future__ import annotations
@@ -17,50 +18,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from . import protocol
+from ._wire import protocol
 from .jobs import JobRequest
+from .jobstate import JOB_EVENTS, Event, JobState, latest_progress
+from .settings import DEFAULT_URL
 
-TERMINAL = ("result", "error", "cancelled")
-JOB_EVENTS = ("queued", "started", "plan", "progress", "partial", *TERMINAL)
 # Errors after which retrying the same connection cannot help: stop and tell the user.
 FATAL_CODES = ("auth", "protocol_version", "handshake")
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One thing that happened. `type` is a protocol event type or a client one:
-    `connecting`, `connected` (data = welcome), `disconnected` (data = {reason, retry_in, fatal})."""
-
-    type: str
-    job_id: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class JobState:
-    """What the client knows about one of its jobs (snapshots are handed out, never the live one)."""
-
-    id: str
-    request: JobRequest
-    status: str = "pending"  # pending -> sent -> queued -> started -> result|error|cancelled
-    position: int | None = None
-    step: int = 0
-    total: int = 0
-    plan: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    cancel_requested: bool = False
-    submitted_at: float = field(default_factory=time.monotonic)
-
-    @property
-    def done(self) -> bool:
-        return self.status in TERMINAL
-
-    def snapshot(self) -> JobState:
-        return JobState(**{k: getattr(self, k) for k in self.__dataclass_fields__})
 
 
 class ClientError(Exception):
@@ -76,7 +42,7 @@ class Client:
 
     def __init__(
         self,
-        url: str = "ws://127.0.0.1:8765/",
+        url: str = DEFAULT_URL,
         token: str | None = None,
         client_name: str = "sdbridge-plugin/0.1",
         notify: Callable[[Event], None] | None = None,
@@ -190,11 +156,7 @@ class Client:
         out: list[Event] = []
         while self._events and (limit is None or len(out) < limit):
             out.append(self._events.popleft())
-        last_progress: dict[str | None, int] = {}
-        for i, ev in enumerate(out):
-            if ev.type == "progress":
-                last_progress[ev.job_id] = i
-        return [ev for i, ev in enumerate(out) if ev.type != "progress" or last_progress[ev.job_id] == i]
+        return latest_progress(out)
 
     def wait(self, job_id: str, timeout: float = 60.0) -> JobState:
         """Block until the job ends (scripts, tests, GIMP procedures; never from a UI event handler)."""
@@ -361,25 +323,7 @@ class Client:
         with self._lock:
             job = self._jobs.get(job_id) if job_id else None
             if job is not None and kind in JOB_EVENTS:
-                if kind == "queued":
-                    job.status, job.position = "queued", msg.get("position")
-                elif kind == "started":
-                    job.status, job.position = "started", None
-                elif kind == "plan":
-                    job.plan = msg
-                elif kind == "progress":
-                    job.status = "started"
-                    job.step, job.total = int(msg.get("step", 0)), int(msg.get("total", 0))
-                elif kind == "result":
-                    job.status, job.result = "result", msg
-                elif kind == "cancelled":
-                    job.status = "cancelled"
-                elif kind == "error":
-                    if msg.get("code") == "not_found" and job.status == "sent" and not job.cancel_requested:
-                        # The socket dropped before the server saw the job: send it again.
-                        job.status, resend = "pending", True
-                    else:
-                        job.status, job.error = "error", msg
+                resend = job.apply(msg)
             self._changed.notify_all()
         if resend and job_id:
             self._send_job(job_id)
@@ -394,18 +338,10 @@ class Client:
             job = self._jobs.get(job_id)
             if job is None or job.status != "pending" or self._ws is None:
                 return  # offline: _resume() sends it after connecting
-            msg = job.request.message(job_id)
+            request = job.request
             job.status = "sent"
         chunk = int(((self.welcome or {}).get("limits") or {}).get("chunk_bytes") or protocol.CHUNK_BYTES)
-        frames: list[dict[str, Any]] = []
-        for name, img in (msg.get("images") or {}).items():
-            data = img.get("data")
-            if isinstance(data, bytes) and len(data) > chunk:
-                ref = f"up{next(self._blob_seq)}.{name}"
-                frames.extend(protocol.blob_frames(ref, data, chunk))
-                del img["data"]
-                img["blob"] = ref
-        frames.append(msg)
+        frames = request.frames(job_id, chunk, self._blob_seq)
         for frame in frames:
             if not await self._send_async(frame):
                 with self._lock:

@@ -1,19 +1,23 @@
 """Typed job requests: one frozen dataclass per job contract of docs/protocol.md.
 
 A request is the single serialisable description of a job (krita-ai-diffusion's `WorkflowInput`
-lesson): adapters build one from the editor state, the client turns it into a `job` frame, and the
+lesson): adapters build one from the editor state, the client turns it into `job` frames, and the
 same object is stored with the result so the document can say how a layer was made.
 
-Field names are the wire parameter names. `None` means "leave it to the server's default", so a
-request never pins a value the user did not choose. Image fields are marked with
-`metadata={"image": <wire name>}` and travel in the frame's `images` map.
+Field names are the wire parameter names; the diffusion parameters every sampling job shares are
+one typed `Sampling` object, flattened into the frame's params (the wire is flat, like the server's
+`GenParams`). `None` means "leave it to the server's default", so a request never pins a value the
+user did not choose. Image fields are marked with `metadata={"image": <wire name>}` and travel in
+the frame's `images` map.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+from ._wire import protocol
 from .geometry import Rect
 
 
@@ -45,8 +49,37 @@ class WireImage:
         return obj
 
 
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """What every diffusion job samples with (the server's `GenParams`)."""
+
+    prompt: str = ""
+    negative: str = ""
+    model: str | None = None  # checkpoint name from welcome.models
+    seed: int = -1  # -1 = the server picks one (and reports it)
+    steps: int | None = None
+    cfg: float | None = None
+    sampler: str | None = None
+
+
 def _image(name: str) -> Any:
     return field(default=None, metadata={"image": name})
+
+
+def _params(obj: Any) -> dict[str, Any]:
+    """Wire params of a request: None left out, `Sampling` flattened in, rects as `{x, y, w, h}`."""
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if value is None or "image" in f.metadata:
+            continue
+        if isinstance(value, Sampling):
+            out.update(_params(value))
+        elif isinstance(value, Rect):
+            out[f.name] = asdict(value)
+        else:
+            out[f.name] = value
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,19 +87,15 @@ class JobRequest:
     """Base: subclasses set `kind` and add their parameters."""
 
     kind: ClassVar[str] = ""
+    result_format: str | None = None  # png (server default) / rgba8 / webp
+
+    @property
+    def prompt(self) -> str:
+        """The prompt the job draws (empty for jobs without one): names layers and history entries."""
+        return ""
 
     def params(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            if "image" in f.metadata:
-                continue
-            value = getattr(self, f.name)
-            if value is None:
-                continue
-            if isinstance(value, Rect):
-                value = asdict(value)
-            out[f.name] = value
-        return out
+        return _params(self)
 
     def images(self) -> dict[str, WireImage]:
         return {
@@ -76,51 +105,57 @@ class JobRequest:
         }
 
     def message(self, job_id: str) -> dict[str, Any]:
-        """The `job` frame (images still inline; the client moves large ones into blobs)."""
+        """The `job` frame with every image inline."""
         msg: dict[str, Any] = {"type": "job", "id": job_id, "kind": self.kind, "params": self.params()}
         imgs = self.images()
         if imgs:
             msg["images"] = {name: img.to_wire() for name, img in imgs.items()}
         return msg
 
-    def describe(self) -> dict[str, Any]:
-        """Parameters without pixel data, for annotations/history."""
-        return {"kind": self.kind, **self.params()}
+    def frames(self, job_id: str, chunk_bytes: int, refs: Iterator[int]) -> list[dict[str, Any]]:
+        """The frames to send: images over `chunk_bytes` go first as `blob` frames (named with numbers
+        from `refs`, unique per connection), then the `job` frame that refers to them."""
+        msg = self.message(job_id)
+        frames: list[dict[str, Any]] = []
+        for name, img in (msg.get("images") or {}).items():
+            data = img["data"]
+            if len(data) > chunk_bytes:
+                ref = f"up{next(refs)}.{name}"
+                frames.extend(protocol.blob_frames(ref, data, chunk_bytes))
+                del img["data"]
+                img["blob"] = ref
+        frames.append(msg)
+        return frames
 
 
 @dataclass(frozen=True, slots=True)
-class GenerateRequest(JobRequest):
+class SamplingRequest(JobRequest):
+    """Base of the diffusion jobs: the shared sampling parameters and the denoising strength."""
+
+    sampling: Sampling = Sampling()
+    strength: float | None = None
+
+    @property
+    def prompt(self) -> str:
+        return self.sampling.prompt
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateRequest(SamplingRequest):
     """`generate`: txt2img, or img2img when `init` is given."""
 
     kind: ClassVar[str] = "generate"
-    prompt: str = ""
-    negative: str = ""
-    model: str | None = None
-    seed: int = -1
-    steps: int | None = None
-    cfg: float | None = None
-    sampler: str | None = None
-    result_format: str | None = None  # png (default) / rgba8 / webp
     width: int | None = None
     height: int | None = None
     batch: int | None = None
-    strength: float | None = None
     init: WireImage | None = _image("init")
 
 
 @dataclass(frozen=True, slots=True)
-class InpaintRequest(JobRequest):
+class InpaintRequest(SamplingRequest):
     """`inpaint`: regenerate the masked part of `image` (the whole canvas); returns the changed rect."""
 
     kind: ClassVar[str] = "inpaint"
-    prompt: str = ""
-    negative: str = ""
-    model: str | None = None
-    seed: int = -1
-    steps: int | None = None
-    cfg: float | None = None
-    sampler: str | None = None
-    strength: float | None = None
     target: int | None = None  # detail resolution the selection's context is processed at
     grow: int | None = None
     feather: int | None = None
@@ -131,24 +166,16 @@ class InpaintRequest(JobRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class OutpaintRequest(JobRequest):
+class OutpaintRequest(SamplingRequest):
     """`outpaint`: extend the canvas by `left/right/top/bottom` px and fill the new area, or (sides 0 +
     `mask`) fill a selection that touches a canvas edge."""
 
     kind: ClassVar[str] = "outpaint"
-    prompt: str = ""
-    negative: str = ""
-    model: str | None = None
-    seed: int = -1
-    steps: int | None = None
-    cfg: float | None = None
-    sampler: str | None = None
     batch: int | None = None
     left: int = 0
     right: int = 0
     top: int = 0
     bottom: int = 0
-    strength: float | None = None
     margin: int | None = None  # blend margin into the existing image
     prefill: str | None = None
     color_match: bool | None = None
@@ -157,18 +184,10 @@ class OutpaintRequest(JobRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class FaceRequest(JobRequest):
+class FaceRequest(SamplingRequest):
     """`face`: re-render faces at detail resolution; `mask` limits it to a selection, else auto-detect."""
 
     kind: ClassVar[str] = "face"
-    prompt: str = ""
-    negative: str = ""
-    model: str | None = None
-    seed: int = -1
-    steps: int | None = None
-    cfg: float | None = None
-    sampler: str | None = None
-    strength: float | None = None
     image: WireImage | None = _image("image")
     mask: WireImage | None = _image("mask")
 
@@ -186,20 +205,12 @@ class RestoreRequest(JobRequest):
 
 
 @dataclass(frozen=True, slots=True)
-class UpscaleRequest(JobRequest):
+class UpscaleRequest(SamplingRequest):
     """`upscale`: whole image ×scale with tiled refine, or only `region` regenerated at high detail."""
 
     kind: ClassVar[str] = "upscale"
-    prompt: str = ""
-    negative: str = ""
-    model: str | None = None
-    seed: int = -1
-    steps: int | None = None
-    cfg: float | None = None
-    sampler: str | None = None
     scale: float = 2.0
     upscaler: str | None = None
-    strength: float | None = None
     region: Rect | None = None
     image: WireImage | None = _image("image")
 

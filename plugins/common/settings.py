@@ -11,11 +11,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 GROUP = "sdbridge"
+DEFAULT_URL = "ws://127.0.0.1:8765/"
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    url: str = "ws://127.0.0.1:8765/"
+    url: str = DEFAULT_URL
     token: str = ""
     model: str = ""  # "" = the server's resident/first model
     prompt: str = ""

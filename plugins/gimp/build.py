@@ -20,15 +20,14 @@ import os
 import shutil
 import stat
 import sys
-import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-if str(REPO) not in sys.path:  # run as a script: make `plugins.build` importable
+if str(REPO) not in sys.path:  # run as a script: make `plugins.bundle` importable
     sys.path.insert(0, str(REPO))
 
-from plugins.build import _ignore, copy_common, vendor_packages  # noqa: E402  (shared with the Krita target)
+from plugins import bundle  # noqa: E402  (the steps every target shares)
 
 NAME = "sdbridge"  # GIMP requires plug-ins/<NAME>/<NAME>.py
 VERSION = "0.1.0"
@@ -49,11 +48,9 @@ def build(out_dir: Path, archive: bool = True) -> Path:
     shutil.copy2(HERE / f"{NAME}.py", entry)
     # The executable bit is what makes GIMP list the plug-in at all (a classic "not in the menu").
     entry.chmod(entry.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    shutil.copytree(HERE / "sdbridge_gimp", dest / "sdbridge_gimp", ignore=_ignore)
+    shutil.copytree(HERE / "sdbridge_gimp", dest / "sdbridge_gimp", ignore=bundle.ignore)
     shutil.copy2(HERE / "README.md", dest / "README.md")
-    vendor = dest / "vendor"
-    copy_common(vendor / "sdbridge_common")
-    vendor_packages(vendor)
+    bundle.fill_vendor(dest / "vendor")
     # GIMP re-reads a plug-in's procedures (names, argument types) only when the main file's mtime
     # changes, and otherwise trusts its pluginrc cache. Give the entry point the newest mtime of the
     # whole tree: any change anywhere triggers a re-query, an unchanged build keeps the fast start.
@@ -61,14 +58,7 @@ def build(out_dir: Path, archive: bool = True) -> Path:
     os.utime(entry, (newest, newest))
 
     if archive:
-        with zipfile.ZipFile(archive_path(out_dir), "w", zipfile.ZIP_DEFLATED) as zf:
-            for path in sorted(dest.rglob("*")):
-                if path.is_file():
-                    info = zipfile.ZipInfo.from_file(path, path.relative_to(out_dir).as_posix())
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    # keep the unix mode (exec bit) for unzip on Linux/macOS
-                    info.external_attr = (os.stat(path).st_mode & 0xFFFF) << 16
-                    zf.writestr(info, path.read_bytes())
+        bundle.zip_tree(dest, archive_path(out_dir), base=out_dir)  # the zip holds the `sdbridge/` folder
     return dest
 
 

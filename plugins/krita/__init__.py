@@ -30,7 +30,9 @@ try:
 except ImportError:
     Krita = None
 
+# The plugin's one Controller, for scripts and tests: `import sdbridge; sdbridge.CONTROLLER.pending`.
+CONTROLLER = None
 if Krita is not None:
     from .extension import register
 
-    register(DEPS_ERROR)
+    CONTROLLER = register(DEPS_ERROR)

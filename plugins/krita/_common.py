@@ -1,11 +1,12 @@
-"""Where the shared client lives: bundled as `sdbridge.common` in the built plugin, or
-`plugins.common` in a repository checkout (the only two layouts)."""
+"""Where the shared client lives: vendored as the top-level `sdbridge_common` in the built plugin's
+`_vendor/` (on sys.path once the package is imported; the GIMP plug-in vendors it under the same
+name), or `plugins.common` in a repository checkout."""
 
 from __future__ import annotations
 
 try:
-    from . import common  # built plugin: sdbridge/common
-except ImportError:  # repository checkout: plugins/common next to plugins/krita
-    from .. import common  # type: ignore[no-redef]
+    from sdbridge_common import actions, client, geometry, pixels, results, settings  # type: ignore[import-not-found]
+except ImportError:  # repository checkout
+    from plugins.common import actions, client, geometry, pixels, results, settings
 
-__all__ = ["common"]
+__all__ = ["actions", "client", "geometry", "pixels", "results", "settings"]

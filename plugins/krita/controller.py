@@ -15,11 +15,11 @@ from typing import Any
 from krita import Krita  # type: ignore[import-not-found]
 
 from . import document
-from ._common import common
+from ._common import actions, client, results, settings
 from .qt import QTimer, decode_to_bgra
 
-Settings = common.settings.Settings
-ActionError = common.actions.ActionError
+Settings = settings.Settings
+ActionError = actions.ActionError
 
 
 @dataclass
@@ -32,13 +32,13 @@ class Pending:
     submitted: float = field(default_factory=time.monotonic)
 
 
-def read_settings() -> Any:
+def read_settings() -> Settings:
     app = Krita.instance()
-    return Settings.load(lambda key, default: app.readSetting(common.settings.GROUP, key, default))
+    return Settings.load(lambda key, default: app.readSetting(settings.GROUP, key, default))
 
 
 def write_setting(key: str, value: Any) -> None:
-    Krita.instance().writeSetting(common.settings.GROUP, key, common.settings.to_string(value))
+    Krita.instance().writeSetting(settings.GROUP, key, settings.to_string(value))
 
 
 class Controller:
@@ -71,7 +71,7 @@ class Controller:
             self.client.stop(timeout=0.5)
             self.client = None
         if self.client is None:
-            self.client = common.client.Client(s.url, token, client_name="krita-plugin/0.1").start()
+            self.client = client.Client(s.url, token, client_name="krita-plugin/0.1").start()
             self.status = f"connecting to {s.url}"
             self._timer.start()
         return True
@@ -103,7 +103,7 @@ class Controller:
             if not self.ensure_client(s):
                 return None
             canvas = document.read_canvas(doc)
-            request = common.actions.PLANNERS[kind](canvas, s, self.welcome)
+            request = actions.PLANNERS[kind](canvas, s, self.welcome)
             job_id = self.client.submit(request)
             self.pending[job_id] = Pending(job_id, kind, doc, request, (canvas.w, canvas.h))
             self.message = f"{kind}: submitted"
@@ -183,7 +183,7 @@ class Controller:
         record: dict[str, Any] = {"job": job.job_id, "kind": job.kind, "status": ev.type, "layers": []}
         self.preview, self.progress = None, (0, 0)
         if ev.type == "result":
-            plan = common.actions.plan_result(
+            plan = results.plan_result(
                 job.request, ev.data, job.canvas_size[0], job.canvas_size[1], document.decode_result_image
             )
             try:

@@ -8,21 +8,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from krita import DockWidget  # type: ignore[import-not-found]
+from krita import DockWidget, DockWidgetFactoryBase  # type: ignore[import-not-found]
 
-from . import extension
-from ._common import common
-from .controller import read_settings, write_setting
+from ._common import geometry
+from .controller import Controller, read_settings, write_setting
 from .qt import QImage, QPixmap, Qt, QtWidgets
 
 W = QtWidgets
 
 
+class DockerFactory(DockWidgetFactoryBase):
+    """Krita asks the factory for a docker per main window; every docker shows the one controller."""
+
+    def __init__(self, controller: Controller) -> None:
+        super().__init__("sdbridge_docker", DockWidgetFactoryBase.DockPosition.DockRight)
+        self.controller = controller
+
+    def createDockWidget(self) -> SDBridgeDocker:
+        return SDBridgeDocker(self.controller)
+
+
 class SDBridgeDocker(DockWidget):
-    def __init__(self) -> None:
+    def __init__(self, controller: Controller) -> None:
         super().__init__()
         self.setWindowTitle("sdbridge")
-        self.controller = extension.CONTROLLER
+        self.controller = controller
         root = W.QWidget(self)
         self.setWidget(root)
         form = W.QFormLayout()
@@ -38,11 +48,8 @@ class SDBridgeDocker(DockWidget):
         self.token = self._line(s.token, "token")
         self.token.setEchoMode(W.QLineEdit.EchoMode.Password)
         connect = W.QPushButton("Connect")
-        connect.clicked.connect(lambda: self.controller and self.controller.connect())
-        row = W.QHBoxLayout()
-        row.addWidget(self.url)
-        row.addWidget(connect)
-        form.addRow("Server", row)
+        connect.clicked.connect(lambda: self.controller.connect())
+        form.addRow("Server", _row(self.url, connect))
         form.addRow("Token", self.token)
         self.status = W.QLabel()
         self.status.setWordWrap(True)
@@ -62,17 +69,10 @@ class SDBridgeDocker(DockWidget):
         self.fixed = W.QCheckBox("fixed seed")
         self.fixed.setChecked(s.fixed_seed)
         self.fixed.toggled.connect(lambda v: write_setting("fixed_seed", v))
-        row = W.QHBoxLayout()
-        row.addWidget(self.seed)
-        row.addWidget(self.fixed)
-        form.addRow("Seed", row)
+        form.addRow("Seed", _row(self.seed, self.fixed))
         self.steps = self._spin(s.steps, "steps", 1, 150)
         self.cfg = self._dspin(s.cfg, "cfg", 0.0, 30.0, 0.5)
-        row = W.QHBoxLayout()
-        row.addWidget(self.steps)
-        row.addWidget(W.QLabel("CFG"))
-        row.addWidget(self.cfg)
-        form.addRow("Steps", row)
+        form.addRow("Steps", _row(self.steps, "CFG", self.cfg))
         self.sampler = W.QComboBox()
         self.sampler.setEditable(True)
         self.sampler.setCurrentText(s.sampler)
@@ -80,27 +80,16 @@ class SDBridgeDocker(DockWidget):
         form.addRow("Sampler", self.sampler)
         self.strength = self._dspin(s.strength, "strength", 0.01, 1.0, 0.05)
         self.batch = self._spin(s.batch, "batch", 1, 8)
-        row = W.QHBoxLayout()
-        row.addWidget(self.strength)
-        row.addWidget(W.QLabel("Batch"))
-        row.addWidget(self.batch)
-        form.addRow("Strength", row)
+        form.addRow("Strength", _row(self.strength, "Batch", self.batch))
         self.width_ = self._spin(s.width, "width", 0, 8192)
         self.height_ = self._spin(s.height, "height", 0, 8192)
-        row = W.QHBoxLayout()
-        row.addWidget(self.width_)
-        row.addWidget(W.QLabel("×"))
-        row.addWidget(self.height_)
-        form.addRow("Size (0 = canvas)", row)
+        form.addRow("Size (0 = canvas)", _row(self.width_, "×", self.height_))
         self.side = W.QComboBox()
-        self.side.addItems(list(common.geometry.SIDES))
+        self.side.addItems(list(geometry.SIDES))
         self.side.setCurrentText(s.outpaint_side)
         self.side.currentTextChanged.connect(lambda t: write_setting("outpaint_side", t))
         self.extend = self._spin(s.outpaint_pixels, "outpaint_pixels", 8, 4096)
-        row = W.QHBoxLayout()
-        row.addWidget(self.side)
-        row.addWidget(self.extend)
-        form.addRow("Outpaint", row)
+        form.addRow("Outpaint", _row(self.side, self.extend))
         self.scale = self._dspin(s.upscale_scale, "upscale_scale", 1.25, 8.0, 0.25)
         form.addRow("Upscale ×", self.scale)
 
@@ -116,7 +105,7 @@ class SDBridgeDocker(DockWidget):
             ]
         ):
             b = W.QPushButton(label)
-            b.clicked.connect(lambda _c=False, k=kind: self.controller and self.controller.run_action(k))
+            b.clicked.connect(lambda _c=False, k=kind: self.controller.run_action(k))
             buttons.addWidget(b, i // 3, i % 3)
         outer.addLayout(buttons)
         self.bar = W.QProgressBar()
@@ -134,8 +123,7 @@ class SDBridgeDocker(DockWidget):
         self.queue.setMaximumHeight(90)
         outer.addWidget(self.queue)
         outer.addStretch(1)
-        if self.controller is not None:
-            self.controller.listeners.append(self.refresh)
+        self.controller.listeners.append(self.refresh)
         self.refresh()
 
     # --- widget helpers that persist to the settings store ---------------------------------
@@ -171,9 +159,6 @@ class SDBridgeDocker(DockWidget):
 
     def refresh(self) -> None:
         c = self.controller
-        if c is None:
-            self.deps.setText("sdbridge failed to initialise; see Krita's log (Settings ▸ Dockers ▸ Log Viewer)")
-            return
         self.deps.setText(c.deps_error or "")
         self.deps.setVisible(bool(c.deps_error))
         self.status.setText(c.status)
@@ -214,3 +199,11 @@ class SDBridgeDocker(DockWidget):
 
     def canvasChanged(self, canvas: Any) -> None:  # required by DockWidget
         pass
+
+
+def _row(*items: Any) -> Any:
+    """Widgets side by side in one form row; a string becomes a label between them."""
+    row = W.QHBoxLayout()
+    for item in items:
+        row.addWidget(W.QLabel(item) if isinstance(item, str) else item)
+    return row

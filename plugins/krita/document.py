@@ -12,10 +12,10 @@ from typing import Any
 
 from krita import Krita  # type: ignore[import-not-found]
 
-from ._common import common
+from ._common import actions, pixels, results
 from .qt import QByteArray, decode_to_bgra, image_bytes
 
-Canvas = common.actions.Canvas
+Canvas = actions.Canvas
 ANNOTATION = "sdbridge"
 
 
@@ -35,12 +35,12 @@ def read_canvas(doc: Any, with_selection: bool = True) -> Any:
         img = doc.thumbnail(w, h).convertToFormat(QImage.Format.Format_ARGB32)
         bgra = image_bytes(img)
     if len(bgra) != w * h * 4:
-        raise common.actions.ActionError(f"could not read the canvas ({len(bgra)} bytes for {w}x{h})")
+        raise actions.ActionError(f"could not read the canvas ({len(bgra)} bytes for {w}x{h})")
     mask = None
     sel = doc.selection() if with_selection else None
     if sel is not None and sel.width() > 0 and sel.height() > 0:
         mask = bytes(sel.pixelData(0, 0, w, h))
-    return Canvas(w, h, common.pixels.bgra_to_rgba(bgra), mask)
+    return Canvas(w, h, pixels.bgra_to_rgba(bgra), mask)
 
 
 def decode_result_image(img: dict[str, Any]) -> tuple[int, int, bytes]:
@@ -49,8 +49,8 @@ def decode_result_image(img: dict[str, Any]) -> tuple[int, int, bytes]:
         got = decode_to_bgra(img["data"])
         if got is not None:
             w, h, bgra = got
-            return w, h, common.pixels.bgra_to_rgba(bgra)
-    return common.actions.decode_image(img)
+            return w, h, pixels.bgra_to_rgba(bgra)
+    return results.decode_image(img)
 
 
 def _top_child(parent: Any) -> Any:
@@ -81,7 +81,7 @@ def apply_result(doc: Any, plan: Any) -> list[Any]:
         if not is_rgba8(doc):
             node.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
         r = patch.rect
-        node.setPixelData(QByteArray(common.pixels.rgba_to_bgra(patch.rgba)), r.x, r.y, r.w, r.h)
+        node.setPixelData(QByteArray(pixels.rgba_to_bgra(patch.rgba)), r.x, r.y, r.w, r.h)
         group.addChildNode(node, nodes[-1] if nodes else None)
         nodes.append(node)
     # Later layers of a batch would hide earlier ones; show only the first so the user sees one result.

@@ -1,4 +1,4 @@
-"""Krita registration: the Extension with the sdbridge actions, and the docker factory.
+"""Krita registration: the Extension with the sdbridge actions, and the docker.
 
 Action ids (bind shortcuts in Settings ▸ Configure Krita ▸ Keyboard Shortcuts, or trigger from a
 script with `Krita.instance().action("sdbridge_generate").trigger()`):
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from krita import DockWidgetFactory, DockWidgetFactoryBase, Extension, Krita  # type: ignore[import-not-found]
+from krita import Extension, Krita  # type: ignore[import-not-found]
 
 from .controller import Controller
+from .docker import DockerFactory
 
 ACTIONS: dict[str, str] = {
     "generate": "sdbridge: Generate (selection = inpaint)",
@@ -21,8 +22,6 @@ ACTIONS: dict[str, str] = {
     "upscale": "sdbridge: Upscale",
     "cancel": "sdbridge: Cancel jobs",
 }
-
-CONTROLLER: Controller | None = None
 
 
 class SDBridgeExtension(Extension):
@@ -42,13 +41,10 @@ class SDBridgeExtension(Extension):
             action.triggered.connect(lambda _checked=False, k=kind: self.controller.run_action(k))
 
 
-def register(deps_error: str | None = None) -> None:
-    global CONTROLLER
-    from .docker import SDBridgeDocker
-
+def register(deps_error: str | None = None) -> Controller:
+    """Create the plugin's Controller and hand it to the extension (actions) and the docker factory."""
     app = Krita.instance()
-    CONTROLLER = Controller(deps_error)
-    app.addExtension(SDBridgeExtension(app, CONTROLLER))
-    app.addDockWidgetFactory(
-        DockWidgetFactory("sdbridge_docker", DockWidgetFactoryBase.DockPosition.DockRight, SDBridgeDocker)
-    )
+    controller = Controller(deps_error)
+    app.addExtension(SDBridgeExtension(app, controller))
+    app.addDockWidgetFactory(DockerFactory(controller))
+    return controller

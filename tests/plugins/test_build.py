@@ -8,20 +8,24 @@ import sys
 import zipfile
 from pathlib import Path
 
-from plugins.build import ROOT, build_krita
+from plugins.build import build_krita
+from plugins.bundle import COMMON_NAME, ROOT
 from plugins.gimp import build as gimp_build
 
 # Runs in `python -I -S` with only the built tree on sys.path: the vendored client must stand alone.
 PROBE = """
 import sys
 sys.path[:0] = sys.argv[2:]
+import importlib
 common = __import__(sys.argv[1])
+for name in ("geometry", "jobs", "_wire"):
+    importlib.import_module(sys.argv[1] + "." + name)
 r = common.geometry.Rect(2, 3, 4, 5)
 assert type(r).__module__ == sys.argv[1] + "._geometry", type(r).__module__
 assert common.geometry.mask_bounds(bytes([0, 255, 0, 0]), 2, 2) == common.geometry.Rect(1, 0, 1, 1)
 assert r.padded(1).clamped(6, 6) == common.geometry.Rect(1, 2, 5, 4)
 assert common.jobs.UpscaleRequest(region=r).params()["region"] == {"x": 2, "y": 3, "w": 4, "h": 5}
-assert common.protocol.__name__ == sys.argv[1] + "._protocol"
+assert common._wire.protocol.__name__ == sys.argv[1] + "._protocol"
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tiling", "server", "plugins", "numpy", "torch"))
 assert not loaded, loaded
 print("ok")
@@ -41,14 +45,14 @@ def _probe(package: str, *paths: Path) -> None:
 def test_krita_zip_vendors_the_one_rect(tmp_path: Path) -> None:
     archive = build_krita(tmp_path)
     with zipfile.ZipFile(archive) as zf:
-        assert zf.read("sdbridge/common/_geometry.py") == (ROOT / "tiling" / "geometry.py").read_bytes()
-        assert zf.read("sdbridge/common/_protocol.py") == (ROOT / "server" / "protocol.py").read_bytes()
+        vendored = f"sdbridge/_vendor/{COMMON_NAME}"
+        assert zf.read(f"{vendored}/_geometry.py") == (ROOT / "tiling" / "geometry.py").read_bytes()
+        assert zf.read(f"{vendored}/_protocol.py") == (ROOT / "server" / "protocol.py").read_bytes()
         zf.extractall(tmp_path / "unzipped")
-    pkg = tmp_path / "unzipped" / "sdbridge"
-    _probe("common", pkg, pkg / "_vendor")  # `sdbridge` itself needs Krita; its `common` must not
+    _probe(COMMON_NAME, tmp_path / "unzipped" / "sdbridge" / "_vendor")  # `sdbridge` needs Krita; the client must not
 
 
 def test_gimp_folder_vendors_the_one_rect(tmp_path: Path) -> None:
     vendor = gimp_build.build(tmp_path, archive=False) / "vendor"
-    assert (vendor / "sdbridge_common" / "_geometry.py").read_bytes() == (ROOT / "tiling" / "geometry.py").read_bytes()
-    _probe("sdbridge_common", vendor)
+    assert (vendor / COMMON_NAME / "_geometry.py").read_bytes() == (ROOT / "tiling" / "geometry.py").read_bytes()
+    _probe(COMMON_NAME, vendor)

@@ -8,8 +8,10 @@ with anything else on GIMP's Python path); from a repository checkout (unit test
 from __future__ import annotations
 
 try:
-    from sdbridge_common import client, geometry, jobs, pixels, png, protocol  # type: ignore[import-not-found]
+    from sdbridge_common import actions, client, geometry, jobs, results, settings  # type: ignore[import-not-found]
 except ImportError:  # repository checkout
-    from plugins.common import client, geometry, jobs, pixels, png, protocol
+    from plugins.common import actions, client, geometry, jobs, results, settings
 
-__all__ = ["client", "geometry", "jobs", "pixels", "png", "protocol"]
+ActionError = actions.ActionError  # the user-facing error: its message is shown to the user as-is
+
+__all__ = ["ActionError", "actions", "client", "geometry", "jobs", "results", "settings"]

@@ -1,6 +1,7 @@
 """The GIMP 3 side: procedure registration, dialogs, pixels in and out through GEGL buffers.
 
-Decisions (what to send, where results go) are made by `logic.py`; this module only talks to GIMP.
+Decisions (what to send, where results go) are made by `logic.py` and the shared client; this
+module only talks to GIMP.
 Every libgimp call happens on the plug-in's main thread.
 """
 
@@ -18,9 +19,9 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
-from . import cancel_guard, logic, remote  # noqa: E402
-from ._common import png  # noqa: E402
-from .logic import PluginError, ProcSpec  # noqa: E402
+from . import cancel_guard, logic, procs, remote  # noqa: E402
+from ._common import ActionError, actions, results, settings  # noqa: E402
+from .procs import ProcSpec  # noqa: E402
 
 RGBA = "R'G'B'A u8"  # non-linear 8-bit RGBA: what the wire's rgba8 means
 GRAY = "Y u8"
@@ -30,7 +31,7 @@ MENU = "<Image>/Filters/sdbridge"
 # --- pixels ------------------------------------------------------------------------------------
 
 
-def read_source(image: Gimp.Image) -> logic.Source:
+def read_canvas(image: Gimp.Image) -> logic.Canvas:
     """The visible canvas (what the user sees) and the selection mask, straight from GEGL buffers."""
     w, h = image.get_width(), image.get_height()
     rect = Gegl.Rectangle.new(0, 0, w, h)
@@ -39,21 +40,11 @@ def read_source(image: Gimp.Image) -> logic.Source:
         rgba = bytes(visible.get_buffer().get(rect, 1.0, RGBA, Gegl.AbyssPolicy.NONE))
     finally:
         visible.delete()  # never inserted: just drop it
-    _ok, non_empty, x1, y1, x2, y2 = Gimp.Selection.bounds(image)
+    _ok, non_empty, *_bounds = Gimp.Selection.bounds(image)  # Canvas derives the bounds from the mask
     if not non_empty:
-        return logic.Source(rgba, w, h)
+        return logic.Canvas(w, h, rgba)
     mask = bytes(image.get_selection().get_buffer().get(rect, 1.0, GRAY, Gegl.AbyssPolicy.NONE))
-    return logic.Source(rgba, w, h, mask, logic.Rect.from_bounds(x1, y1, x2, y2))
-
-
-def decode_result(img: dict[str, Any]) -> tuple[int, int, bytes]:
-    fmt = img.get("format")
-    data = img.get("data") or b""
-    if fmt == "rgba8":
-        return int(img["w"]), int(img["h"]), bytes(data)
-    if fmt == "png":
-        return png.decode(bytes(data))
-    raise PluginError(f"The server sent a result image in format {fmt!r}, which this plug-in cannot read.")
+    return logic.Canvas(w, h, rgba, mask)
 
 
 def add_layer(
@@ -77,15 +68,16 @@ def add_layer(
     return layer
 
 
-def apply_change(image: Gimp.Image, change: logic.CanvasChange, old_w: int, old_h: int) -> None:
+def apply_change(image: Gimp.Image, change: results.CanvasChange, old_w: int, old_h: int) -> None:
     if change.scale:
         image.scale(change.w, change.h)
         return
-    image.resize(change.w, change.h, change.dx, change.dy)
+    dx, dy = change.origin
+    image.resize(change.w, change.h, dx, dy)
     # Like Canvas Size's "image-sized layers": layers that filled the old canvas fill the new one.
     for layer in image.get_layers():
         _ok, x, y = layer.get_offsets()
-        if (layer.get_width(), layer.get_height(), x, y) == (old_w, old_h, change.dx, change.dy):
+        if (layer.get_width(), layer.get_height(), x, y) == (old_w, old_h, dx, dy):
             layer.resize_to_image_size()
 
 
@@ -107,17 +99,17 @@ def report_progress(event: dict[str, Any], label: str) -> None:
 
 
 def execute(spec: ProcSpec, values: dict[str, Any], image: Gimp.Image) -> list[Gimp.Layer]:
-    label = spec.label.replace("_", "").rstrip("…")
-    src = read_source(image)
-    logic.plan_job(spec, values, src)  # local mistakes (no selection, empty prompt) before any network
+    label = spec.title
+    canvas = read_canvas(image)
+    logic.plan_job(spec, values, canvas)  # local mistakes (no selection, empty prompt) before any network
     Gimp.progress_init(f"sdbridge: {label}")
-    with remote.Remote(str(values.get("server-url") or logic.DEFAULT_URL), str(values.get("token") or "")) as server:
+    url = str(values.get("server-url") or settings.DEFAULT_URL)
+    with remote.Remote(url, str(values.get("token") or "")) as server:
         welcome = server.connect()
-        logic.supported_kind(spec.kind, welcome)
+        actions.require_kind(spec.kind, welcome)
         logic.check_model(values, welcome)
-        limits = welcome.get("limits") or {}
-        plan = logic.plan_job(spec, values, src, int(limits.get("max_pixels") or 1 << 30))
-        job_id = server.submit(remote.with_result_format(plan.request))
+        plan = logic.plan_job(spec, values, canvas, actions.max_pixels(welcome))
+        job_id = server.submit(plan.request)
         # GIMP's Cancel kills this process outright; the guard then cancels the job on the server.
         guard = cancel_guard.spawn(server.url, str(values.get("token") or ""), job_id)
         try:
@@ -130,35 +122,36 @@ def execute(spec: ProcSpec, values: dict[str, Any], image: Gimp.Image) -> list[G
         finally:
             guard.release()
     Gimp.progress_update(1.0)
-    return apply_result(image, spec, plan, result, src)
+    return apply_result(image, spec, plan, result, canvas)
 
 
 def apply_result(
-    image: Gimp.Image, spec: ProcSpec, plan: logic.Plan, result: dict[str, Any], src: logic.Source
+    image: Gimp.Image, spec: ProcSpec, plan: logic.Plan, result: dict[str, Any], canvas: logic.Canvas
 ) -> list[Gimp.Layer]:
     used = dict(result.get("params") or {})
     images = result.get("images") or []
     if not images:
         why = "; ".join(str(m) for m in used.get("messages") or []) or "nothing changed"
-        raise PluginError(f"{spec.label.replace('_', '').rstrip('…')}: the server returned no result ({why}).")
-    decoded = [decode_result(img) for img in images]  # fail before touching the image
+        raise ActionError(f"{spec.title}: the server returned no result ({why}).")
+    decoded = [results.decode_image(img) for img in images]  # fail before touching the image
     layers: list[Gimp.Layer] = []
     image.undo_group_start()  # one undo step per job, canvas change included
     try:
-        change = logic.canvas_change(spec.kind, result.get("canvas"), src.w, src.h, used)
+        change = results.canvas_change(plan.request, result, canvas.w, canvas.h)
         if change is not None:
-            apply_change(image, change, src.w, src.h)
+            apply_change(image, change, canvas.w, canvas.h)
         if spec.kind != "generate" and len(images) > 1:
             # Editing jobs may answer in pieces (strips, faces): still one result layer per job.
             pieces = [
                 (int(i.get("x") or 0), int(i.get("y") or 0), w, h, px)
                 for i, (w, h, px) in zip(images, decoded, strict=True)
             ]
-            x, y, w, h, rgba = logic.merge_pieces(pieces)
+            x, y, w, h, rgba = results.merge_pieces(pieces)
             images, decoded = [{**images[0], "x": x, "y": y, "name": ""}], [(w, h, rgba)]
         for img, (w, h, rgba) in zip(images, decoded, strict=True):
             seed = img.get("seed", used.get("seed"))
-            name = logic.layer_name(spec.kind, str(used.get("prompt") or ""), seed, str(img.get("name") or ""))
+            prompt, part = str(used.get("prompt") or ""), str(img.get("name") or "")
+            name = results.layer_name(prompt, spec.kind, seed, part, limit=logic.LAYER_NAME_MAX)
             parasite = logic.params_parasite(spec.kind, {**used, "seed": seed})
             place = logic.placement(plan, img, w, h)
             layers.append(add_layer(image, name, rgba, place, parasite, plan.mask_result))
@@ -231,12 +224,12 @@ def run(
     config: Gimp.ProcedureConfig,
     _data: Any,
 ) -> Gimp.ValueArray:
-    spec = logic.PROCS_BY_NAME[procedure.get_name()]
+    spec = procs.PROCS_BY_NAME[procedure.get_name()]
     if run_mode == Gimp.RunMode.INTERACTIVE and not _show_dialog(procedure, config, spec):
         return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
     try:
         layers = execute(spec, _values(spec, config), image)
-    except PluginError as exc:
+    except ActionError as exc:
         return _fail(procedure, run_mode, str(exc))
     except Exception as exc:  # a bug: still say what happened instead of dying silently
         traceback.print_exc()
@@ -249,7 +242,7 @@ def run(
     return rv
 
 
-def _add_arg(proc: Gimp.Procedure, a: logic.Arg) -> None:
+def _add_arg(proc: Gimp.Procedure, a: procs.Arg) -> None:
     flags = GObject.ParamFlags.READWRITE
     if a.type == "str":
         proc.add_string_argument(a.name, a.nick, a.blurb, a.default, flags)
@@ -268,10 +261,10 @@ class SdBridge(Gimp.PlugIn):
         return False  # no translations shipped: avoids "catalog directory does not exist" noise
 
     def do_query_procedures(self) -> list[str]:
-        return [p.name for p in logic.PROCS]
+        return [p.name for p in procs.PROCS]
 
     def do_create_procedure(self, name: str) -> Gimp.Procedure:
-        spec = logic.PROCS_BY_NAME[name]
+        spec = procs.PROCS_BY_NAME[name]
         proc = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
         proc.set_image_types("RGB*")
         proc.set_sensitivity_mask(

@@ -3,21 +3,19 @@
 A GIMP plug-in is one short-lived process per procedure call, and every libgimp call (progress,
 layers) must come from its main thread. The shared client runs the websocket in its own worker
 thread (with reconnect + `fetch` of in-flight jobs); this adapter polls its event queue in a short
-loop, hands job events to a callback (progress bar) and turns failures into `PluginError`s that
+loop, hands job events to a callback (progress bar) and turns failures into `ActionError`s that
 name the problem.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
+from ._common import ActionError, jobs
 from ._common import client as common_client
-from ._common import jobs
-from .logic import PluginError
 
 CLIENT_NAME = "gimp-plugin/0.1"
 POLL_S = 0.05
@@ -37,7 +35,7 @@ ERROR_HINTS = {
 def check_url(url: str) -> str:
     parsed = urlparse(url.strip())
     if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
-        raise PluginError(f"Server URL '{url}' is not a websocket URL like ws://127.0.0.1:8765/")
+        raise ActionError(f"Server URL '{url}' is not a websocket URL like ws://127.0.0.1:8765/")
     return url.strip()
 
 
@@ -46,25 +44,6 @@ def describe_error(event: dict[str, Any]) -> str:
     message = str(event.get("message") or "no details")
     hint = ERROR_HINTS.get(code)
     return f"sdbridge server error ({code}): {message}" + (f"\n{hint}" if hint else "")
-
-
-def with_result_format(request: jobs.JobRequest, fmt: str = "rgba8") -> jobs.JobRequest:
-    """The same request with `result_format` (only some shared request types carry the field yet).
-
-    rgba8 results go straight into a GEGL buffer: no PNG decoding in the plug-in's Python.
-    """
-    if "result_format" in {f.name for f in dataclasses.fields(request)}:
-        return dataclasses.replace(request, result_format=fmt)  # type: ignore[call-arg]
-    cls = type(request)
-    sub = dataclasses.make_dataclass(
-        cls.__name__,
-        [("result_format", str, dataclasses.field(default=fmt))],
-        bases=(cls,),
-        frozen=True,
-        slots=True,
-    )
-    values = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)}
-    return sub(**values, result_format=fmt)
 
 
 class Remote:
@@ -96,13 +75,13 @@ class Remote:
                 if ev.type == "disconnected":
                     reason = str(ev.data.get("reason") or "connection failed")
                     if ev.data.get("fatal"):
-                        raise PluginError(f"The sdbridge server at {self.url} refused the connection: {reason}")
-                    raise PluginError(
+                        raise ActionError(f"The sdbridge server at {self.url} refused the connection: {reason}")
+                    raise ActionError(
                         f"Cannot reach the sdbridge server at {self.url}: {reason}.\n"
                         "Is `sdbridge serve` running, and is the Server URL right?"
                     )
             time.sleep(POLL_S)
-        raise PluginError(f"The sdbridge server at {self.url} did not answer within {self.open_timeout:.0f} s.")
+        raise ActionError(f"The sdbridge server at {self.url} did not answer within {self.open_timeout:.0f} s.")
 
     def submit(self, request: jobs.JobRequest) -> str:
         return self.client.submit(request)
@@ -116,7 +95,7 @@ class Remote:
         while True:
             for ev in self.client.poll():
                 if ev.type == "disconnected" and ev.data.get("fatal"):
-                    raise PluginError(f"The sdbridge server at {self.url} refused the connection: {ev.data['reason']}")
+                    raise ActionError(f"The sdbridge server at {self.url} refused the connection: {ev.data['reason']}")
                 if ev.type in ("disconnected", "connected"):
                     # The client reconnects by itself and re-attaches to the job with `fetch`.
                     on_event({"type": "reconnecting" if ev.type == "disconnected" else "reconnected"})
@@ -127,10 +106,10 @@ class Remote:
                 if ev.type == "result":
                     return ev.data
                 if ev.type == "error":
-                    raise PluginError(describe_error(ev.data))
+                    raise ActionError(describe_error(ev.data))
                 if ev.type == "cancelled":
-                    raise PluginError("The job was cancelled on the server.")
+                    raise ActionError("The job was cancelled on the server.")
             if time.monotonic() > deadline:
                 self.cancel(job_id)
-                raise PluginError(f"No result from the server after {timeout:.0f} s; the job was cancelled.")
+                raise ActionError(f"No result from the server after {timeout:.0f} s; the job was cancelled.")
             time.sleep(POLL_S)

@@ -1,10 +1,10 @@
-"""Editor-independent action logic: settings parsing, canvas -> job request, result -> layer plan."""
+"""Editor-independent action logic: settings parsing, canvas + settings -> job request."""
 
 from __future__ import annotations
 
 import pytest
 
-from plugins.common import actions, png
+from plugins.common import actions
 from plugins.common.actions import ActionError, Canvas
 from plugins.common.geometry import Rect
 from plugins.common.jobs import GenerateRequest, InpaintRequest, OutpaintRequest, UpscaleRequest
@@ -39,9 +39,15 @@ def test_generate_txt2img_vs_img2img_vs_inpaint() -> None:
     s = Settings(prompt="fox", seed=9, fixed_seed=True, strength=1.0, sampler="DDIM", model="nope")
     req = actions.plan_generate(canvas(), s, WELCOME)
     assert isinstance(req, GenerateRequest) and req.init is None
-    assert (req.width, req.height, req.seed, req.sampler, req.model) == (32, 16, 9, "DDIM", None)
+    assert (req.width, req.height, req.sampling.seed, req.sampling.sampler, req.sampling.model) == (
+        32,
+        16,
+        9,
+        "DDIM",
+        None,
+    )
     req = actions.plan_generate(canvas(), s.replace(strength=0.4, fixed_seed=False), WELCOME)
-    assert isinstance(req, GenerateRequest) and req.strength == 0.4 and req.seed == -1
+    assert isinstance(req, GenerateRequest) and req.strength == 0.4 and req.sampling.seed == -1
     assert req.init is not None and req.init.data[3::4] == b"\xff" * (W * H)  # init sent opaque
     req = actions.plan_generate(canvas(Rect(4, 4, 8, 8)), s, WELCOME)
     assert isinstance(req, InpaintRequest) and req.mask is not None and req.mask.format == "gray8"
@@ -63,21 +69,3 @@ def test_upscale_whole_or_region() -> None:
     assert isinstance(req, UpscaleRequest) and req.region is None and req.scale == 2.0
     req = actions.plan_upscale(canvas(Rect(2, 3, 5, 6)), Settings(), WELCOME)
     assert req.region == Rect(2, 3, 5, 6)
-
-
-def test_result_plan_names_layers_and_resizes_canvas() -> None:
-    img = png.encode(b"\x01\x02\x03\xff" * 4, 2, 2)
-    req = OutpaintRequest(prompt="a   red\nfox", right=64)
-    result = {
-        "id": "j1",
-        "images": [{"format": "png", "data": img, "x": 32, "y": 0, "seed": 5}],
-        "params": {"seed": 5, "secret": b"\x00"},
-        "canvas": {"w": W + 64, "h": H},
-    }
-    plan = actions.plan_result(req, result, W, H)
-    assert plan.canvas == actions.CanvasChange(W + 64, H, scale=False, origin=(0, 0))
-    (layer,) = plan.layers
-    assert layer.name == "a red fox (5)" and layer.rect == Rect(32, 0, 2, 2)
-    assert plan.record["params"] == {"seed": 5} and plan.record["layers"] == ["a red fox (5)"]
-    up = actions.plan_result(UpscaleRequest(scale=2), {**result, "canvas": {"w": 2 * W, "h": 2 * H}}, W, H)
-    assert up.canvas is not None and up.canvas.scale and up.layers[0].name == "upscale (5)"

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from plugins.common import png
-from plugins.common.client import Client, Event
-from plugins.common.jobs import GenerateRequest, WireImage
+from plugins.common.client import Client
+from plugins.common.jobs import GenerateRequest, Sampling, WireImage
+from plugins.common.jobstate import Event
 from tests.servers import ServeProcess, free_port, start_serve
 
 
@@ -32,7 +33,7 @@ def drain(c: Client) -> list[Event]:
 
 def long_job(seed: int = 1) -> GenerateRequest:
     # Many steps at a small size: long enough to cancel/disconnect mid-run, cheap per step.
-    return GenerateRequest(prompt="slow", seed=seed, steps=150, width=128, height=128)
+    return GenerateRequest(sampling=Sampling(prompt="slow", seed=seed, steps=150), width=128, height=128)
 
 
 def wait_status(c: Client, job_id: str, statuses: tuple[str, ...], timeout: float = 60) -> None:
@@ -48,7 +49,9 @@ def wait_status(c: Client, job_id: str, statuses: tuple[str, ...], timeout: floa
 def test_welcome_and_txt2img_result(client: Client) -> None:
     w = client.welcome
     assert w and w["protocol"] == 1 and "generate" in w["jobs"]
-    job_id = client.submit(GenerateRequest(prompt="a red fox", seed=42, steps=2, width=64, height=64))
+    job_id = client.submit(
+        GenerateRequest(sampling=Sampling(prompt="a red fox", seed=42, steps=2), width=64, height=64)
+    )
     state = client.wait(job_id, 120)
     assert state.status == "result", state.error
     events = drain(client)
@@ -64,14 +67,14 @@ def test_img2img_with_large_raw_init_goes_through_blobs(client: Client) -> None:
     # 640x448 rgba8 = 1.1 MiB > chunk_bytes: the client must split it into blob frames.
     w, h = 640, 448
     init = WireImage.rgba(bytes(range(256)) * (w * h * 4 // 256), w, h)
-    job_id = client.submit(GenerateRequest(prompt="x", seed=1, steps=2, strength=0.3, init=init))
+    job_id = client.submit(GenerateRequest(sampling=Sampling(prompt="x", seed=1, steps=2), strength=0.3, init=init))
     state = client.wait(job_id, 180)
     assert state.status == "result", state.error
     assert png.size(state.result["images"][0]["data"]) == (w, h)
 
 
 def test_bad_request_reports_error_for_job(client: Client) -> None:
-    job_id = client.submit(GenerateRequest(prompt="x", steps=100000))
+    job_id = client.submit(GenerateRequest(sampling=Sampling(prompt="x", steps=100000)))
     state = client.wait(job_id, 30)
     assert state.status == "error"
     assert state.error["code"] == "bad_field" and "steps" in state.error["message"]
@@ -97,7 +100,7 @@ def test_cancel_queued_job(client: Client) -> None:
 
 
 def test_preview_throttling_and_progress_coalescing(client: Client) -> None:
-    job_id = client.submit(GenerateRequest(prompt="p", seed=3, steps=60, width=128, height=128))
+    job_id = client.submit(GenerateRequest(sampling=Sampling(prompt="p", seed=3, steps=60), width=128, height=128))
     seen: list[tuple[float, Event]] = []
     while not client.job(job_id).done:
         for ev in client.poll():
@@ -124,7 +127,7 @@ def test_preview_rate_at_arrival(sdb_serve: ServeProcess) -> None:
     try:
         c.wait_connected(30)
         t0 = time.monotonic()
-        job_id = c.submit(GenerateRequest(prompt="p", seed=5, steps=80, width=128, height=128))
+        job_id = c.submit(GenerateRequest(sampling=Sampling(prompt="p", seed=5, steps=80), width=128, height=128))
         assert c.wait(job_id, 180).status == "result"
         elapsed = time.monotonic() - t0
     finally:
@@ -200,7 +203,9 @@ def test_reconnect_and_fetch_after_disconnect(sdb_serve: ServeProcess) -> None:
     c = Client(f"ws://127.0.0.1:{proxy.port}/", backoff=(0.2, 1.0)).start()
     try:
         c.wait_connected(30)
-        job_id = c.submit(GenerateRequest(prompt="keep going", seed=7, steps=40, width=128, height=128))
+        job_id = c.submit(
+            GenerateRequest(sampling=Sampling(prompt="keep going", seed=7, steps=40), width=128, height=128)
+        )
         wait_status(c, job_id, ("started",))
         proxy.sever()  # the job keeps running on the server while we are gone
         state = c.wait(job_id, 180)
@@ -219,7 +224,7 @@ def test_offline_submit_and_server_restart(tiny_models: Path, tmp_path: Path) ->
     srv: ServeProcess | None = None
     try:
         # Nobody listens yet: the job waits in the client and goes out once the server is up.
-        early = c.submit(GenerateRequest(prompt="early", seed=1, steps=2, width=64, height=64))
+        early = c.submit(GenerateRequest(sampling=Sampling(prompt="early", seed=1, steps=2), width=64, height=64))
         time.sleep(1.0)
         assert not c.connected and c.job(early).status == "pending"
         srv = start_serve(tiny_models, tmp_path / "serve.log", port=port)
@@ -231,7 +236,7 @@ def test_offline_submit_and_server_restart(tiny_models: Path, tmp_path: Path) ->
             time.sleep(0.05)
         assert not c.connected
         srv = start_serve(tiny_models, tmp_path / "serve.log", port=port)
-        later = c.submit(GenerateRequest(prompt="later", seed=2, steps=2, width=64, height=64))
+        later = c.submit(GenerateRequest(sampling=Sampling(prompt="later", seed=2, steps=2), width=64, height=64))
         assert c.wait(later, 180).status == "result"
     finally:
         c.stop()

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from plugins.common import geometry, jobs, pixels, png, protocol
+from plugins.common import geometry, jobs, pixels, png
 from plugins.common.geometry import Rect
+from server import protocol
 
 
 def test_rect_is_the_one_rect() -> None:
@@ -54,28 +55,17 @@ def test_bgra_rgba_roundtrip_and_alpha() -> None:
     rgba = pixels.bgra_to_rgba(bgra)
     assert rgba == bytes([3, 2, 1, 4, 7, 6, 5, 8])
     assert pixels.rgba_to_bgra(rgba) == bgra
-    assert pixels.alpha_channel(rgba) == bytes([4, 8])
     assert pixels.opaque(rgba)[3::4] == b"\xff\xff"
-    assert pixels.rgb_with_alpha(rgba, b"\x00\x09")[3::4] == b"\x00\x09"
     assert pixels.gray_to_rgba(b"\x10") == b"\x10\x10\x10\xff"
-    assert pixels.threshold(b"\x00\x7f\x80\xff") == b"\x00\x00\xff\xff"
     with pytest.raises(ValueError):
         pixels.swap_rb(b"123")
 
 
-def test_premultiply_roundtrip_close() -> None:
-    px = bytes([200, 100, 50, 128, 10, 20, 30, 255, 9, 9, 9, 0])
-    back = pixels.unpremultiply(pixels.premultiply(px))
-    assert back[4:8] == px[4:8]
-    assert all(abs(a - b) <= 2 for a, b in zip(back[:4], px[:4], strict=True))
-
-
-def test_crop_and_resize() -> None:
+def test_crop() -> None:
     img = bytes(range(16))  # 4x4 gray
     assert pixels.crop(img, 4, 1, 1, 1, 2, 2) == bytes([5, 6, 9, 10])
-    assert pixels.nearest_resize(img, 4, 4, 1, 2, 2) == bytes([0, 2, 8, 10])
-    rgba = bytes(range(64))
-    assert len(pixels.nearest_resize(rgba, 4, 4, 4, 8, 8)) == 256
+    rgba = bytes(range(64))  # 4x4 RGBA
+    assert pixels.crop(rgba, 4, 4, 3, 2, 1, 2) == bytes(range(44, 48)) + bytes(range(60, 64))
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "RGB", "L", "LA", "P"])
@@ -111,9 +101,10 @@ def test_png_refuses_bombs_and_garbage() -> None:
 
 def test_request_messages_validate_against_protocol() -> None:
     init = jobs.WireImage.rgba(b"\x01" * 64 * 4, 8, 8)
-    req = jobs.GenerateRequest(prompt="a cat", seed=5, steps=4, strength=0.5, init=init)
+    req = jobs.GenerateRequest(sampling=jobs.Sampling(prompt="a cat", seed=5, steps=4), strength=0.5, init=init)
     msg = req.message("job-1")
-    assert msg["kind"] == "generate" and msg["id"] == "job-1"
+    assert msg["kind"] == "generate" and msg["id"] == "job-1" and req.prompt == "a cat"
+    # the sampling object travels flat, as the server's params; None = the server's default
     assert msg["params"] == {"prompt": "a cat", "negative": "", "seed": 5, "steps": 4, "strength": 0.5}
     ref = protocol.parse_image(msg["images"]["init"], "init", {})
     assert (ref.format, ref.w, ref.h) == ("rgba8", 8, 8)
@@ -121,7 +112,24 @@ def test_request_messages_validate_against_protocol() -> None:
     assert frame["images"]["init"]["data"] == init.data
     up = jobs.UpscaleRequest(scale=2.0, region=Rect(1, 2, 3, 4), image=init)
     assert up.params()["region"] == {"x": 1, "y": 2, "w": 3, "h": 4}
-    assert up.describe()["kind"] == "upscale"
+    restore = jobs.RestoreRequest(result_format="rgba8", model="GFPGANv1.4", blend=0.5)
+    assert restore.params() == {"result_format": "rgba8", "model": "GFPGANv1.4", "blend": 0.5} and restore.prompt == ""
     assert set(jobs.REQUEST_TYPES) == {"generate", "inpaint", "outpaint", "face", "restore", "upscale"}
     with pytest.raises(ValueError):
         jobs.WireImage.gray(b"12", 3, 1)
+
+
+def test_large_images_go_first_as_blobs() -> None:
+    big = jobs.WireImage.rgba(bytes(range(256)) * 16, 64, 16)  # 4 KiB
+    small = jobs.WireImage.gray(b"\xff" * 64 * 16, 64, 16)  # 1 KiB
+    req = jobs.InpaintRequest(sampling=jobs.Sampling(prompt="p"), image=big, mask=small)
+    refs = iter(range(7, 100))
+    frames = req.frames("j", 1500, refs)
+    blobs, (job,) = frames[:-1], frames[-1:]
+    assert [f["type"] for f in blobs] == ["blob"] * 3 and job["type"] == "job"
+    assert job["images"]["image"] == {"format": "rgba8", "w": 64, "h": 16, "blob": "up7.image"}
+    assert job["images"]["mask"]["data"] == small.data  # under the chunk size: stays inline
+    assembler = protocol.BlobAssembler(1 << 20)  # what the server does with them
+    assert [assembler.add(protocol.unpack(protocol.pack(f), 1 << 20)) for f in blobs] == [None, None, "up7.image"]
+    assert assembler.done["up7.image"] == big.data
+    assert next(refs) == 8  # one ref per uploaded image

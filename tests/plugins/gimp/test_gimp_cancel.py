@@ -6,16 +6,16 @@ import time
 
 import pytest
 
-from plugins.common.jobs import GenerateRequest
+from plugins.common.actions import ActionError
+from plugins.common.jobs import GenerateRequest, Sampling
 from plugins.gimp.sdbridge_gimp import cancel_guard
-from plugins.gimp.sdbridge_gimp.logic import PluginError
 from plugins.gimp.sdbridge_gimp.remote import Remote
 
 
 def test_guard_cancels_job_when_plugin_dies(server) -> None:  # type: ignore[no-untyped-def]
     with Remote(server.url) as s:
         s.connect()
-        job = s.submit(GenerateRequest(prompt="a long job", steps=150, width=64, height=64, seed=1))
+        job = s.submit(GenerateRequest(sampling=Sampling(prompt="a long job", steps=150, seed=1), width=64, height=64))
         guard = cancel_guard.spawn(server.url, "", job)
         assert guard.proc is not None
         seen: list[str] = []
@@ -25,7 +25,7 @@ def test_guard_cancels_job_when_plugin_dies(server) -> None:  # type: ignore[no-
             if ev["type"] in ("started", "progress") and not guard.proc.stdin.closed:
                 guard.proc.stdin.close()  # what SIGKILL of the plug-in looks like to the guard: EOF, no "done"
 
-        with pytest.raises(PluginError, match="cancelled"):
+        with pytest.raises(ActionError, match="cancelled"):
             s.wait_result(job, 120, started)
         assert seen[-1] == "cancelled", seen
         assert guard.proc.wait(10) == 0

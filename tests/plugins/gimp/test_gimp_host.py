@@ -55,12 +55,12 @@ def _welcome(url: str) -> dict[str, Any]:
 
 def _warm_up(url: str) -> None:
     """One 1-step job from the host so the model is loaded before GIMP's jobs are timed."""
-    from plugins.common.jobs import GenerateRequest
+    from plugins.common.jobs import GenerateRequest, Sampling
     from plugins.gimp.sdbridge_gimp.remote import Remote
 
     with Remote(url) as s:
         s.connect()
-        job = s.submit(GenerateRequest(prompt="warm up", steps=1, width=64, height=64, seed=1))
+        job = s.submit(GenerateRequest(sampling=Sampling(prompt="warm up", steps=1, seed=1), width=64, height=64))
         s.wait_result(job, 300, lambda ev: None)
 
 

@@ -9,39 +9,41 @@ from pathlib import Path
 
 import pytest
 
+from plugins.common import actions, results
+from plugins.common.actions import ActionError, Canvas
+from plugins.common.geometry import Rect
 from plugins.gimp import build as gimp_build
-from plugins.gimp.sdbridge_gimp import logic, remote
-from plugins.gimp.sdbridge_gimp.logic import CanvasChange, PluginError, Rect, Source
+from plugins.gimp.sdbridge_gimp import logic, procs, remote
 
 W, H = 40, 30
 
 
-def source(selection: Rect | None = None) -> Source:
+def source(selection: Rect | None = None) -> Canvas:
     rgba = bytes(range(256)) * (W * H * 4 // 256) + bytes(W * H * 4 % 256)
     if selection is None:
-        return Source(rgba, W, H)
+        return Canvas(W, H, rgba)
     mask = bytearray(W * H)
     for y in range(selection.y, selection.bottom):
         mask[y * W + selection.x : y * W + selection.right] = b"\xff" * selection.w
-    return Source(rgba, W, H, bytes(mask), selection)
+    return Canvas(W, H, rgba, bytes(mask))
 
 
-def values(spec: logic.ProcSpec, **over: object) -> dict[str, object]:
+def values(spec: procs.ProcSpec, **over: object) -> dict[str, object]:
     v = {a.name: a.default for a in spec.args}
     v.update(prompt="a cat")
     v.update(over)
     return v
 
 
-SPEC = logic.PROCS_BY_NAME
+SPEC = procs.PROCS_BY_NAME
 
 
 def test_every_procedure_is_registered_with_server_args() -> None:
-    assert [p.name for p in logic.PROCS] == [
+    assert [p.name for p in procs.PROCS] == [
         "sdbridge-generate", "sdbridge-inpaint", "sdbridge-outpaint",
         "sdbridge-face", "sdbridge-restore", "sdbridge-upscale",
     ]  # fmt: skip
-    for p in logic.PROCS:
+    for p in procs.PROCS:
         names = [a.name for a in p.args]
         assert len(names) == len(set(names)), p.name
         assert {"server-url", "token", "timeout"} <= set(names)
@@ -87,7 +89,7 @@ def test_generate_respects_max_pixels() -> None:
 
 def test_inpaint_sends_canvas_and_mask_and_needs_selection() -> None:
     spec = SPEC["sdbridge-inpaint"]
-    with pytest.raises(PluginError, match="selection"):
+    with pytest.raises(ActionError, match="selection"):
         logic.plan_job(spec, values(spec), source())
     msg = logic.plan_job(spec, values(spec), source(Rect(1, 2, 3, 4))).request.message("j")
     assert msg["images"]["image"]["w"] == W and msg["images"]["mask"]["format"] == "gray8"
@@ -96,7 +98,7 @@ def test_inpaint_sends_canvas_and_mask_and_needs_selection() -> None:
 
 @pytest.mark.parametrize("proc", ["sdbridge-generate", "sdbridge-inpaint"])
 def test_empty_prompt_is_a_plugin_error(proc: str) -> None:
-    with pytest.raises(PluginError, match="prompt is empty"):
+    with pytest.raises(ActionError, match="prompt is empty"):
         logic.plan_job(SPEC[proc], values(SPEC[proc], prompt="  "), source(Rect(0, 0, 5, 5)))
 
 
@@ -110,7 +112,7 @@ def test_outpaint_sides_or_in_canvas_selection() -> None:
     # all sides 0 + a selection: the server's in-canvas form (fill the selection, canvas unchanged)
     plan = logic.plan_job(spec, values(spec, **zero), source(Rect(W - 10, 0, 10, H)))
     assert not any(plan.request.params()[k] for k in zero) and "mask" in plan.request.images()
-    with pytest.raises(PluginError, match="at least one side"):
+    with pytest.raises(ActionError, match="at least one side"):
         logic.plan_job(spec, values(spec, **zero), source())
 
 
@@ -118,23 +120,14 @@ def test_restore_request_uses_server_field_names() -> None:
     spec = SPEC["sdbridge-restore"]
     msg = logic.plan_job(spec, values(spec, restorer="GFPGANv1.4", fidelity=0.3), source()).request.message("j")
     assert msg["kind"] == "restore"
-    assert msg["params"] == {"model": "GFPGANv1.4", "fidelity": 0.3, "blend": 1.0}
+    assert msg["params"] == {"model": "GFPGANv1.4", "fidelity": 0.3, "blend": 1.0, "result_format": "rgba8"}
     assert set(msg["images"]) == {"image"}
     welcome = {"restorers": ["GFPGANv1.4"], "models": []}
     logic.check_model({"restorer": ""}, welcome)
-    with pytest.raises(PluginError, match="Restorer 'x'.*GFPGANv1.4"):
+    with pytest.raises(ActionError, match="Restorer 'x'.*GFPGANv1.4"):
         logic.check_model({"restorer": "x"}, welcome)
-    with pytest.raises(PluginError, match="no face restorer"):
+    with pytest.raises(ActionError, match="no face restorer"):
         logic.check_model({"restorer": ""}, {"restorers": []})
-
-
-def test_canvas_change() -> None:
-    assert logic.canvas_change("outpaint", None, W, H, {}) is None
-    assert logic.canvas_change("outpaint", {"w": W, "h": H}, W, H, {}) is None
-    assert logic.canvas_change("outpaint", {"w": W + 8, "h": H + 4}, W, H, {"left": 8, "top": 4}) == CanvasChange(
-        W + 8, H + 4, 8, 4
-    )
-    assert logic.canvas_change("upscale", {"w": 2 * W, "h": 2 * H}, W, H, {}) == CanvasChange(2 * W, 2 * H, scale=True)
 
 
 def test_placement_of_editing_results_is_the_returned_rect() -> None:
@@ -143,21 +136,9 @@ def test_placement_of_editing_results_is_the_returned_rect() -> None:
     assert (place.x, place.y, place.w, place.h, place.needs_scale) == (3, 4, 12, 10, False)
 
 
-def test_merge_pieces_into_one_layer() -> None:
-    red, blue = b"\xff\x00\x00\xff", b"\x00\x00\xff\xff"
-    x, y, w, h, rgba = logic.merge_pieces([(2, 1, 2, 1, red * 2), (0, 3, 1, 2, blue * 2)])
-    assert (x, y, w, h) == (0, 1, 4, 4)
-    px = [rgba[i : i + 4] for i in range(0, len(rgba), 4)]
-    assert px[2] == px[3] == red and px[2 * 4] == px[3 * 4] == blue
-    assert px[0] == b"\0\0\0\0" and px[5] == b"\0\0\0\0"  # transparent between the pieces
-
-
-def test_layer_name() -> None:
-    assert logic.layer_name("generate", "a  cat\non a mat", 42) == "a cat on a mat (42)"
-    assert logic.layer_name("restore", "", None) == "restore"
-    assert logic.layer_name("restore", "", None, "face 1") == "restore: face 1"
-    long = logic.layer_name("generate", "x" * 500, 1)
-    assert long.endswith("… (1)") and len(long) <= logic.LAYER_NAME_MAX + 4
+def test_layer_names_keep_more_of_the_prompt() -> None:
+    long = results.layer_name("x" * 500, "generate", 1, limit=logic.LAYER_NAME_MAX)
+    assert long.endswith("… (1)") and len(long) == logic.LAYER_NAME_MAX + 4
 
 
 def test_params_parasite_roundtrip_drops_bytes() -> None:
@@ -167,18 +148,18 @@ def test_params_parasite_roundtrip_drops_bytes() -> None:
 
 def test_server_capability_checks() -> None:
     welcome = {"jobs": ["generate"], "models": [{"name": "tiny"}]}
-    logic.supported_kind("generate", welcome)
-    with pytest.raises(PluginError, match="does not offer 'upscale'.*generate"):
-        logic.supported_kind("upscale", welcome)
-    with pytest.raises(PluginError, match="Model 'nope'.*tiny"):
+    actions.require_kind("generate", welcome)
+    with pytest.raises(ActionError, match="does not offer 'upscale'.*generate"):
+        actions.require_kind("upscale", welcome)
+    with pytest.raises(ActionError, match="Model 'nope'.*tiny"):
         logic.check_model({"model": "nope"}, welcome)
-    with pytest.raises(PluginError, match="no models"):
+    with pytest.raises(ActionError, match="no models"):
         logic.check_model({"model": ""}, {"models": []})
 
 
 def test_url_and_error_text() -> None:
     assert remote.check_url(" ws://h:1/ ") == "ws://h:1/"
-    with pytest.raises(PluginError, match="not a websocket URL"):
+    with pytest.raises(ActionError, match="not a websocket URL"):
         remote.check_url("http://h:1/")
     text = remote.describe_error({"type": "error", "code": "unknown_model", "message": "no model 'x'"})
     assert "unknown_model" in text and "no model 'x'" in text and "not on the server" in text
@@ -186,19 +167,20 @@ def test_url_and_error_text() -> None:
 
 def test_unreachable_server_names_url() -> None:
     with (
-        pytest.raises(PluginError, match=r"Cannot reach the sdbridge server at ws://127\.0\.0\.1:9/"),
+        pytest.raises(ActionError, match=r"Cannot reach the sdbridge server at ws://127\.0\.0\.1:9/"),
         remote.Remote("ws://127.0.0.1:9/", open_timeout=2) as server,
     ):
         server.connect()
 
 
-def test_result_format_adapter_keeps_request() -> None:
-    req = logic.jobs.InpaintRequest(prompt="p", seed=3, image=logic.jobs.WireImage.rgba(b"\0" * 4, 1, 1))
-    sub = remote.with_result_format(req)
-    assert sub.kind == "inpaint" and isinstance(sub, logic.jobs.InpaintRequest)
-    msg = sub.message("j")
-    assert msg["params"]["result_format"] == "rgba8" and msg["params"]["seed"] == 3
-    assert msg["images"]["image"]["w"] == 1
+@pytest.mark.parametrize("proc", [p.name for p in procs.PROCS])
+def test_every_request_asks_for_raw_results(proc: str) -> None:
+    """rgba8 results go straight into a GEGL buffer: no PNG decoding in the plug-in's Python."""
+    plan = logic.plan_job(SPEC[proc], values(SPEC[proc], seed=3), source(Rect(W - 10, 0, 10, H)))
+    params = plan.request.params()
+    assert params["result_format"] == "rgba8"
+    if proc != "sdbridge-restore":
+        assert (params["seed"], params["prompt"]) == (3, "a cat")
 
 
 def test_build_layout(tmp_path: Path) -> None:

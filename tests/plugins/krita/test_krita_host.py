@@ -66,6 +66,10 @@ def test_plugin_loads_with_actions(krita_session: tuple[KritaRun, dict]) -> None
     assert summary["deps_error"] is None
     assert all(summary["actions"].values()), summary["actions"]
     assert run.rc == 0
+    # The docker Krita built from the plugin's factory shows the plugin's one controller.
+    dock = summary["docker"]
+    assert dock["found"] and dock["type"] == "SDBridgeDocker" and dock["shows_controller"], dock
+    assert dock["status"] == dock["controller_status"] and dock["status"].startswith("connected"), dock
 
 
 def _new_layer_ok(res: dict, name: str, size: tuple[int, int], offset: tuple[int, int] = (0, 0)) -> None:
@@ -126,14 +130,13 @@ def test_upscale_x2(krita_session: tuple[KritaRun, dict]) -> None:
     assert res["new_layer"]["bounds"][2:] == [2 * SIZE, 2 * SIZE]
 
 
-def test_face(krita_session: tuple[KritaRun, dict]) -> None:
-    # The face is given as a selection: one re-rendered face, as a new layer.
-    one_new_layer(job_result(krita_session[0], "face"))
-
-
-def test_restore(krita_session: tuple[KritaRun, dict]) -> None:
-    # The tiny GFPGAN restores the selected face area: a new layer.
-    one_new_layer(job_result(krita_session[0], "restore"))
+@pytest.mark.parametrize("kind", ["face", "restore"])
+def test_face_rerender_and_restore(krita_session: tuple[KritaRun, dict], kind: str) -> None:
+    # The face is given as a selection: one re-rendered (or, by the tiny GFPGAN, restored) face as a
+    # new layer, named by the server's name for the piece.
+    res = job_result(krita_session[0], kind)
+    one_new_layer(res)
+    assert res["new_layer"]["name"] == "face 1", res
 
 
 def test_cancel_mid_job_leaves_no_layer(krita_session: tuple[KritaRun, dict]) -> None:

@@ -47,9 +47,25 @@ def settings(**kw):
 
 
 def controller():
-    import sdbridge.extension  # the plugin package, importable by its pykrita name
+    import sdbridge  # the plugin package, importable by its pykrita name
 
-    return sdbridge.extension.CONTROLLER
+    return sdbridge.CONTROLLER
+
+
+def docker_state():
+    """The sdbridge docker Krita made from the plugin's factory: is it wired to the controller?"""
+    c = controller()
+    found = [d for d in Krita.instance().dockers() if d.objectName() == "sdbridge_docker"]
+    if not found:
+        return {"found": False}
+    d = found[0]
+    return {
+        "found": True,
+        "type": type(d).__name__,
+        "shows_controller": getattr(d, "controller", None) is c,
+        "status": d.status.text() if hasattr(d, "status") else None,
+        "controller_status": c.status,
+    }
 
 
 def new_doc(name):
@@ -325,6 +341,7 @@ class Driver(Extension):
                 d.setModified(False)
                 d.close()
             yield
+        summary["docker"] = docker_state()
         summary["t_done_s"] = round(time.time() - T0, 2)
         with open(os.path.join(OUT, "done.json"), "w") as fh:
             json.dump(summary, fh, indent=1)
