@@ -172,7 +172,7 @@ class Server:
         owner = await self._handshake(ws, next(_conn_numbers))
         if owner is None:
             return
-        conn = Connection(ws, owner, self.limits)
+        conn = Connection(ws, owner, self.limits, self._retained)
         self.connections.add(conn)
         blobs = BlobAssembler(self.limits.max_message_bytes)
         tasks = [asyncio.create_task(conn.pump()), asyncio.create_task(conn.watchdog())]
@@ -250,6 +250,10 @@ class Server:
         else:
             conn.send({"type": "queued", "id": job.id, "position": self.queue.position(job)})
 
+    async def _retained(self, job_id: str) -> dict[str, Any] | None:
+        job = self.queue.get(job_id)
+        return None if job is None else await asyncio.to_thread(self.queue.terminal, job)
+
     async def _send_terminal(self, conn: Connection, job: Job) -> None:
         event = await asyncio.to_thread(self.queue.terminal, job)  # result images are read from disk
         if event is None:
@@ -317,6 +321,7 @@ class Server:
         stuck = await asyncio.to_thread(self.queue.shutdown, STOP_JOB_S)
         if stuck is not None:  # a step that doesn't return in time: it stays queued in the journal
             self._deliver(stuck.id, requeued_event(stuck.id))
+            self.queue.requeued(stuck)
         await asyncio.sleep(0)  # events the worker published just before it stopped
         for _ in range(int(FLUSH_S / 0.05)):
             if not any(c.outbox for c in self.connections):

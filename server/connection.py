@@ -2,11 +2,14 @@
 
 Events never block their producer (the worker, other clients' frames). Every event counts towards
 `limits.max_outbox_bytes` by its image bytes plus a fixed overhead for the map itself. Over budget,
-`progress` and `pong` are shed (a newer one follows), the connection's own incoming frames wait (so
-a client that sends but never reads pushes back on itself, not on the server's memory), and when
-nothing drains for `limits.drain_timeout_s` the connection is closed. Its jobs keep running and stay
-fetchable. Per never-reading connection the server holds at most the budget plus the socket's write
-buffer (`WRITE_LIMIT`) plus the one event larger than the budget that may be in flight.
+`progress`, `pong` and `partial` are shed (a newer progress, and the result with every pixel, follow),
+and a `result` waits as a reference, read back from the journal when its turn comes. The client's
+own frames wait too, and so does reading its socket while the socket's write buffer is full (so a
+client that sends but never reads pushes back on itself, not on the server's memory). When nothing
+drains for `limits.drain_timeout_s`, the connection is closed; its jobs keep running, stay fetchable.
+
+So a connection that never reads holds at most: the budget, the socket's write buffer (`WRITE_LIMIT`),
+one chunk being packed, and the one event being sent (at most one result). docs/protocol.md quotes it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +34,7 @@ from .protocol import error_event, pack, split_large_images
 log = logging.getLogger(__name__)
 Event = dict[str, Any]
 EVENT_OVERHEAD = 512  # bytes a small event costs in memory (the dict, its keys, the queue slot)
-SHEDDABLE = ("progress", "pong")
+SHEDDABLE = ("progress", "pong", "partial")
 WRITE_LIMIT = 4 << 20  # the socket's write buffer before a send waits (websockets' write_limit)
 _conn_ids = itertools.count(1)
 
@@ -49,13 +53,24 @@ def event_bytes(event: Event) -> int:
     return size
 
 
+@dataclass(frozen=True)
+class Later:
+    """A result left in the journal while its connection is over budget: read back when it is sent."""
+
+    job_id: str
+
+
+Load = Callable[[str], Awaitable[Event | None]]
+
+
 @dataclass(eq=False)  # identity semantics: connections live in sets
 class Connection:
     ws: ServerConnection
     owner: str  # token-scoped client id (docs/protocol.md: ownership and fairness)
     limits: Limits
+    load: Load  # a finished job's retained terminal event (None: gone)
     id: int = field(default_factory=lambda: next(_conn_ids))
-    outbox: deque[tuple[Event, int]] = field(default_factory=deque)
+    outbox: deque[tuple[Event | Later, int]] = field(default_factory=deque)
     queued_bytes: int = 0
     closed: bool = False
     last_drain: float = field(default_factory=time.monotonic)  # last frame sent, or when it went over budget
@@ -74,8 +89,11 @@ class Connection:
         if self.closed:
             return
         size = event_bytes(event)
-        if event.get("type") in SHEDDABLE and self.queued_bytes + size > self.limits.max_outbox_bytes:
-            return
+        if self.queued_bytes + size > self.limits.max_outbox_bytes:
+            if event.get("type") in SHEDDABLE:
+                return
+            if event.get("type") == "result" and isinstance(event.get("id"), str):
+                event, size = Later(event["id"]), EVENT_OVERHEAD  # type: ignore[assignment]
         if not self.over_budget:
             self.last_drain = time.monotonic()  # the drain timeout counts from when it goes over
         self.outbox.append((event, size))
@@ -90,10 +108,21 @@ class Connection:
             await self.wake.wait()
             self.wake.clear()
             while self.outbox:
-                event, size = self.outbox[0]
+                item, size = self.outbox[0]
+                event = await self.load(item.job_id) if isinstance(item, Later) else item
+                if event is None:  # expired before the client read it
+                    assert isinstance(item, Later)
+                    gone = f"the result of job {item.job_id!r} is past retention"
+                    event = error_event("not_found", gone, item.job_id)
+                if isinstance(item, Later):  # read back: it counts in full while it is sent
+                    self.queued_bytes += event_bytes(event) - size
+                    size = event_bytes(event)
+                    if self.over_budget:
+                        self.under_budget.clear()
                 for frame in split_large_images(event, f"r{next(seq)}", self.limits.chunk_bytes):
                     await self.ws.send(pack(frame))
                     self.last_drain = time.monotonic()
+                del event
                 self.outbox.popleft()
                 self.queued_bytes -= size
                 if not self.over_budget:
@@ -141,8 +170,37 @@ class _ServerProtocol(ServerProtocol):
 
 
 class WireConnection(ServerConnection):
-    """The websockets connection, with `_ServerProtocol`'s oversize-frame event."""
+    """The websockets connection, with `_ServerProtocol`'s oversize-frame event, and no reading from a
+    client while its socket's write buffer is full: websockets answers its pings by itself, and a
+    client that pings without reading would otherwise grow that buffer without end."""
 
     def __init__(self, protocol: ServerProtocol, *args: Any, **kwargs: Any) -> None:
         protocol.__class__ = _ServerProtocol  # websockets builds the protocol itself; only `fail` differs
         super().__init__(protocol, *args, **kwargs)
+        self._queue_full = False
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        # Reading stops for either reason: websockets' incoming queue is full, or our output is stuck.
+        self.recv_messages.pause = lambda: self._set_queue_full(True)
+        self.recv_messages.resume = lambda: self._set_queue_full(False)
+
+    def _set_queue_full(self, full: bool) -> None:
+        self._queue_full = full
+        self._update_reading()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        if self.transport.is_closing():
+            return
+        if self._queue_full or self.paused:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()

@@ -53,7 +53,11 @@ def start_server(
             box["stop"] = stop = asyncio.Event()
             started = asyncio.Event()
             task = asyncio.create_task(server.run(host, 0, ready=started, stop=stop))
-            await started.wait()
+            listening = asyncio.create_task(started.wait())
+            await asyncio.wait([task, listening], return_when=asyncio.FIRST_COMPLETED)
+            listening.cancel()
+            if task.done():  # it failed to start (StartupError…): raised to the caller below
+                await task
             ready.set()
             await task
 

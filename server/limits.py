@@ -20,7 +20,7 @@ class Limits:
     chunk_bytes: int = 1 << 20
     # Memory: what one connection may have waiting to be sent, and how long it may sit over that
     # without draining before it is disconnected (its jobs keep running and stay fetchable).
-    max_outbox_bytes: int = 32 << 20
+    max_outbox_bytes: int = 16 << 20
     drain_timeout_s: float = 30.0
     max_connections: int = 64
     max_upload_bytes: int = 1 << 30  # partial uploads (blobs) plus frames being parsed, all connections

@@ -88,6 +88,10 @@ class JobQueue:
             self._worker.join(timeout)
         return job if self._worker.is_alive() and job is not None and job.state == "running" else None
 
+    def busy(self) -> bool:
+        """Whether the worker is still inside a job (after `shutdown`: one that did not let go in time)."""
+        return self._worker.is_alive()
+
     # --- called from the event loop -------------------------------------------------------------
 
     def reserve(self, job_id: str, owner: str) -> None:
@@ -212,8 +216,8 @@ class JobQueue:
         finally:
             self.models.end_job()  # LoRA patches / VAE overrides never leak into the next job
         if job.stopping and event["type"] == "cancelled":
-            self._journal("requeued", job)
             self.publish(job, requeued_event(job.id))
+            self.requeued(job)
             return
         with self._cond:
             self._finish(job, event)
@@ -245,6 +249,10 @@ class JobQueue:
         job.size = size
         job.request = None  # free the inputs; only the terminal event is retained
         self.publish(job, event)
+
+    def requeued(self, job: Job) -> None:
+        """The run a shutdown interrupted does not count towards the job's attempts."""
+        self._journal("requeued", job)
 
     def _journal(self, what: str, job: Job) -> None:
         if self.store is None:

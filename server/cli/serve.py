@@ -62,9 +62,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # a second Ctrl-C, or a platform without loop signal handlers
+    except KeyboardInterrupt:  # a platform without loop signal handlers (Windows)
         pass
-    return 0
+    # Stopped: the journal is closed and every connection had its last events. The interpreter's own
+    # teardown (torch, a worker thread still inside a step that did not return in time) can take many
+    # seconds or abort, and nothing is left to save: leave now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 async def _serve_until_signal(server: Server, host: str, port: int) -> None:
@@ -74,8 +80,10 @@ async def _serve_until_signal(server: Server, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
 
     def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():  # the second one: the journal is consistent at any moment, so just go
+            print(f"sdbridge: {sig.name} again: stopping now", file=sys.stderr)
+            os._exit(1)
         print(f"sdbridge: {sig.name}: stopping (again to stop at once)", file=sys.stderr)
-        loop.remove_signal_handler(sig)  # the default handler takes a second signal
         stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
