@@ -75,6 +75,7 @@ class Server:
         self.queue = JobQueue(models, limits, self._publish)
         self.intake = Intake(models, limits, self.queue, self.admission)
         self.subscribers: dict[str, set[Connection]] = {}
+        self._accepting = asyncio.Event()  # set once the journal is read back and the worker runs
         self.connections: set[Connection] = set()
         # Ownership is per (token, client id); the token part keeps two tokens' clients apart.
         self._scope = hashlib.sha256(token.encode()).hexdigest()[:12] if token else "open"
@@ -159,6 +160,7 @@ class Server:
     # --- per connection -----------------------------------------------------------------------------
 
     async def handle(self, ws: ServerConnection) -> None:
+        await self._accepting.wait()
         if not self.admission.open():
             limit = self.limits.max_connections
             await _send_and_close(ws, error_event("too_many_connections", f"the server has {limit} connections"), 1013)
@@ -270,10 +272,13 @@ class Server:
         self.loop = asyncio.get_running_loop()
         store = self._open_store()
         try:
+            # Listen first (a busy port is refused before any journaled job starts running), but
+            # answer nobody until the journal is read back, so a `fetch` finds every job.
+            server = await self._listen(host, port)
             if store is not None:
                 await asyncio.to_thread(self.intake.restore, store)
             self.queue.start()
-            server = await self._listen(host, port)
+            self._accepting.set()
             if ready is not None:
                 ready.set()
             await (stop.wait() if stop is not None else asyncio.Future())

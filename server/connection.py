@@ -1,7 +1,7 @@
 """One client connection's way out: an outbox with a byte budget, its sender task and a drain watchdog.
 
 Events never block their producer (the worker, other clients' frames). Every event counts towards
-`limits.max_outbox_bytes` by its image bytes plus a fixed overhead for the map itself. Over budget,
+`limits.max_outbox_bytes` by the bytes it carries plus a fixed overhead for the map itself. Over budget,
 `progress`, `pong` and `partial` are shed (a newer progress, and the result with every pixel, follow),
 and a `result` waits as a reference, read back from the journal when its turn comes. The client's
 own frames wait too, and so does reading its socket while the socket's write buffer is full (so a
@@ -40,17 +40,19 @@ _conn_ids = itertools.count(1)
 
 
 def event_bytes(event: Event) -> int:
-    """What an event costs while it waits: its image payloads plus the overhead of a small map."""
-    size = EVENT_OVERHEAD
-    images = list(event.get("images") or [])
-    for key in ("image", "preview"):
-        if isinstance(event.get(key), dict):
-            images.append(event[key])
-    for img in images:
-        data = img.get("data") if isinstance(img, dict) else None
-        if isinstance(data, bytes):
-            size += len(data)
-    return size
+    """What an event costs while it waits: the overhead of a small map plus every byte and character
+    it carries (image data, and whatever a client put in a `nonce` it wants echoed)."""
+    return EVENT_OVERHEAD + _payload(event)
+
+
+def _payload(obj: Any) -> int:
+    if isinstance(obj, bytes | str):
+        return len(obj)
+    if isinstance(obj, dict):
+        return sum(_payload(k) + _payload(v) for k, v in obj.items())
+    if isinstance(obj, list | tuple):
+        return sum(_payload(v) for v in obj)
+    return 8
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,10 @@ class Connection:
         self.wake.set()
 
     async def pump(self) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):  # the handler cleans up after a close
+            await self._pump()
+
+    async def _pump(self) -> None:
         seq = itertools.count()
         while not self.closed:
             await self.wake.wait()
@@ -123,6 +129,8 @@ class Connection:
                     await self.ws.send(pack(frame))
                     self.last_drain = time.monotonic()
                 del event
+                if self.closed:  # closed meanwhile: the outbox was emptied
+                    return
                 self.outbox.popleft()
                 self.queued_bytes -= size
                 if not self.over_budget:

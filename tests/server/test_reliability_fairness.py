@@ -109,15 +109,19 @@ def test_a_single_job_does_not_wait_behind_another_clients_twenty(server) -> Non
     starts = record_starts(server)
     hog, other = Raw(server.url, client_id="hog"), Raw(server.url, client_id="other")
     hog_jobs = [f"hog-{uuid.uuid4().hex}" for _ in range(20)]
-    for jid in hog_jobs:
-        hog.send({"type": "job", "id": jid, "kind": "generate", "params": FAST | {"model": "tiny-sd15"}})
+    for jid in hog_jobs:  # all twenty accepted before the other client's one arrives
+        frame = {"type": "job", "id": jid, "kind": "generate", "params": FAST | {"model": "tiny-sd15"}}
+        assert any(e["type"] == "queued" for e in hog.replies(frame))
     mine = f"other-{uuid.uuid4().hex}"
-    queued = [e for e in other.replies({"type": "job", "id": mine, "kind": "generate", "params": FAST}) if e["type"]]
+    frame = {"type": "job", "id": mine, "kind": "generate", "params": FAST | {"model": "tiny-sd15"}}
+    position = next(e["position"] for e in other.replies(frame) if e["type"] == "queued")
+    started_before = len(starts)
     assert other.until(mine)["type"] == "result"
-    ahead = starts.index(mine) - min(starts.index(j) for j in hog_jobs if j in starts)
-    assert queued[0]["position"] <= 1 + SKIP_LIMIT and ahead <= 1 + SKIP_LIMIT, (queued[0], ahead)
-    for jid in hog_jobs:
-        hog.send({"type": "cancel", "id": jid})
+    # Its turn comes right after the hog's next job (the running one counts in the position too).
+    assert position <= 2, position
+    assert len([j for j in starts[started_before : starts.index(mine)] if j in hog_jobs]) <= 1
+    for jid in hog_jobs:  # the rest is not for this test: leave the worker to the next one
+        hog.replies({"type": "cancel", "id": jid})
 
 
 def test_two_clients_on_two_models_reload_rarely(server) -> None:
@@ -167,10 +171,12 @@ def test_eight_clients_nothing_lost_and_turns_are_fair(server) -> None:
         starts.clear()
         outcome = run(everyone())
         assert [ends for _, ends in outcome] == [["result"] * n_jobs] * n_clients  # exactly one end each
-        assert len(starts) == n_clients * n_jobs == len(set(starts))  # none lost, none run twice
+        ours = {jid for ids, _ in outcome for jid in ids}
+        started = [j for j in starts if j in ours]
+        assert len(started) == n_clients * n_jobs == len(set(started))  # none lost, none run twice
         for ids, _ in outcome:
             # Once a client's first job started, its next one was at the head of its queue: the bound.
-            at = sorted(starts.index(jid) for jid in ids)
+            at = sorted(started.index(jid) for jid in ids)
             worst = max(worst, *(b - a - 1 for a, b in zip(at, at[1:], strict=False)))
     assert worst <= (n_clients - 1) + SKIP_LIMIT
     print(f"\n8 clients x {n_jobs} jobs, twice: 0 lost; most other jobs between one client's turns: {worst}")
@@ -183,16 +189,21 @@ def test_positions_announced_are_the_order_jobs_start_in(server) -> None:
     a.until("pos-busy", ("started",))  # the worker is busy while the others arrive
     ids = [("a", "a1"), ("a", "a2"), ("a", "a3"), ("b", "b1"), ("b", "b2"), ("c", "c1")]
     conns = {"a": a, "b": b, "c": c}
-    for who, name in ids:
-        conns[who].send({"type": "job", "id": f"pos-{name}", "kind": "generate", "params": FAST})
     # Nothing starts while they arrive, so a job's highest announced position is where it stood once
     # all had arrived (later ones only overtake it); from then on it only moves up.
     peak: dict[str, int] = {}
+
+    def note(ev: dict) -> dict:
+        if ev.get("type") == "queued":
+            peak[ev["id"]] = max(peak.get(ev["id"], 0), ev["position"])
+        return ev
+
+    for who, name in ids:  # each accepted before the next is sent: arrival order a1 a2 a3 b1 b2 c1
+        frame = {"type": "job", "id": f"pos-{name}", "kind": "generate", "params": FAST}
+        assert f"pos-{name}" in [note(e).get("id") for e in conns[who].replies(frame)]
     for who, name in ids:
         while True:
-            ev = conns[who].recv()
-            if ev.get("type") == "queued":
-                peak[ev["id"]] = max(peak.get(ev["id"], 0), ev["position"])
+            ev = note(conns[who].recv())
             if ev.get("id") == f"pos-{name}" and ev["type"] == "result":
                 break
     expected = ["pos-a1", "pos-b1", "pos-c1", "pos-a2", "pos-b2", "pos-a3"]  # turns, not arrival order

@@ -22,6 +22,7 @@ from tests.wire import Raw
 
 MIB = 1 << 20
 RESULT = 1000 * 1000 * 4  # the one echo result the stuck client asks for
+NONCE, PINGS = "n" * (16 << 10), 10_000  # 160 MiB of pings, each asking for an equally large pong
 # docs/protocol.md "Memory": a client that never reads costs at most the outbox budget, the socket's
 # write buffer, one chunk being packed and sent, and the one result being sent; plus allocator slack.
 BOUND = Limits().max_outbox_bytes + WRITE_LIMIT + 2 * Limits().chunk_bytes + RESULT + 8 * MIB
@@ -53,8 +54,8 @@ def test_a_never_reading_client_cannot_raise_rss_past_the_bound(tmp_path: Path) 
 
         def flood() -> None:
             try:
-                for i in range(300_000):  # pings at the client's pace; each asks for a pong
-                    stuck.send({"type": "ping", "nonce": i})
+                for i in range(PINGS):  # pings at the client's pace; each pong echoes its 16 KiB nonce
+                    stuck.send({"type": "ping", "nonce": NONCE + str(i)})
                     sent[0] = i + 1
             except (OSError, ConnectionClosed):
                 pass
@@ -71,7 +72,8 @@ def test_a_never_reading_client_cannot_raise_rss_past_the_bound(tmp_path: Path) 
         stuck.ws.socket.close()
         sender.join(10)
         grew = peak - base
-        print(f"\nnever-reading client: {sent[0]} pings, server RSS +{grew / MIB:.1f} MiB (bound {BOUND / MIB:.0f})")
+        pings = sent[0] * len(NONCE) / MIB
+        print(f"\nnever-reading client: {pings:.0f} MiB of pings, RSS +{grew / MIB:.1f} MiB (bound {BOUND / MIB:.0f})")
         assert grew <= BOUND
     finally:
         srv.stop()

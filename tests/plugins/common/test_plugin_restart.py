@@ -13,73 +13,70 @@ from plugins.common.jobs import GenerateRequest, Sampling
 from plugins.common.jobstate import Event, JobState, RestartWatch, event_type
 from plugins.common.settings import Settings, with_client_id
 from tests.plugins.common.test_plugin_client import long_job, wait_status
-from tests.servers import ServeProcess, start_serve
+from tests.servers import start_serve
 
 
 def restarted(events: list[Event]) -> list[dict]:
     return [e.data for e in events if e.type == "server_restarted"]
 
 
-def crash_and_restart(srv: ServeProcess, tiny_models: Path, log: Path, *extra: str) -> ServeProcess:
-    srv.proc.kill()  # SIGKILL, our own child by its pid
-    srv.proc.wait(30)
-    return start_serve(tiny_models, log, *extra, port=srv.port)
+class Served:
+    """A `sdbridge serve` that the test stops and starts again on the same port and log (so, unless
+    told otherwise, on the same state dir), and a plug-in client connected to it with a job started."""
+
+    def __init__(self, tiny_models: Path, tmp_path: Path, job: GenerateRequest) -> None:
+        self.models, self.log = tiny_models, tmp_path / "serve.log"
+        self.srv = start_serve(self.models, self.log)
+        self.client = Client(self.srv.url, backoff=(0.2, 1.0)).start()
+        self.client.wait_connected(30)
+        self.job = self.client.submit(job)
+        wait_status(self.client, self.job, ("started",))
+
+    def start_again(self, *extra: str) -> None:
+        self.srv = start_serve(self.models, self.log, *extra, port=self.srv.port)
+
+    def crash_and_restart(self, *extra: str) -> None:
+        self.srv.proc.kill()  # SIGKILL, our own child by its pid
+        self.srv.proc.wait(30)
+        self.start_again(*extra)
+
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.stop()
+        self.srv.stop()
 
 
 def test_a_job_survives_kill_9_and_the_client_hears_of_the_restart(tiny_models: Path, tmp_path: Path) -> None:
-    log = tmp_path / "serve.log"
-    srv = start_serve(tiny_models, log)
-    c = Client(srv.url, backoff=(0.2, 1.0)).start()
-    try:
-        c.wait_connected(30)
-        running = c.submit(long_job(seed=3))
+    with Served(tiny_models, tmp_path, long_job(seed=3)) as s:
+        c = s.client
         queued = c.submit(GenerateRequest(sampling=Sampling(prompt="q", seed=4, steps=2), width=64, height=64))
-        wait_status(c, running, ("started",))
         wait_status(c, queued, ("queued",))  # accepted: in the journal
-        srv = crash_and_restart(srv, tiny_models, log)  # same log: the same state dir
-        assert c.wait(running, 300).status == "result" and c.wait(queued, 300).status == "result"
+        s.crash_and_restart()
+        assert c.wait(s.job, 300).status == "result" and c.wait(queued, 300).status == "result"
         assert restarted(c.poll()) == [{"instance": c.welcome["instance"], "resubmitted": 0, "jobs": []}]
-    finally:
-        c.stop()
-        srv.stop()
 
 
 def test_a_job_the_new_server_does_not_know_is_submitted_again(tiny_models: Path, tmp_path: Path) -> None:
-    log = tmp_path / "serve.log"
-    srv = start_serve(tiny_models, log)
-    c = Client(srv.url, backoff=(0.2, 1.0)).start()
-    try:
-        c.wait_connected(30)
-        job = c.submit(long_job(seed=5))
-        wait_status(c, job, ("started",))
-        srv = crash_and_restart(srv, tiny_models, log, "--state-dir", str(tmp_path / "a-new-empty-one"))
-        state = c.wait(job, 300)
+    with Served(tiny_models, tmp_path, long_job(seed=5)) as s:
+        s.crash_and_restart("--state-dir", str(tmp_path / "a-new-empty-one"))
+        state = s.client.wait(s.job, 300)
         assert state.status == "result" and state.result["params"]["seed"] == 5
-        assert restarted(c.poll()) == [{"instance": c.welcome["instance"], "resubmitted": 1, "jobs": [job]}]
-    finally:
-        c.stop()
-        srv.stop()
+        told = {"instance": s.client.welcome["instance"], "resubmitted": 1, "jobs": [s.job]}
+        assert restarted(s.client.poll()) == [told]
 
 
 def test_a_requeued_job_is_not_an_ended_one(tiny_models: Path, tmp_path: Path) -> None:
-    log = tmp_path / "serve.log"
-    srv = start_serve(tiny_models, log)
-    c = Client(srv.url, backoff=(0.2, 1.0)).start()
-    try:
-        c.wait_connected(30)
-        job = c.submit(long_job(seed=6))
-        wait_status(c, job, ("started",))
-        srv.proc.send_signal(signal.SIGTERM)
-        srv.proc.wait(30)
+    with Served(tiny_models, tmp_path, long_job(seed=6)) as s:
+        s.srv.proc.send_signal(signal.SIGTERM)
+        s.srv.proc.wait(30)
         deadline = time.monotonic() + 30
-        while not any(e.type == "requeued" for e in c.poll()) and time.monotonic() < deadline:
+        while not any(e.type == "requeued" for e in s.client.poll()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert c.job(job).status == "sent"  # waiting for the server, not cancelled
-        srv = start_serve(tiny_models, log, port=srv.port)
-        assert c.wait(job, 300).status == "result"
-    finally:
-        c.stop()
-        srv.stop()
+        assert s.client.job(s.job).status == "sent"  # waiting for the server, not cancelled
+        s.start_again()
+        assert s.client.wait(s.job, 300).status == "result"
 
 
 # --- sans-I/O parts ---------------------------------------------------------------------------------
