@@ -245,6 +245,7 @@ def _files_of(folder: Path, seq: int) -> Iterator[Path]:
 def _lock(path: Path) -> Any:
     fh = open(path, "a+")  # noqa: SIM115 - held open for the server's lifetime
     try:
+        fh.seek(0)  # every server locks the same first byte
         if os.name == "nt":
             import msvcrt
 
