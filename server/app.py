@@ -225,7 +225,11 @@ class Server:
         if job is None:
             raise ProtocolError("not_found", f"no job with id {job_id!r} (never submitted, or past retention)", job_id)
         given = msg.get("token")
-        shared = self.token is not None and isinstance(given, str) and hmac.compare_digest(given, self.token)
+        shared = (
+            self.token is not None
+            and isinstance(given, str)
+            and hmac.compare_digest(given.encode(), self.token.encode())  # str compare refuses non-ASCII
+        )
         if job.owner != conn.owner and not shared:
             raise ProtocolError("forbidden", f"job {job_id!r} belongs to another client", job_id)
         return job

@@ -152,7 +152,9 @@ def test_the_shared_token_in_the_request_may_fetch_any_job(models_dir: Path) -> 
         owner.send(echo_job(jid, 8, 8))
         terminal(owner, jid)
         admin = Raw(running.url, token="s3cret", client_id="cli")
-        assert [e["code"] for e in admin.replies({"type": "fetch", "id": jid}) if e["type"] == "error"] == ["forbidden"]
+        for wrong in ({}, {"token": "nope"}, {"token": "s3crét"}):
+            replies = admin.replies({"type": "fetch", "id": jid, **wrong})
+            assert [e["code"] for e in replies if e["type"] == "error"] == ["forbidden"]
         admin.send({"type": "fetch", "id": jid, "token": "s3cret"})
         assert terminal(admin, jid)[1] == rgba(8, 8)
 
