@@ -219,8 +219,7 @@ class JobQueue:
             self.publish(job, requeued_event(job.id))
             self.requeued(job)
             return
-        with self._cond:
-            self._finish(job, event)
+        self._finish(job, event)
 
     def _progress(self, job: Job, step: int, total: int, preview: np.ndarray | None) -> None:
         ev: Event = {"type": "progress", "id": job.id, "step": step, "total": total}
@@ -232,7 +231,8 @@ class JobQueue:
         self.publish(job, ev)
 
     def _finish(self, job: Job, event: Event) -> None:
-        """Journal the terminal event (caller holds the lock), then publish it.
+        """Journal the terminal event (writing a large result takes a moment: without the lock, so
+        the event loop's calls don't wait for it), then publish it.
 
         The event object is shared by every connection that sends it, so nobody may change it."""
         size = None
@@ -241,14 +241,15 @@ class JobQueue:
                 size = self.store.finish(job.id, event)
             except Exception:  # disk full, store closed by a shutdown: keep it in memory instead
                 log.exception("journaling the end of %s failed", job.id)
-        if size is None:
-            job.terminal = event
-            size = sum(len(img.get("data", b"")) for img in event.get("images", []))
-        job.state = "done"
-        job.finished_at = time.time()
-        job.size = size
-        job.request = None  # free the inputs; only the terminal event is retained
-        self.publish(job, event)
+        with self._cond:
+            if size is None:
+                job.terminal = event
+                size = sum(len(img.get("data", b"")) for img in event.get("images", []))
+            job.state = "done"
+            job.finished_at = time.time()
+            job.size = size
+            job.request = None  # free the inputs; only the terminal event is retained
+            self.publish(job, event)
 
     def requeued(self, job: Job) -> None:
         """The run a shutdown interrupted does not count towards the job's attempts."""
