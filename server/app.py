@@ -22,14 +22,24 @@ import websockets
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 
-from . import __version__
+from . import __version__, images
 from .admission import Admission
 from .connection import WRITE_LIMIT, Connection, WireConnection
 from .intake import Intake
 from .jobs import KINDS
 from .limits import Limits
 from .models.registry import ModelManager
-from .protocol import PROTOCOL_VERSION, BlobAssembler, Fields, ProtocolError, check_id, error_event, pack, unpack
+from .protocol import (
+    PROTOCOL_VERSION,
+    BlobAssembler,
+    Fields,
+    ProtocolError,
+    check_id,
+    error_event,
+    pack,
+    preview_formats,
+    unpack,
+)
 from .queue import Job, JobQueue, requeued_event
 from .samplers import NAMES
 from .store import JobStore, StateDirError
@@ -115,14 +125,15 @@ class Server:
             "vram": vram,
             "models": [e.describe() for e in self.models.entries.values()],
             "model": self.models.resident_name,
+            "resident": self.models.resident(),
             **{kind: sorted(found) for kind, found in self.models.assets.items()},
             "jobs": sorted(KINDS),
             "samplers": list(NAMES),
             "limits": self.limits.as_dict(),
         }
 
-    async def _handshake(self, ws: ServerConnection, conn_no: int) -> str | None:
-        """→ the client's owner key, or None once the client has been told why not."""
+    async def _handshake(self, ws: ServerConnection, conn_no: int) -> tuple[str, tuple[str, ...]] | None:
+        """→ the client's owner key and preview formats, or None once the client has been told why not."""
         peer = str((ws.remote_address or ("?",))[0])
         try:
             raw = await asyncio.wait_for(ws.recv(), HELLO_TIMEOUT_S)
@@ -139,6 +150,7 @@ class Server:
                 raise ProtocolError("handshake", "hello.client_id: 1-64 characters of letters, digits, '_.:-'")
             if self.token is not None:
                 self._check_token(peer, f.str("token", "", max_len=1000))
+            formats = preview_formats(msg, images.DEFAULT_PREVIEW_FORMATS)
         except TimeoutError:
             await _send_and_close(ws, error_event("handshake", f"no hello within {HELLO_TIMEOUT_S} s"))
             return None
@@ -146,7 +158,7 @@ class Server:
             await _send_and_close(ws, exc.event(), 1008 if exc.code in ("auth", "rate_limited") else 1002)
             return None
         await ws.send(pack(self.welcome()))
-        return f"{self._scope}/{client_id or f'connection-{self.instance[:8]}-{conn_no}'}"
+        return f"{self._scope}/{client_id or f'connection-{self.instance[:8]}-{conn_no}'}", formats
 
     def _check_token(self, peer: str, given: str) -> None:
         wait = self.admission.locked_for(peer)
@@ -171,10 +183,11 @@ class Server:
             self.admission.closed()
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
-        owner = await self._handshake(ws, next(_conn_numbers))
-        if owner is None:
+        hello = await self._handshake(ws, next(_conn_numbers))
+        if hello is None:
             return
-        conn = Connection(ws, owner, self.limits, self._retained)
+        owner, formats = hello
+        conn = Connection(ws, owner, self.limits, self._retained, preview_formats=formats)
         self.connections.add(conn)
         blobs = BlobAssembler(self.limits.max_message_bytes)
         tasks = [asyncio.create_task(conn.pump()), asyncio.create_task(conn.watchdog())]
@@ -203,7 +216,8 @@ class Server:
         msg = unpack(raw, self.limits.max_message_bytes)
         kind = msg["type"]
         if kind == "job":
-            job = await self.intake.submit(conn.owner, msg, len(raw), blobs, lambda jid: self._subscribe(conn, jid))
+            subscribe = lambda jid: self._subscribe(conn, jid)  # noqa: E731
+            job = await self.intake.submit(conn.owner, msg, len(raw), blobs, subscribe, conn.preview_formats)
             conn.send({"type": "queued", "id": job.id, "position": self.queue.submit(job)})
         elif kind == "cancel":
             await self._cancel(conn, msg)

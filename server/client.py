@@ -32,7 +32,7 @@ class ServerError(RuntimeError):
 
 async def _open(url: str, token: str | None, name: str, client_id: str) -> tuple[ClientConnection, dict[str, Any]]:
     ws = await connect(url, max_size=None, compression=None)
-    await ws.send(pack(hello(name, token, client_id)))
+    await ws.send(pack(hello(name, token, client_id=client_id)))
     welcome = unpack(await ws.recv(), 1 << 30)
     if welcome["type"] != "welcome":
         await ws.close()

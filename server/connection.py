@@ -28,6 +28,7 @@ import websockets
 from websockets.asyncio.server import ServerConnection
 from websockets.server import ServerProtocol
 
+from . import images
 from .limits import Limits
 from .protocol import error_event, pack, split_large_images
 
@@ -78,6 +79,7 @@ class Connection:
     last_drain: float = field(default_factory=time.monotonic)  # last frame sent, or when it went over budget
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     under_budget: asyncio.Event = field(default_factory=asyncio.Event)
+    preview_formats: tuple[str, ...] = images.DEFAULT_PREVIEW_FORMATS  # from its hello
 
     def __post_init__(self) -> None:
         self.under_budget.set()

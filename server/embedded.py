@@ -13,6 +13,7 @@ import torch
 from .app import Server
 from .limits import Limits
 from .models.registry import ModelManager
+from .pipelines.fastpath import FastOptions, preparer, release
 
 
 @dataclass
@@ -34,15 +35,17 @@ def start_server(
     token: str | None = None,
     host: str = "127.0.0.1",
     device: torch.device | None = None,
+    fast: FastOptions | None = None,
     state_dir: Path | None = None,
     allow_origins: tuple[str, ...] = (),
 ) -> RunningServer:
     """A real `Server` on a free port, in a thread with its own event loop; returns once listening.
 
+    `fast`: the UNet fast path (`sdbridge serve --fast`); None runs the UNet eager.
     `state_dir`: where jobs are journaled (None: not at all, they live as long as the server)."""
     dev = device or torch.device("cpu")
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
-    manager = ModelManager(models, dev, dtype)
+    manager = ModelManager(models, dev, dtype, on_load=preparer(fast) if fast is not None else None, on_release=release)
     server = Server(manager, limits or Limits(), token=token, state_dir=state_dir, allow_origins=allow_origins)
     ready = threading.Event()
     box: dict[str, Any] = {}

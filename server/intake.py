@@ -56,6 +56,7 @@ class Intake:
         frame_bytes: int,
         blobs: BlobAssembler,
         subscribe: Callable[[str], None],
+        preview_formats: tuple[str, ...] = images.DEFAULT_PREVIEW_FORMATS,
     ) -> Job:
         """Validate, parse (off the loop: decoding a large PNG takes a while) and journal one job."""
         job_id = check_id(msg.get("id"))
@@ -80,14 +81,14 @@ class Intake:
                     before = blobs.size
                     blobs.drop(img["blob"])
                     self.admission.give_upload(before - blobs.size)
-            request = await asyncio.to_thread(self._accept, job_id, owner, kind, params, refs)
+            request = await asyncio.to_thread(self._accept, job_id, owner, kind, params, refs, preview_formats)
         except BaseException:
             self.queue.release(job_id)
             raise
         finally:
             self.admission.give_upload(frame_bytes)
         subscribe(job_id)  # before `submit`, which announces the job's position
-        return Job(job_id, kind, request, owner)
+        return Job(job_id, kind, request, owner, preview_formats=preview_formats)
 
     def _take(self, n: int, job_id: str | None = None) -> None:
         if not self.admission.take_upload(n):
@@ -97,13 +98,19 @@ class Intake:
             )
 
     def _accept(
-        self, job_id: str, owner: str, kind: str, params: Mapping[str, Any], refs: Mapping[str, ImageRef]
+        self,
+        job_id: str,
+        owner: str,
+        kind: str,
+        params: Mapping[str, Any],
+        refs: Mapping[str, ImageRef],
+        preview_formats: tuple[str, ...],
     ) -> Request:
         request = self._parse(job_id, kind, params, refs)
         store = self.queue.store
         if store is not None:
             try:
-                store.add(job_id, owner, kind, params, refs)
+                store.add(job_id, owner, kind, params, refs, preview_formats)
             except (OSError, sqlite3.Error) as exc:
                 raise ProtocolError("storage", f"cannot journal the job in the state dir: {exc}", job_id) from None
         return request
@@ -144,7 +151,8 @@ class Intake:
                 store.finish(stored.id, event)
                 self.queue.retain(Job(stored.id, stored.kind, None, stored.owner, "done", finished_at=time.time()))
                 continue
-            self.queue.submit(Job(stored.id, stored.kind, request, stored.owner))
+            formats = stored.preview_formats or images.DEFAULT_PREVIEW_FORMATS
+            self.queue.submit(Job(stored.id, stored.kind, request, stored.owner, preview_formats=formats))
             requeued += 1
         if requeued:
             log.info("re-queued %d job(s) from the state dir", requeued)

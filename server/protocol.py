@@ -9,7 +9,7 @@ it never touches a socket.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -302,11 +302,30 @@ def resolve_blobs(event: dict[str, Any], blobs: BlobAssembler) -> dict[str, Any]
     return event
 
 
-def hello(client: str, token: str | None = None, client_id: str | None = None) -> dict[str, Any]:
-    """The first frame. `client_id`: a stable id of this installation, so jobs stay ours across reconnects."""
+def hello(
+    client: str,
+    token: str | None = None,
+    preview_formats: Sequence[str] | None = None,
+    client_id: str | None = None,
+) -> dict[str, Any]:
+    """The first frame. `preview_formats`: the step-preview formats the client decodes, preferred first;
+    `client_id`: a stable id of this installation, so jobs stay ours across reconnects."""
     msg: dict[str, Any] = {"type": "hello", "protocol": PROTOCOL_VERSION, "client": client}
     if token:
         msg["token"] = token
+    if preview_formats:
+        msg["preview_formats"] = list(preview_formats)
     if client_id:
         msg["client_id"] = client_id
     return msg
+
+
+def preview_formats(msg: Mapping[str, Any], default: tuple[str, ...]) -> tuple[str, ...]:
+    """`hello.preview_formats` checked: a list of up to 16 short strings (unknown names are allowed;
+    the server skips those it cannot encode). Absent = `default`."""
+    value = msg.get("preview_formats")
+    if value is None:
+        return default
+    if not isinstance(value, list) or len(value) > 16 or not all(isinstance(v, str) and len(v) <= 32 for v in value):
+        raise ProtocolError("bad_field", "hello.preview_formats: expected a list of up to 16 format names")
+    return tuple(value)

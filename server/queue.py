@@ -15,14 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from . import images
 from .errors import Cancelled, JobError
 from .jobs import KINDS
 from .jobs.base import JobContext, Request
 from .limits import Limits
 from .models.registry import ModelManager
+from .pipelines.preview import Preview
 from .protocol import ProtocolError, error_event
 from .results import failure_event, rect_event, result_event
 from .scheduling import FairScheduler
@@ -50,6 +49,7 @@ class Job:
     size: int = 0
     position: int | None = None  # the last position announced
     last_preview: float = float("-inf")  # the first step always previews
+    preview_formats: tuple[str, ...] = images.DEFAULT_PREVIEW_FORMATS  # the submitting client's choice
 
     @property
     def model(self) -> str | None:
@@ -221,13 +221,16 @@ class JobQueue:
             return
         self._finish(job, event)
 
-    def _progress(self, job: Job, step: int, total: int, preview: np.ndarray | None) -> None:
+    def _progress(self, job: Job, step: int, total: int, preview: Preview) -> None:
         ev: Event = {"type": "progress", "id": job.id, "step": step, "total": total}
         now = time.monotonic()
         # Previews are throttled: they cost an encode and bandwidth, and nobody watches 30 fps.
         if preview is not None and (now - job.last_preview >= PREVIEW_INTERVAL_S or step == total):
             job.last_preview = now
-            ev["preview"] = {"format": "webp", "data": images.encode_preview(preview)}
+            pixels = preview() if callable(preview) else preview  # lazy: made only when sent
+            thumb = images.preview_thumbnail(pixels)
+            fmt, data = images.encode_preview(thumb, job.preview_formats)
+            ev["preview"] = {"format": fmt, "data": data, "w": thumb.shape[1], "h": thumb.shape[0]}
         self.publish(job, ev)
 
     def _finish(self, job: Job, event: Event) -> None:

@@ -6,8 +6,6 @@ import contextlib
 import logging
 from typing import Any
 
-import numpy as np
-
 from . import images
 from .jobs.base import JobResult, ResultFormat, ResultImage
 from .protocol import error_event
@@ -24,8 +22,7 @@ def rect_event(img: ResultImage, fmt: ResultFormat) -> Event:
     h, w = px.shape[:2]
     rect: Event = {"x": img.x, "y": img.y, "w": w, "h": h}
     if fmt == "rgba8":
-        rgba = px if px.shape[2] == 4 else np.dstack([px, np.full((h, w), 255, np.uint8)])
-        rect |= {"format": "rgba8", "data": np.ascontiguousarray(rgba).tobytes()}
+        rect |= {"format": "rgba8", "data": images.rgba8_bytes(px)}
     elif fmt == "webp":
         rect |= {"format": "webp", "data": images.encode_webp(px)}
     else:

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     accepted_at REAL NOT NULL,
     finished_at REAL,
     terminal BLOB,
-    size INTEGER NOT NULL DEFAULT 0
+    size INTEGER NOT NULL DEFAULT 0,
+    preview BLOB
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, finished_at);
 """
@@ -58,6 +59,7 @@ class StoredJob:
     params: dict[str, Any]
     images: dict[str, ImageRef]
     attempts: int
+    preview_formats: tuple[str, ...] | None  # the submitting client's (None: the server's default)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,11 @@ def _pack(obj: Any) -> bytes:
 
 def _unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def _formats(blob: bytes | None) -> tuple[str, ...] | None:
+    value = _unpack(blob) if blob else None
+    return tuple(value) if value else None
 
 
 def _event_images(event: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -103,13 +110,22 @@ class JobStore:
         if version not in (0, SCHEMA_VERSION):
             raise StateDirError(f"state dir {state_dir} was written by a newer sdbridge (schema {version})")
         self._db.executescript(SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        if "preview" not in columns:  # a state dir from before step-preview formats
+            self._db.execute("ALTER TABLE jobs ADD COLUMN preview BLOB")
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._remove_orphans()
 
     # --- writes ------------------------------------------------------------------------------------
 
     def add(
-        self, job_id: str, owner: str, kind: str, params: Mapping[str, Any], images: Mapping[str, ImageRef]
+        self,
+        job_id: str,
+        owner: str,
+        kind: str,
+        params: Mapping[str, Any],
+        images: Mapping[str, ImageRef],
+        preview_formats: tuple[str, ...] = (),
     ) -> None:
         """Journal an accepted job: its image bytes as files first, then the row that names them."""
         with self._mutex:
@@ -119,9 +135,9 @@ class JobStore:
                 (self.inputs / f"{seq}.{n}").write_bytes(ref.data)
                 meta[name] = {"format": ref.format, "w": ref.w, "h": ref.h, "n": n}
             self._db.execute(
-                "INSERT INTO jobs (seq, id, owner, kind, params, images, state, accepted_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
-                (seq, job_id, owner, kind, _pack(dict(params)), _pack(meta), time.time()),
+                "INSERT INTO jobs (seq, id, owner, kind, params, images, state, accepted_at, preview)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (seq, job_id, owner, kind, _pack(dict(params)), _pack(meta), time.time(), _pack(list(preview_formats))),
             )
 
     def started(self, job_id: str) -> None:
@@ -182,9 +198,13 @@ class JobStore:
         """Accepted, unfinished jobs in the order they were accepted."""
         with self._mutex:
             rows = self._db.execute(
-                "SELECT seq, id, owner, kind, params, images, attempts FROM jobs WHERE state = 'queued' ORDER BY seq"
+                "SELECT seq, id, owner, kind, params, images, attempts, preview FROM jobs"
+                " WHERE state = 'queued' ORDER BY seq"
             ).fetchall()
-            return [StoredJob(r[0], r[1], r[2], r[3], _unpack(r[4]), self._refs(r[0], r[5]), r[6]) for r in rows]
+            return [
+                StoredJob(r[0], r[1], r[2], r[3], _unpack(r[4]), self._refs(r[0], r[5]), r[6], _formats(r[7]))
+                for r in rows
+            ]
 
     def finished(self) -> list[StoredResult]:
         with self._mutex:

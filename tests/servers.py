@@ -17,6 +17,7 @@ from pathlib import Path
 
 from server.embedded import RunningServer, start_server
 from server.limits import Limits
+from server.pipelines.fastpath import FastOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 SDBRIDGE = [sys.executable, "-m", "server.cli"]
@@ -34,6 +35,7 @@ def in_process(
     models: Path | None,
     limits: Limits | None = None,
     token: str | None = None,
+    fast: FastOptions | None = None,
     state_dir: Path | None = None,
     allow_origins: tuple[str, ...] = (),
 ) -> Iterator[RunningServer]:
@@ -43,7 +45,7 @@ def in_process(
     user's cache dir), removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="sdbridge-state-") as tmp:
         running = start_server(
-            models, limits, token=token, state_dir=state_dir or Path(tmp), allow_origins=allow_origins
+            models, limits, token=token, fast=fast, state_dir=state_dir or Path(tmp), allow_origins=allow_origins
         )
         try:
             yield running

@@ -20,7 +20,7 @@ class Raw:
         self.welcome: dict[str, Any] | None = None
         self._nonce = 0
         if say_hello:
-            self.ws.send(pack(hello("tests", token, client_id)))
+            self.ws.send(pack(hello("tests", token, client_id=client_id)))
             self.welcome = self.recv()
 
     def send(self, obj: Any) -> None:

@@ -20,7 +20,7 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._wire import protocol
@@ -52,9 +52,11 @@ class Client:
         backoff: tuple[float, float] = (0.5, 10.0),
         open_timeout: float = 5.0,
         max_events: int = 10_000,
+        preview_formats: Sequence[str] = (),
         client_id: str | None = None,
     ) -> None:
         self.url = url
+        self.preview_formats = tuple(preview_formats)  # for hello; () = the server's default (webp)
         self.client_id = client_id or new_job_id()  # settings.client_id keeps one across editor restarts
         self.token = token or None
         self.client_name = client_name
@@ -279,7 +281,8 @@ class Client:
             delay = min(delay * 2, self.backoff[1])
 
     async def _session(self, ws: Any) -> None:
-        await ws.send(protocol.pack(protocol.hello(self.client_name, self.token, self.client_id)))
+        hello = protocol.hello(self.client_name, self.token, self.preview_formats, client_id=self.client_id)
+        await ws.send(protocol.pack(hello))
         first = protocol.unpack(await asyncio.wait_for(ws.recv(), timeout=15), max_len=1 << 31)
         if first.get("type") == "error":
             code = first.get("code", "")
