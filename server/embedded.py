@@ -38,14 +38,24 @@ def start_server(
     fast: FastOptions | None = None,
     state_dir: Path | None = None,
     allow_origins: tuple[str, ...] = (),
+    model_budgets: tuple[int | None, int | None] = (None, None),
 ) -> RunningServer:
     """A real `Server` on a free port, in a thread with its own event loop; returns once listening.
 
     `fast`: the UNet fast path (`sdbridge serve --fast`); None runs the UNet eager.
-    `state_dir`: where jobs are journaled (None: not at all, they live as long as the server)."""
+    `state_dir`: where jobs are journaled (None: not at all, they live as long as the server).
+    `model_budgets`: bytes for models on the device and in the RAM tier (`--vram-budget`, `--ram-cache-gb`)."""
     dev = device or torch.device("cpu")
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
-    manager = ModelManager(models, dev, dtype, on_load=preparer(fast) if fast is not None else None, on_release=release)
+    manager = ModelManager(
+        models,
+        dev,
+        dtype,
+        vram_budget=model_budgets[0],
+        ram_budget=model_budgets[1],
+        on_load=preparer(fast) if fast is not None else None,
+        on_release=release,
+    )
     server = Server(manager, limits or Limits(), token=token, state_dir=state_dir, allow_origins=allow_origins)
     ready = threading.Event()
     box: dict[str, Any] = {}

@@ -38,6 +38,7 @@ def in_process(
     fast: FastOptions | None = None,
     state_dir: Path | None = None,
     allow_origins: tuple[str, ...] = (),
+    model_budgets: tuple[int | None, int | None] = (None, None),
 ) -> Iterator[RunningServer]:
     """A real `Server` in this process on a free port, closed on exit (fixtures `yield` from this).
 
@@ -45,7 +46,13 @@ def in_process(
     user's cache dir), removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="sdbridge-state-") as tmp:
         running = start_server(
-            models, limits, token=token, fast=fast, state_dir=state_dir or Path(tmp), allow_origins=allow_origins
+            models,
+            limits,
+            token=token,
+            fast=fast,
+            state_dir=state_dir or Path(tmp),
+            allow_origins=allow_origins,
+            model_budgets=model_budgets,
         )
         try:
             yield running

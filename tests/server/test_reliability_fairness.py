@@ -124,20 +124,31 @@ def test_a_single_job_does_not_wait_behind_another_clients_twenty(server) -> Non
         hog.replies({"type": "cancel", "id": jid})
 
 
-def test_two_clients_on_two_models_reload_rarely(server) -> None:
-    starts = record_starts(server)
-    a, b = Raw(server.url, client_id="models-a"), Raw(server.url, client_id="models-b")
-    model = {}
-    for _ in range(6):
-        for conn, name in ((a, "tiny-sd15"), (b, "tiny-sdxl")):
-            jid = f"{name}-{uuid.uuid4().hex}"
-            model[jid] = name
-            conn.send({"type": "job", "id": jid, "kind": "generate", "params": FAST | {"model": name}})
-    for jid, name in model.items():
-        assert (a if name == "tiny-sd15" else b).until(jid)["type"] == "result"
-    order = [model[j] for j in starts if j in model]
-    reloads = sum(x != y for x, y in zip(order, order[1:], strict=False))
-    assert len(order) == 12 and reloads <= 4, order  # FIFO alternated: 11 reloads
+def test_two_clients_on_two_models_reload_rarely(models_dir: Path) -> None:
+    # Room for one checkpoint at a time (the model cache would otherwise keep both loaded): every
+    # switch of model is a load from its file, counted by the cache.
+    with in_process(models_dir, model_budgets=(1, 0)) as running:
+        cache = running.server.models.cache
+        starts = record_starts(running)
+        a, b = Raw(running.url, client_id="models-a"), Raw(running.url, client_id="models-b")
+        busy = FAST | {"steps": 150, "model": "tiny-sd15"}
+        a.send({"type": "job", "id": "models-busy", "kind": "generate", "params": busy})
+        a.until("models-busy", ("progress",))  # tiny-sd15 is loaded, the worker busy while all twelve arrive
+        loads, model = cache.loads, {}
+        for _ in range(6):
+            for conn, name in ((a, "tiny-sd15"), (b, "tiny-sdxl")):
+                jid = f"{name}-{uuid.uuid4().hex}"
+                model[jid] = name
+                frame = {"type": "job", "id": jid, "kind": "generate", "params": FAST | {"model": name}}
+                assert any(e["type"] == "queued" for e in conn.replies(frame))
+        a.replies({"type": "cancel", "id": "models-busy"})
+        for jid, name in model.items():
+            assert (a if name == "tiny-sd15" else b).until(jid)["type"] == "result"
+        order = [model[j] for j in starts if j in model]
+        # Strict turns would load a model for 12 of the 12 jobs; preferring the loaded model, each client
+        # runs up to SKIP_LIMIT + 1 jobs in a row: at most ceil(12 / (SKIP_LIMIT + 1)) + 1 loads.
+        assert len(order) == 12 and cache.loads - loads <= 12 // (SKIP_LIMIT + 1) + 1, (order, cache.loads - loads)
+        print(f"\ntwo clients alternating two models, room for one: {cache.loads - loads} loads for 12 jobs")
 
 
 def test_the_per_client_limit_counts_the_client_not_its_connections(models_dir: Path) -> None:

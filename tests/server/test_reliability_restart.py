@@ -151,3 +151,22 @@ def test_files_left_by_a_crash_between_file_and_row_are_removed(tmp_path: Path) 
     JobStore(tmp_path).close()
     assert sorted(p.name for p in (tmp_path / "inputs").iterdir()) == ["1.0"]
     assert list((tmp_path / "results").iterdir()) == []
+
+
+def test_a_requeued_job_previews_as_its_client_asked(models_dir: Path, tmp_path: Path) -> None:
+    """hello.preview_formats is journaled with the job: after a restart its previews keep the format."""
+    with in_process(models_dir, state_dir=tmp_path) as running:
+        raw = Raw(running.url, client_id="pv", preview_formats=["rgba8"])
+        jid = submit(raw, SLOW)
+        first = until(raw, jid, "progress", step=1)
+        assert first["preview"]["format"] == "rgba8"
+    with in_process(models_dir, state_dir=tmp_path) as running:
+        job = running.server.queue.get(jid)
+        assert job is not None and job.preview_formats == ("rgba8",)
+        again = Raw(running.url, client_id="pv")  # this connection would take the default, webp
+        again.send({"type": "fetch", "id": jid})
+        formats = set()
+        while (ev := again.recv())["type"] != "result":
+            if ev.get("id") == jid and "preview" in ev:
+                formats.add(ev["preview"]["format"])
+        assert ev["id"] == jid and formats <= {"rgba8"}
