@@ -24,7 +24,7 @@ from .limits import Limits
 from .models.registry import ModelManager
 from .protocol import BlobAssembler, Fields, ImageRef, ProtocolError, check_id, error_event, parse_image
 from .queue import Job, JobQueue
-from .store import JobStore
+from .store import Accepted, JobStore
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # runs a journaled job gets before a crash loop ends it with `job_failed`
@@ -81,7 +81,8 @@ class Intake:
                     before = blobs.size
                     blobs.drop(img["blob"])
                     self.admission.give_upload(before - blobs.size)
-            request = await asyncio.to_thread(self._accept, job_id, owner, kind, params, refs, preview_formats)
+            accepted = Accepted(job_id, owner, kind, params, refs, preview_formats)
+            request = await asyncio.to_thread(self._accept, accepted)
         except BaseException:
             self.queue.release(job_id)
             raise
@@ -97,22 +98,14 @@ class Intake:
                 "server_busy", f"the server is receiving {mib} MiB of uploads already: send this again shortly", job_id
             )
 
-    def _accept(
-        self,
-        job_id: str,
-        owner: str,
-        kind: str,
-        params: Mapping[str, Any],
-        refs: Mapping[str, ImageRef],
-        preview_formats: tuple[str, ...],
-    ) -> Request:
-        request = self._parse(job_id, kind, params, refs)
+    def _accept(self, job: Accepted) -> Request:
+        request = self._parse(job.id, job.kind, job.params, job.images)
         store = self.queue.store
         if store is not None:
             try:
-                store.add(job_id, owner, kind, params, refs, preview_formats)
+                store.add(job)
             except (OSError, sqlite3.Error) as exc:
-                raise ProtocolError("storage", f"cannot journal the job in the state dir: {exc}", job_id) from None
+                raise ProtocolError("storage", f"cannot journal the job in the state dir: {exc}", job.id) from None
         return request
 
     def _parse(self, job_id: str, kind: str, params: Mapping[str, Any], refs: Mapping[str, ImageRef]) -> Request:

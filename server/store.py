@@ -49,17 +49,23 @@ class StateDirError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class StoredJob:
-    """An accepted job as the journal has it."""
+class Accepted:
+    """A job as its client sent it: what the journal keeps so that a restart can parse it again."""
 
-    seq: int
     id: str
     owner: str
     kind: str
-    params: dict[str, Any]
-    images: dict[str, ImageRef]
-    attempts: int
-    preview_formats: tuple[str, ...] | None  # the submitting client's (None: the server's default)
+    params: Mapping[str, Any]
+    images: Mapping[str, ImageRef]
+    preview_formats: tuple[str, ...] = ()  # the submitting client's (empty: the server's default)
+
+
+@dataclass(frozen=True)
+class StoredJob(Accepted):
+    """An accepted, unfinished job as the journal has it."""
+
+    seq: int = 0
+    attempts: int = 0  # runs started (a crash mid-run leaves them counted)
 
 
 @dataclass(frozen=True)
@@ -78,9 +84,8 @@ def _unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
-def _formats(blob: bytes | None) -> tuple[str, ...] | None:
-    value = _unpack(blob) if blob else None
-    return tuple(value) if value else None
+def _formats(blob: bytes | None) -> tuple[str, ...]:
+    return tuple(_unpack(blob)) if blob else ()
 
 
 def _event_images(event: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -118,26 +123,27 @@ class JobStore:
 
     # --- writes ------------------------------------------------------------------------------------
 
-    def add(
-        self,
-        job_id: str,
-        owner: str,
-        kind: str,
-        params: Mapping[str, Any],
-        images: Mapping[str, ImageRef],
-        preview_formats: tuple[str, ...] = (),
-    ) -> None:
+    def add(self, job: Accepted) -> None:
         """Journal an accepted job: its image bytes as files first, then the row that names them."""
         with self._mutex:
             seq = self._next_seq()
             meta = {}
-            for n, (name, ref) in enumerate(images.items()):
+            for n, (name, ref) in enumerate(job.images.items()):
                 (self.inputs / f"{seq}.{n}").write_bytes(ref.data)
                 meta[name] = {"format": ref.format, "w": ref.w, "h": ref.h, "n": n}
             self._db.execute(
                 "INSERT INTO jobs (seq, id, owner, kind, params, images, state, accepted_at, preview)"
                 " VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                (seq, job_id, owner, kind, _pack(dict(params)), _pack(meta), time.time(), _pack(list(preview_formats))),
+                (
+                    seq,
+                    job.id,
+                    job.owner,
+                    job.kind,
+                    _pack(dict(job.params)),
+                    _pack(meta),
+                    time.time(),
+                    _pack(list(job.preview_formats)),
+                ),
             )
 
     def started(self, job_id: str) -> None:
@@ -202,7 +208,9 @@ class JobStore:
                 " WHERE state = 'queued' ORDER BY seq"
             ).fetchall()
             return [
-                StoredJob(r[0], r[1], r[2], r[3], _unpack(r[4]), self._refs(r[0], r[5]), r[6], _formats(r[7]))
+                StoredJob(
+                    r[1], r[2], r[3], _unpack(r[4]), self._refs(r[0], r[5]), _formats(r[7]), seq=r[0], attempts=r[6]
+                )
                 for r in rows
             ]
 

@@ -14,7 +14,7 @@ import pytest
 from server.app import StartupError
 from server.client import Client
 from server.protocol import ImageRef
-from server.store import JobStore
+from server.store import Accepted, JobStore
 from tests.server.test_reliability import rgba, terminal
 from tests.servers import ServeProcess, in_process, start_serve
 from tests.wire import Raw
@@ -119,8 +119,9 @@ def test_the_cli_client_follows_its_job_across_a_crash(tiny_models: Path, tmp_pa
 def test_a_job_that_keeps_killing_the_server_is_not_run_again(models_dir: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
     store = JobStore(state)
-    store.add("poison", "open/x", "echo", {}, {"image": ImageRef("rgba8", rgba(4, 4), 4, 4)})
-    store.add("fine", "open/x", "echo", {"result_format": "rgba8"}, {"image": ImageRef("rgba8", rgba(4, 4), 4, 4)})
+    store.add(Accepted("poison", "open/x", "echo", {}, {"image": ImageRef("rgba8", rgba(4, 4), 4, 4)}))
+    image = {"image": ImageRef("rgba8", rgba(4, 4), 4, 4)}
+    store.add(Accepted("fine", "open/x", "echo", {"result_format": "rgba8"}, image))
     for _ in range(3):
         store.started("poison")  # as if the server had died while running it, three times
     store.close()
@@ -144,7 +145,7 @@ def test_one_server_per_state_dir(models_dir: Path, tmp_path: Path) -> None:
 
 def test_files_left_by_a_crash_between_file_and_row_are_removed(tmp_path: Path) -> None:
     store = JobStore(tmp_path)
-    store.add("j", "o", "echo", {}, {"image": ImageRef("png", b"x")})
+    store.add(Accepted("j", "o", "echo", {}, {"image": ImageRef("png", b"x")}))
     store.close()
     (tmp_path / "inputs" / "99.0").write_bytes(b"orphan")  # written, then the process died
     (tmp_path / "results" / "1.0").write_bytes(b"a result of a job that is not done")
