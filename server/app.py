@@ -22,6 +22,7 @@ from .jobs.base import ParseContext, parse_request
 from .limits import Limits
 from .models.registry import ModelManager
 from .protocol import (
+    DEFAULT_PREVIEW_FORMATS,
     PROTOCOL_VERSION,
     BlobAssembler,
     Fields,
@@ -30,6 +31,7 @@ from .protocol import (
     error_event,
     pack,
     parse_image,
+    preview_formats,
     split_large_images,
     unpack,
 )
@@ -62,6 +64,7 @@ class Connection:
     outbox: deque[dict[str, Any]] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
+    preview_formats: tuple[str, ...] = DEFAULT_PREVIEW_FORMATS  # from hello, narrowed to what we encode
 
     def send(self, event: dict[str, Any]) -> None:
         """Never blocks: a slow client's backlog sheds progress events, never results."""
@@ -127,7 +130,8 @@ class Server:
             "limits": self.limits.as_dict(),
         }
 
-    async def _handshake(self, ws: ServerConnection) -> bool:
+    async def _handshake(self, ws: ServerConnection) -> Connection | None:
+        """The connection once `hello` checks out (the welcome is sent); None after an error event."""
         try:
             raw = await asyncio.wait_for(ws.recv(), HELLO_TIMEOUT_S)
             msg = unpack(raw, self.limits.max_message_bytes)
@@ -142,21 +146,23 @@ class Server:
                 given = f.str("token", "", max_len=1000)
                 if not hmac.compare_digest(given.encode(), self.token.encode()):
                     raise ProtocolError("auth", "missing or wrong token")
+            conn = Connection(ws, preview_formats=preview_formats(f))
         except TimeoutError:
             await _send_and_close(ws, error_event("handshake", f"no hello within {HELLO_TIMEOUT_S} s"))
-            return False
+            return None
         except ProtocolError as exc:
             await _send_and_close(ws, exc.event(), 1008 if exc.code == "auth" else 1002)
-            return False
-        await ws.send(pack(self.welcome()))
-        return True
+            return None
+        # The format this connection's step previews come in (null: none of the client's formats).
+        await ws.send(pack(self.welcome() | {"preview_format": next(iter(conn.preview_formats), None)}))
+        return conn
 
     # --- per connection -----------------------------------------------------------------------------
 
     async def handle(self, ws: ServerConnection) -> None:
-        if not await self._handshake(ws):
+        conn = await self._handshake(ws)
+        if conn is None:
             return
-        conn = Connection(ws)
         self.connections.add(conn)
         blobs = BlobAssembler(self.limits.max_message_bytes)
         pump = asyncio.create_task(conn.pump(self.limits.chunk_bytes))
@@ -223,7 +229,7 @@ class Server:
             raise
         except JobError as exc:  # from the model layer (unknown model, bad name…): same code and message
             raise ProtocolError(exc.code, exc.message, job_id) from exc
-        job = Job(job_id, kind, request, conn.id)
+        job = Job(job_id, kind, request, conn.id, preview_formats=conn.preview_formats)
         self.subscribers.setdefault(job_id, set()).add(conn)
         try:
             position = self.queue.submit(job)

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from .protocol import ImageRef, ProtocolError
+from .protocol import PREVIEW_FORMATS, ImageRef, ProtocolError
 
 
 def decode(ref: ImageRef, max_pixels: int, name: str, job_id: str | None = None) -> np.ndarray:
@@ -68,12 +68,28 @@ def encode_webp(img: np.ndarray, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def encode_preview(img: np.ndarray, max_side: int = 256) -> bytes:
+def preview_thumbnail(img: np.ndarray, max_side: int = 256) -> np.ndarray:
+    """A step preview at most `max_side` px on its longer side (aspect kept)."""
     pil = Image.fromarray(img)
     pil.thumbnail((max_side, max_side))
+    return np.asarray(pil)
+
+
+def encode_preview(pixels: np.ndarray, formats: tuple[str, ...] | list[str]) -> tuple[str, bytes]:
+    """Encode a (thumbnail-sized) preview in the first of `formats` the server can write — the
+    client's list from `hello.preview_formats`, best first. Raises ValueError when none fits."""
+    fmt = next((f for f in formats if f in PREVIEW_FORMATS), None)
+    if fmt is None:
+        raise ValueError(f"no preview format in {list(formats)}; supported: {', '.join(PREVIEW_FORMATS)}")
+    rgb = pixels[..., :3] if pixels.ndim == 3 else np.dstack([pixels] * 3)
+    if fmt == "rgba8":
+        alpha = np.full(rgb.shape[:2], 255, np.uint8)
+        return fmt, np.ascontiguousarray(np.dstack([rgb, alpha])).tobytes()
+    if fmt == "png":
+        return fmt, encode_png(np.ascontiguousarray(rgb))
     buf = io.BytesIO()
-    pil.save(buf, format="WEBP", quality=70)
-    return buf.getvalue()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="WEBP" if fmt == "webp" else "JPEG", quality=70)
+    return fmt, buf.getvalue()
 
 
 def a1111_parameters(p: dict) -> str:

@@ -44,6 +44,7 @@ class Job:
     finished_at: float = 0.0
     size: int = 0
     last_preview: float = float("-inf")  # the first step always previews
+    preview_formats: tuple[str, ...] = ("webp",)  # the submitter's hello.preview_formats; () = no previews
 
 
 class JobQueue:
@@ -161,9 +162,12 @@ class JobQueue:
         ev: Event = {"type": "progress", "id": job.id, "step": step, "total": total}
         now = time.monotonic()
         # Previews are throttled: they cost an encode and bandwidth, and nobody watches 30 fps.
-        if preview is not None and (now - job.last_preview >= PREVIEW_INTERVAL_S or step == total):
+        due = now - job.last_preview >= PREVIEW_INTERVAL_S or step == total
+        if preview is not None and job.preview_formats and due:
             job.last_preview = now
-            ev["preview"] = {"format": "webp", "data": images.encode_preview(preview)}
+            thumb = images.preview_thumbnail(preview)
+            fmt, data = images.encode_preview(thumb, job.preview_formats)
+            ev["preview"] = {"format": fmt, "data": data, "w": thumb.shape[1], "h": thumb.shape[0]}
         self.publish(job, ev)
 
     def _rect(self, img: ResultImage, fmt: ResultFormat) -> Event:
