@@ -49,6 +49,7 @@ class Client:
         backoff: tuple[float, float] = (0.5, 10.0),
         open_timeout: float = 5.0,
         max_events: int = 10_000,
+        preview_formats: list[str] | None = None,
     ) -> None:
         self.url = url
         self.token = token or None
@@ -56,6 +57,7 @@ class Client:
         self.notify = notify
         self.backoff = backoff
         self.open_timeout = open_timeout
+        self.preview_formats = preview_formats  # what the editor decodes, best first (hello.preview_formats)
         self.welcome: dict[str, Any] | None = None
         self.fatal: str | None = None
         self._events: collections.deque[Event] = collections.deque(maxlen=max_events)
@@ -272,7 +274,7 @@ class Client:
             delay = min(delay * 2, self.backoff[1])
 
     async def _session(self, ws: Any) -> None:
-        await ws.send(protocol.pack(protocol.hello(self.client_name, self.token)))
+        await ws.send(protocol.pack(protocol.hello(self.client_name, self.token, self.preview_formats)))
         first = protocol.unpack(await asyncio.wait_for(ws.recv(), timeout=15), max_len=1 << 31)
         if first.get("type") == "error":
             code = first.get("code", "")
