@@ -94,7 +94,7 @@ def insert_tag(prompt: str, tag: str) -> str:
 def strength_label(strength: float) -> str:
     """What the strength slider means: 100 % generates from scratch, below that refines what is there."""
     pct = round(clamp_strength(strength) * 100)
-    return "Generate (100 %)" if pct >= 100 else f"Refine {pct} %"
+    return "Generate" if pct >= 100 else f"Refine {pct} %"
 
 
 def max_pixels(welcome: dict[str, Any] | None) -> int:

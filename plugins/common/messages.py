@@ -58,10 +58,13 @@ def connected(welcome: dict[str, Any]) -> str:
     return f"Connected: {welcome.get('server', 'sdbridge')} on {welcome.get('device', '?')}"
 
 
-def submitted(request: JobRequest, online: bool, url: str) -> str:
+def submitted(request: JobRequest, link: str, url: str) -> str:
+    """`link`: "online", "connecting" (no answer yet either way) or "offline" (the last try failed)."""
     kind = kind_name(request.kind)
-    if online:
+    if link == "online":
         return f"{kind}: sent"
+    if link == "connecting":
+        return f"{kind}: connecting to {url}…"
     return f"{kind}: waiting for the server at {url} (offline) — it is sent as soon as the server is reachable"
 
 

@@ -49,6 +49,7 @@ class Controller:
     def __init__(self, deps_error: str | None = None) -> None:
         self.deps_error = deps_error
         self.client: Any = None
+        self.offline = False  # the client's last connection attempt failed
         self.pending: dict[str, Pending] = {}
         self.review = Review()
         self.status = "Not connected — press Connect, or run a job"
@@ -81,6 +82,7 @@ class Controller:
         if self.client is None:
             self.client = client.Client(s.url, token, CLIENT_NAME, preview_formats=decodable_formats()).start()
             self.status = f"Connecting to {s.url}…"
+            self.offline = False
             self._timer.start()
             if old is not None:
                 self._move_jobs(old)
@@ -129,7 +131,8 @@ class Controller:
             document.doc_key(doc, create=True)  # the result finds its document's history by it
             job_id = self.client.submit(request)
             self.pending[job_id] = Pending(job_id, request.kind, action, doc, request, (canvas.w, canvas.h))
-            self.message = messages.submitted(request, self.client.connected, s.url)
+            link = "online" if self.client.connected else "offline" if self.offline else "connecting"
+            self.message = messages.submitted(request, link, s.url)
             self._changed()
             return job_id
         except ActionError as exc:
@@ -219,9 +222,9 @@ class Controller:
         t, data = ev.type, ev.data
         job = self.pending.get(ev.job_id) if ev.job_id else None
         if t == "connected":
-            self.status = messages.connected(data)
+            self.status, self.offline = messages.connected(data), False
         elif t == "disconnected":
-            self.status = messages.disconnected(self.client.url, data)
+            self.status, self.offline = messages.disconnected(self.client.url, data), True
             if data.get("reason") != "stopped":
                 print(f"sdbridge: disconnected: {data.get('reason')}")
         elif t == "server_restarted":

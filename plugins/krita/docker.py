@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from krita import DockWidget, DockWidgetFactoryBase  # type: ignore[import-not-found]
+from krita import DockWidget, DockWidgetFactoryBase, Krita  # type: ignore[import-not-found]
 
 from ._common import actions, geometry
 from .controller import Controller, read_settings, write_setting
@@ -23,8 +23,8 @@ W = QtWidgets
 ACTION_BUTTONS = {
     "generate": ("Generate", "Generate: txt2img, img2img below 100 %, inpaint with a selection"),
     "outpaint": ("Outpaint", "Extend the canvas on the chosen side, or fill a selection at an edge"),
-    "face": ("Re-render face", "Regenerate faces (the selected one, or every detected face)"),
-    "restore": ("Restore faces", "Run the face restoration model (inside the selection, if any)"),
+    "face": ("Face", "Re-render faces (the selected one, or every detected face) at the face strength"),
+    "restore": ("Restore", "Run the face restoration model (inside the selection, if any)"),
     "upscale": ("Upscale", "Upscale the document with tiled refine (or refine only the selection)"),
 }
 
@@ -56,7 +56,7 @@ class SDBridgeDocker(DockWidget):
         self.form = Form()
         self.buttons: dict[str, Any] = {}
         root = W.QWidget()
-        outer = W.QVBoxLayout(root)
+        outer = _Column(root)
         outer.setContentsMargins(4, 4, 4, 4)
         self.deps = self._label("color: #d33; font-weight: bold", wrap=True)
         outer.addWidget(self.deps)
@@ -65,15 +65,17 @@ class SDBridgeDocker(DockWidget):
         outer.addWidget(self.status)
         self.tabs = W.QTabWidget()
         self.tabs.setObjectName("sdbridge_tabs")
-        self.tabs.setUsesScrollButtons(True)
         self.tabs.addTab(self._generate_tab(), "Generate")
         self.tabs.addTab(self._edit_tab(), "Edit")
         self.tabs.addTab(self._upscale_tab(), "Upscale")
-        self.tabs.addTab(self._settings_tab(), "Settings")
+        # Settings as a gear: four worded tabs do not fit a docker of Krita's default width.
+        gear = Krita.instance().icon("configure")
+        self.tabs.addTab(self._settings_tab(), gear, "" if not gear.isNull() else "Settings")
+        self.tabs.setTabToolTip(3, "Settings: server, token, steps, CFG, sampler, VAE")
         outer.addWidget(self.tabs, 1)
         self.bar = W.QProgressBar()
+        self.bar.setObjectName("sdbridge_progress")
         self.bar.setRange(0, 1)
-        self.bar.setTextVisible(False)
         self.cancel = W.QPushButton("Cancel")
         self.cancel.setObjectName("sdbridge_cancel")
         self.cancel.setToolTip("Cancel this window's queued and running jobs")
@@ -84,9 +86,7 @@ class SDBridgeDocker(DockWidget):
         outer.addWidget(self.message)
         self.review = ReviewPanel(controller, on_reuse=self.load_settings)
         outer.addWidget(self.review)
-        self.queue = self._label("color: palette(mid)", lines=1)
-        outer.addWidget(self.queue)
-        self.setWidget(scroll_page(root))
+        self.setWidget(scroll_page(root, full_rows=False))
         self.load_settings()
         self.controller.listeners.append(self.refresh)
         self.refresh()
@@ -95,27 +95,27 @@ class SDBridgeDocker(DockWidget):
 
     def _page(self, form: Any, *kinds: str) -> Any:
         """A tab: its fields scroll, its buttons stay below them."""
-        fields = W.QWidget()
-        fields.setLayout(form)
         page = W.QWidget()
         box = W.QVBoxLayout(page)
         box.setContentsMargins(2, 2, 2, 2)
-        box.addWidget(scroll_page(fields), 1)
-        grid = W.QGridLayout()
-        for i, kind in enumerate(kinds):
+        box.addWidget(scroll_page(_fields(form)), 1)
+        buttons = W.QHBoxLayout()
+        for kind in kinds:
             text, tip = ACTION_BUTTONS[kind]
             b = W.QPushButton(text)
             b.setObjectName(f"sdbridge_{kind}")
             b.setToolTip(tip)
             b.clicked.connect(lambda _c=False, k=kind: self.controller.run_action(k))
             self.buttons[kind] = b
-            grid.addWidget(b, i // 2, i % 2)
-        box.addLayout(grid)
+            buttons.addWidget(b)
+        box.addLayout(buttons)
         return page
 
     def _formlayout(self) -> Any:
         form = W.QFormLayout()
-        form.setRowWrapPolicy(W.QFormLayout.RowWrapPolicy.WrapLongRows)
+        # Rows never wrap: a scroll area cannot follow a wrapped (height-for-width) layout, and the
+        # last rows would be cut off; the page is as wide as its widest row instead.
+        form.setRowWrapPolicy(W.QFormLayout.RowWrapPolicy.DontWrapRows)
         form.setFieldGrowthPolicy(W.QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.setContentsMargins(0, 0, 4, 0)
         return form
@@ -128,17 +128,18 @@ class SDBridgeDocker(DockWidget):
         form.addRow(self.prompt)
         self.negative = f.text("negative", "negative prompt: what to avoid", lines=2)
         form.addRow(self.negative)
-        self.lora = Picker(None, "(pick a LoRA)")
+        self.lora = Picker(None, "(LoRA to insert)")
         insert = W.QPushButton("Insert")
         insert.setToolTip("Add the LoRA's <lora:name:1> tag to the prompt")
         insert.clicked.connect(self._insert_lora)
-        form.addRow("LoRA", row(self.lora, insert))
+        form.addRow(row(self.lora, insert))
         self.strength, self.strength_text = f.slider("strength", 1, 100, _strength)
         self.strength.setToolTip("100 %: generate from scratch; below: refine what is on the canvas")
         form.addRow("Strength", row(self.strength, self.strength_text))
         self.seed = f.spin("seed", -1, 2**31 - 1, special="random")
-        self.fixed = f.check("fixed_seed", "fixed")
-        form.addRow("Seed", row(self.seed, self.fixed))
+        self.fixed = f.check("fixed_seed", "Seed")
+        self.fixed.setToolTip("Checked: every job uses this seed. Unchecked: a new random seed each time")
+        form.addRow(self.fixed, self.seed)
         self.batch = f.spin("batch", 1, 8)
         form.addRow("Batch", self.batch)
         self.width_ = f.spin("width", 0, 8192, special="canvas")
@@ -153,7 +154,8 @@ class SDBridgeDocker(DockWidget):
         self.extend.setSuffix(" px")
         form.addRow("Outpaint", row(self.side, self.extend))
         self.face_strength, self.face_text = f.slider("face_strength", 5, 100, lambda v: f"{round(v * 100)} %")
-        form.addRow("Face strength", row(self.face_strength, self.face_text))
+        self.face_strength.setToolTip("How much Face re-renders a face")
+        form.addRow("Face", row(self.face_strength, self.face_text))
         self.restorer = f.combo("restorer", "(server default)")
         form.addRow("Restorer", self.restorer)
         return self._page(form, "outpaint", "face", "restore")
@@ -178,8 +180,9 @@ class SDBridgeDocker(DockWidget):
         self.token = f.line("token", password=True)
         form.addRow("Token", self.token)
         self.steps = f.spin("steps", 1, 150)
+        form.addRow("Steps", self.steps)
         self.cfg = f.dspin("cfg", 0.0, 30.0, 0.5)
-        form.addRow("Steps", row(self.steps, "CFG", self.cfg))
+        form.addRow("CFG", self.cfg)
         self.sampler = f.choice("sampler", [])
         self.sampler.setEditable(True)
         form.addRow("Sampler", self.sampler)
@@ -188,9 +191,7 @@ class SDBridgeDocker(DockWidget):
         page = W.QWidget()
         box = W.QVBoxLayout(page)
         box.setContentsMargins(2, 2, 2, 2)
-        fields = W.QWidget()
-        fields.setLayout(form)
-        box.addWidget(scroll_page(fields), 1)
+        box.addWidget(scroll_page(_fields(form)), 1)
         return page
 
     # --- helpers ----------------------------------------------------------------------------
@@ -230,6 +231,12 @@ class SDBridgeDocker(DockWidget):
         step, total = c.progress
         self.bar.setRange(0, max(1, total))
         self.bar.setValue(step)
+        jobs = c.queue()
+        # The queue rides on the progress bar: no extra row, nothing that moves.
+        self.bar.setFormat(
+            f"{step}/{total}" + (f" · {len(jobs) - 1} more queued" if len(jobs) > 1 else "") if total else ""
+        )
+        self.bar.setToolTip("\n".join(f"{j.request.kind}: {j.status}" for j in jobs) or "No jobs")
         self.cancel.setEnabled(bool(c.pending))
         welcome = c.welcome
         if welcome:
@@ -240,13 +247,28 @@ class SDBridgeDocker(DockWidget):
             self.restorer.offer(actions.asset_names(welcome, "restorers"))
             _fill_choice(self.sampler, actions.asset_names(welcome, "samplers"))
         self.review.refresh()
-        jobs = c.queue()
-        self.queue.setText(
-            "Queue: " + ", ".join(f"{j.request.kind} ({j.status})" for j in jobs) if len(jobs) > 1 else ""
-        )
 
     def canvasChanged(self, canvas: Any) -> None:  # required by DockWidget: the active view changed
         self.refresh()
+
+
+def _fields(form: Any) -> Any:
+    """A tab's form on a widget; spare height goes below the rows, never into them."""
+    fields = W.QWidget()
+    box = W.QVBoxLayout(fields)
+    box.setContentsMargins(0, 0, 0, 0)
+    box.addLayout(form)
+    box.addStretch(1)
+    return fields
+
+
+class _Column(W.QVBoxLayout):  # type: ignore[misc,name-defined]
+    """The docker's column. A scroll area sizes a height-for-width layout (any word-wrapped label
+    makes one) by its preferred height, not its minimum: the docker would always scroll. The
+    labels here have fixed heights, so the column's height never depends on its width."""
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt's name)
+        return False
 
 
 def _elided(label: Any, text: str) -> None:

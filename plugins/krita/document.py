@@ -136,17 +136,13 @@ def change_canvas(doc: Any, change: Any) -> None:
     doc.waitForDone()
 
 
-def add_layer(doc: Any, name: str, rect: Any, rgba: bytes, mask: bytes | None = None) -> Any:
-    """A new paint layer at the top with `rgba` at `rect`; `mask` (gray8, canvas-sized) becomes its
-    transparency mask. Built while detached, attached in one step: one Edit ▸ Undo removes it."""
+def add_layer(doc: Any, name: str, rect: Any, rgba: bytes) -> Any:
+    """A new paint layer at the top with `rgba` at `rect`. Built while detached, attached in one
+    step: one Edit ▸ Undo removes it."""
     node = doc.createNode(name, "paintlayer")
     if not is_rgba8(doc):
         node.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
     node.setPixelData(QByteArray(pixels.rgba_to_bgra(rgba)), rect.x, rect.y, rect.w, rect.h)
-    if mask is not None:
-        blend = doc.createNode(f"{name} selection", "transparencymask")
-        blend.setPixelData(QByteArray(mask), 0, 0, doc.width(), doc.height())
-        node.addChildNode(blend, None)
     doc.rootNode().addChildNode(node, _top_child(doc.rootNode()))
     doc.refreshProjection()
     return node

@@ -83,20 +83,23 @@ class Review:
 
     def apply(self, doc: Any, entry_id: str, to_selection: bool = False) -> Any:
         """The entry as a new layer named `prompt (seed)` (one undo step; a canvas change first when
-        the job resized the canvas). `to_selection`: through a transparency mask of the selection."""
+        the job resized the canvas). `to_selection`: cut to the selection, its soft edge kept (the
+        selection becomes the layer's blend mask, baked into its alpha: still one undo step)."""
         hist = self.history(doc)
         entry = hist.require(entry_id)
         place = entry.placement(doc.width(), doc.height())  # raises when the document no longer fits
-        mask = document.selection_mask(doc) if to_selection else None
-        if to_selection and mask is None:
+        if to_selection and document.selection_mask(doc) is None:
             raise ActionError("select the area to apply it to first (or use Apply)")
         # The preview goes first: one Undo then takes back exactly the applied layer.
         self.hide(doc)
         if place.change is not None:
             document.change_canvas(doc, place.change)
-            if mask is not None:
-                mask = document.selection_mask(doc)
-        node = document.add_layer(doc, entry.name, entry.rect, entry.rgba(_decode), mask)
+        rgba = entry.rgba(_decode)
+        if to_selection:
+            sel = document.selection_mask(doc) or bytes(doc.width() * doc.height())
+            r = entry.rect
+            rgba = pixels.mask_alpha(rgba, pixels.crop(sel, doc.width(), 1, r.x, r.y, r.w, r.h))
+        node = document.add_layer(doc, entry.name, entry.rect, rgba)
         hist.update(entry.id, applied=True)
         self._save(doc, hist)
         return node

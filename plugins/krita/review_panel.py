@@ -14,8 +14,8 @@ from .controller import Controller
 from .qt import QIcon, QImage, QPixmap, Qt, QtCore, QtWidgets, bgra_image
 
 W = QtWidgets
-THUMB = 56
-PREVIEW_H = 112
+THUMB = 48
+PREVIEW_H = 96  # the monitor (step preview / chosen result) and the strip beside it share one row
 ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -29,12 +29,16 @@ class ReviewPanel(W.QWidget):  # type: ignore[misc,name-defined]
         self._signature: tuple[Any, ...] = ()
         box = W.QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
+        top = W.QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        box.addLayout(top)
         self.preview = W.QLabel()
         self.preview.setObjectName("sdbridge_preview")
-        self.preview.setFixedHeight(PREVIEW_H)
+        self.preview.setFixedSize(PREVIEW_H, PREVIEW_H)
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setWordWrap(True)
         self.preview.setFrameShape(W.QFrame.Shape.StyledPanel)
-        box.addWidget(self.preview)
+        top.addWidget(self.preview)
         self.strip = W.QListWidget()
         self.strip.setObjectName("sdbridge_history")
         self.strip.setViewMode(W.QListView.ViewMode.IconMode)
@@ -42,12 +46,12 @@ class ReviewPanel(W.QWidget):  # type: ignore[misc,name-defined]
         self.strip.setWrapping(False)
         self.strip.setMovement(W.QListView.Movement.Static)
         self.strip.setIconSize(QtCore.QSize(THUMB, THUMB))
-        self.strip.setFixedHeight(THUMB + self.strip.fontMetrics().height() + 28)
+        self.strip.setFixedHeight(PREVIEW_H)
         self.strip.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.strip.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.strip.setToolTip("Results of this document, newest last: click one to preview it on the canvas")
         self.strip.currentItemChanged.connect(self._picked)
-        box.addWidget(self.strip)
+        top.addWidget(self.strip, 1)
         grid = W.QGridLayout()
         grid.setContentsMargins(0, 0, 0, 0)
         self.apply = self._button("Apply", "Add the chosen result as a new layer named after its prompt and seed")
@@ -120,12 +124,12 @@ class ReviewPanel(W.QWidget):  # type: ignore[misc,name-defined]
         elif shown is not None and shown in self._images:
             self._show(self._images[shown])
         elif not c.pending:
-            self.preview.setText("Results appear here" if not entries else "Pick a result to preview it")
+            self.preview.setText("No results yet" if not entries else "Pick a result")
 
     def _show(self, pix: Any) -> None:
         self.preview.setPixmap(
             pix.scaled(
-                max(1, self.preview.width() - 4),
+                PREVIEW_H - 4,
                 PREVIEW_H - 4,
                 Qt.AspectRatioMode.KeepAspectRatio,
                 Qt.TransformationMode.SmoothTransformation,

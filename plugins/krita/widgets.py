@@ -90,7 +90,7 @@ class Form:
         w.setRange(lo, hi)
         w.setPageStep(10)
         text = W.QLabel()
-        text.setMinimumWidth(text.fontMetrics().horizontalAdvance("Generate (100 %)") + 4)
+        text.setMinimumWidth(max(text.fontMetrics().horizontalAdvance(label(v / 100)) for v in (lo, hi - 1, hi)) + 4)
 
         def moved(v: int) -> None:
             text.setText(label(v / 100))
@@ -158,11 +158,18 @@ def row(*items: Any, stretch_last: bool = False) -> Any:
     return box
 
 
-def scroll_page(content: Any) -> Any:
-    """`content` in a frameless vertical scroll area (no horizontal scrolling: rows wrap instead)."""
+def scroll_page(content: Any, min_lines: int = 3, full_rows: bool = True) -> Any:
+    """`content` in a frameless vertical scroll area. It never scrolls sideways: it is at least as
+    wide as the content needs (the docker column widens instead of clipping a control), and it may
+    shrink to `min_lines` text lines high (the content scrolls) so the docker fits any height.
+    `full_rows`: the content keeps its preferred height (form rows); else it may shrink to its minimum."""
     area = W.QScrollArea()
     area.setWidgetResizable(True)
     area.setFrameShape(W.QFrame.Shape.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     area.setWidget(content)
+    if full_rows:  # squeezed to their minimum, form rows would crop spin boxes and combos
+        content.setMinimumHeight(content.sizeHint().height())
+    area.setMinimumWidth(content.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
+    area.setMinimumHeight(area.fontMetrics().lineSpacing() * min_lines)
     return area

@@ -91,7 +91,7 @@ def test_lora_tags_and_strength_labels() -> None:
     assert actions.insert_tag("a fox ", tag) == "a fox <lora:detail:0.75>"
     assert actions.insert_tag("a fox <lora:detail:0.75>", tag) == "a fox <lora:detail:0.75>"  # once only
     assert actions.insert_tag("", tag) == tag
-    assert actions.strength_label(1.0) == "Generate (100 %)"
-    assert actions.strength_label(0.999) == "Generate (100 %)"
+    assert actions.strength_label(1.0) == "Generate"
+    assert actions.strength_label(0.999) == "Generate"
     assert actions.strength_label(0.6) == "Refine 60 %" and actions.strength_label(0) == "Refine 1 %"
     assert actions.asset_names({"loras": ["a", 3, "b"]}, "loras") == ["a", "b"] and actions.asset_names(None, "x") == []

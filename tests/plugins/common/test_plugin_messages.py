@@ -40,8 +40,9 @@ def test_disconnected_says_when_it_retries_or_what_to_do() -> None:
 
 def test_every_status_names_the_requests_kind() -> None:
     inpaint = InpaintRequest(batch=2)
-    assert messages.submitted(inpaint, True, URL) == "inpaint: sent"
-    offline = messages.submitted(GenerateRequest(), False, URL)
+    assert messages.submitted(inpaint, "online", URL) == "inpaint: sent"
+    assert messages.submitted(inpaint, "connecting", URL) == f"inpaint: connecting to {URL}…"
+    offline = messages.submitted(GenerateRequest(), "offline", URL)
     assert offline.startswith(f"generate: waiting for the server at {URL} (offline)")
     assert messages.queued("inpaint", 2) == "inpaint: queued, 2 jobs ahead"
     assert messages.queued("face", 0) == "face re-render: queued"

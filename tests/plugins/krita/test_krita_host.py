@@ -90,7 +90,9 @@ def test_docker_controls_all_lie_in_the_visible_viewport(krita: Session, size: s
     assert Path(res[f"shot_{size}"]).stat().st_size > 1000  # the screenshot the report refers to
     assert geo["outer_scroll_max"] == 0 and geo["outer_hscroll_max"] == 0, geo  # nothing hides below the docker
     assert len(geo["checked"]) >= 40 and not geo["problems"], geo["problems"]
-    assert all(geo["tab_buttons"].values()), geo["tab_buttons"]
+    assert geo["tabs_fit"], geo
+    for kind in ("generate", "outpaint", "face", "restore", "upscale", "connect", "cancel", "apply", "discard"):
+        assert any(name.endswith(f"sdbridge_{kind}") for name in geo["checked"]), kind
 
 
 def test_pickers_are_fed_by_welcome_and_strength_reads_generate(krita: Session) -> None:
@@ -99,9 +101,9 @@ def test_pickers_are_fed_by_welcome_and_strength_reads_generate(krita: Session) 
     pickers = res["pickers"]
     assert pickers["model"] == ["(server default)", "tiny-sd15"]
     assert pickers["restorer"] == ["(server default)", "GFPGANv1.4"]
-    assert pickers["lora"][0] == "(pick a LoRA)" and pickers["vae"][0] == "(model's own)"
+    assert pickers["lora"][0] == "(LoRA to insert)" and pickers["vae"][0] == "(model's own)"
     assert pickers["upscaler"][0] == "(server default)" and "Euler a" in pickers["sampler"]
-    assert res["strength_label"] == "Generate (100 %)"
+    assert res["strength_label"] == "Generate"
     assert krita.ok("img2img")["strength_label"] == "Refine 50 %"
 
 
@@ -114,8 +116,8 @@ def test_generate_lands_on_locked_preview_layer_then_apply(krita: Session) -> No
     (entry,) = res["entries"]
     assert entry["name"] == "a red fox (42)" and entry["kind"] == "generate" and res["strip"] == 1
     assert res["preview_layer"] == {"locked": True, "visible": True, "bounds": [0, 0, SIZE, SIZE], "on_top": True}
-    # Nothing else was added before Apply: the drawing and the preview layer.
-    assert layer_names(res["layers"]) == ["drawing", PREVIEW]
+    # Nothing else was added before Apply: the new document's layers and the preview layer.
+    assert layer_names(res["layers"]) == ["Background", "drawing", PREVIEW]
     assert res["messages"][-1] == "generate: 1 result in the history — Apply to keep"
     assert_applied_in_one_undo(res, "a red fox (42)")
     applied, preview = krita.bgra("generate.applied.bgra"), krita.bgra("generate.preview.bgra")
@@ -156,15 +158,15 @@ def test_inpaint_batch_two_gives_two_entries_and_says_inpaint(krita: Session) ->
     assert (proj[far] == before[far]).all()
 
 
-def test_apply_to_selection_uses_a_transparency_mask(krita: Session) -> None:
+def test_apply_to_selection_cuts_the_result_to_the_selection(krita: Session) -> None:
     res = krita.ok("apply_selection")
     assert_applied_in_one_undo(res, "a red fox (17)")
-    assert len(res["applied_masks"]) == 1
-    mask = np.frombuffer((krita.run.out / "apply_selection.mask.gray").read_bytes(), np.uint8).reshape(SIZE, SIZE)
+    layer, preview = krita.bgra("apply_selection.applied.bgra"), krita.bgra("apply_selection.preview.bgra")
     x, y, w, h = res["selection"]
-    expected = np.zeros((SIZE, SIZE), np.uint8)
-    expected[y : y + h, x : x + w] = 255
-    assert (mask == expected).all()
+    inside = np.zeros((SIZE, SIZE), bool)
+    inside[y : y + h, x : x + w] = True
+    assert (layer[..., 3][inside] == 255).all() and (layer[..., 3][~inside] == 0).all()
+    assert (layer[inside] == preview[inside]).all()  # the result itself, only cut
 
 
 def test_discard_and_reuse_prompt_and_seed(krita: Session) -> None:

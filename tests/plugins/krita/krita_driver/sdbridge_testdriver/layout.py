@@ -54,31 +54,50 @@ def geometry(d):
             if not w.isVisibleTo(d) or isinstance(w.parent(), (qw.QAbstractSpinBox, qw.QComboBox)):
                 continue  # a spin box's / combo's own line edit is checked as its parent
             if area is not None and area.widget().isAncestorOf(w):
-                area.ensureWidgetVisible(w, 0, 0)
+                # The whole widget (ensureWidgetVisible only brings an input's cursor into view).
+                c = w.mapTo(area.widget(), kit.qt().QtCore.QPoint(w.width() // 2, w.height() // 2))
+                area.ensureVisible(c.x(), c.y(), w.width() // 2 + 1, w.height() // 2 + 1)
                 qw.QApplication.processEvents()
                 ok = _inside(w, area.viewport()) and _inside(area.viewport(), outer.viewport())
+                where = {"scroll": area.verticalScrollBar().value(), "viewport": [area.viewport().width(),
+                         area.viewport().height()], "at": _at(w, area.viewport())}  # fmt: skip
             else:
-                ok = _inside(w, outer.viewport())
-            _record(report, f"{tabs.tabText(i)}/{_label(w)}", w, ok)
+                ok, where = _inside(w, outer.viewport()), {"at": _at(w, outer.viewport())}
+            _record(report, f"{tabs.tabText(i) or tabs.tabToolTip(i).split(':')[0]}/{_label(w)}", w, ok, where)
     tabs.setCurrentIndex(0)
     yield from _settle(3)
     fixed = [d.cancel, d.bar, d.message, d.status, d.review.strip, d.review.preview, d.review.apply,
              d.review.apply_sel, d.review.discard, d.review.reuse, tabs.tabBar()]  # fmt: skip
+    bar = tabs.tabBar()
+    report["tabs_fit"] = all(bar.tabRect(i).right() <= bar.width() for i in range(bar.count()))
+    root = outer.widget()
+    report["min_size"] = [root.minimumSizeHint().width(), root.minimumSizeHint().height()]
+    lay = root.layout()
+    report["debug"] = {"root": [root.width(), root.height()], "hfw": lay.hasHeightForWidth(),
+                       "items": [[type(lay.itemAt(i).widget()).__name__, lay.itemAt(i).minimumSize().height(),
+                                  lay.itemAt(i).geometry().height()] for i in range(lay.count())],
+                       "pages": [[tabs.widget(i).minimumSizeHint().height(), tabs.widget(i).height()]
+                                 for i in range(tabs.count())]}  # fmt: skip
     for w in fixed:
-        _record(report, f"fixed/{_label(w)}", w, w.isVisibleTo(d) and _inside(w, outer.viewport()))
-    report["tab_buttons"] = {k: b.isVisibleTo(d) for k, b in d.buttons.items()}
+        ok = w.isVisibleTo(d) and _inside(w, outer.viewport())
+        _record(report, f"fixed/{_label(w)}", w, ok, {"at": _at(w, outer.viewport())})
     return report
 
 
-def _record(report, name, w, ok):
+def _at(w, viewport):
+    p = w.mapTo(viewport, kit.qt().QtCore.QPoint(0, 0))
+    return [p.x(), p.y(), w.width(), w.height()]
+
+
+def _record(report, name, w, ok, where=None):
+    # A size set on the widget itself wins over its hint in Qt's layouts (e.g. a 2-line text box).
     hint = w.minimumSizeHint()
-    squeezed = w.width() < hint.width() - 1 or w.height() < hint.height() - 1
+    need_w, need_h = w.minimumWidth() or hint.width(), w.minimumHeight() or hint.height()
+    squeezed = w.width() < need_w - 1 or w.height() < need_h - 1
     report["checked"].append(name)
     if not ok or squeezed:
-        p = w.mapTo(w.window(), kit.qt().QtCore.QPoint(0, 0))
-        report["problems"].append({"widget": name, "inside": ok, "squeezed": squeezed,
-                                   "rect": [p.x(), p.y(), w.width(), w.height()],
-                                   "min_hint": [hint.width(), hint.height()]})  # fmt: skip
+        report["problems"].append({"widget": name, "inside": ok, "squeezed": squeezed, "where": where,
+                                   "size": [w.width(), w.height()], "needs": [need_w, need_h]})  # fmt: skip
 
 
 def _shot(widget, name):
@@ -114,6 +133,13 @@ def sc_layout(res):
         res[f"window_{tag}"] = [win.width(), win.height()]
         res[f"shot_{tag}"] = _shot(d, f"docker-{tag}.png")
         _shot(win, f"window-{tag}.png")
+        if tag == "1280x800":  # every tab, for people reviewing the docker
+            for i in range(1, d.tabs.count()):
+                d.tabs.setCurrentIndex(i)
+                yield from _settle(3)
+                _shot(d, f"docker-{tag}-tab{i}.png")
+            d.tabs.setCurrentIndex(0)
+            yield from _settle(3)
         report = yield from geometry(d)
         res[f"geometry_{tag}"] = report
     res["pickers"] = {

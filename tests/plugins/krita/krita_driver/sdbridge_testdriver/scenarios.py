@@ -36,16 +36,12 @@ def apply(res, doc, entry_id, to_selection=False, undo=True):
     res["after_apply"] = after
     res["preview_after_apply"] = preview_layer(doc)
     names = {x["name"] for x in before}
-    new = [x for x in after if x["name"] not in names]
+    new = [x for x in after if x["name"] not in names and x["depth"] == 0]
     res["applied"] = new
     top = [n for n in doc.rootNode().childNodes() if n.type() != "selectionmask"][-1]
     res["applied_node"] = top.name()
     kit.dump(res["scenario"] + ".applied.bgra", kit.pixels(doc, top))
     kit.dump(res["scenario"] + ".projection.bgra", bytes(doc.pixelData(0, 0, doc.width(), doc.height())))
-    masks = [c for c in top.childNodes() if c.type() == "transparencymask"]
-    if masks:
-        kit.dump(res["scenario"] + ".mask.gray", bytes(masks[0].pixelData(0, 0, doc.width(), doc.height())))
-    res["applied_masks"] = [m.name() for m in masks]
     res["doc_size_after_apply"] = [doc.width(), doc.height()]
     if undo:
         kit.trigger("edit_undo")
@@ -92,10 +88,13 @@ def sc_inpaint_batch(res):
 
 
 def sc_apply_selection(res):
-    """Apply to selection: the layer gets the selection as its transparency mask."""
+    """Apply to selection: the layer is the result cut to the selection."""
     kit.settings(seed=17)
     doc = kit.new_doc("applysel")
     yield from kit.run_action(res, "sdbridge_generate", doc)
+    import sdbridge.document as document
+
+    kit.dump("apply_selection.preview.bgra", kit.pixels(doc, kit.node(doc, document.PREVIEW_NAME)))
     kit.select(doc, 10, 20, 50, 30)
     res["selection"] = [10, 20, 50, 30]
     yield from apply(res, doc, res["entries"][0]["id"], to_selection=True)
