@@ -27,27 +27,9 @@ if awk -v r="$ROOT" '$5 == r || index($5, r "/") == 1 {found = 1} END {exit !fou
   echo "krita6_setup.sh: something is mounted under $ROOT; unmount it first" >&2; exit 1
 fi
 
-# Mirror: whatever the host's apt already uses (deb822 first, then the one-line format): in CI
-# sandboxes it is the only network there is.
-MIRROR="$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)"
-[ -n "$MIRROR" ] || MIRROR="$(awk '$1=="deb"{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)"
-[ -n "$MIRROR" ] || MIRROR="http://deb.debian.org/debian"
-
-if ! command -v debootstrap >/dev/null; then
-  # Other host set-ups (Krita 5, GIMP) may hold the dpkg lock at the same time: wait for it.
-  apt-get -o DPkg::Lock::Timeout=600 update -q || true
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q debootstrap
-fi
-
-if [ ! -x "$ROOT/usr/bin/apt-get" ]; then
-  # A half-finished debootstrap leaves a tree that a second one refuses: start clean.
-  [ -d "$ROOT" ] && rm -rf --one-file-system "$ROOT"
-  mkdir -p "$ROOT"
-  KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg  # non-Debian hosts: install debian-archive-keyring
-  [ -f "$KEYRING" ] || KEYRING=
-  debootstrap --variant=minbase ${KEYRING:+--keyring="$KEYRING"} sid "$ROOT" "$MIRROR"
-fi
-cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
+. "$HERE/chroot_lib.sh"
+MIRROR="$(host_mirror)"
+bootstrap "$ROOT" sid "$MIRROR"
 # experimental is NotAutomatic: only what is asked for comes from it (krita, and krita-data with it).
 printf 'deb %s sid main\ndeb %s experimental main\n' "$MIRROR" "$MIRROR" > "$ROOT/etc/apt/sources.list"
 # Snapshot mirrors serve sid/experimental Release files past their one-week Valid-Until; apt then

@@ -62,7 +62,7 @@ class Host:
         else:
             inner = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
             cmd = [str(HOSTS_DIR / "krita6_in_chroot.sh"), str(self.chroot), *inner]
-            full_env = {**_clean_env(), "KRITA6_BINDS": str(binds)}
+            full_env = {**_clean_env(), "CHROOT_BINDS": str(binds)}
         with subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as p:
             try:
                 out = p.communicate(timeout=timeout)[0]
@@ -78,7 +78,7 @@ HOSTS = (Host("krita5"), Host("krita6"))
 def _clean_env() -> dict[str, str]:
     """The test process's environment without the virtualenv: Krita's Python is the system one."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env["PATH"] = "/usr/bin:/bin:/usr/local/bin"
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"  # unshare, mount and chroot live in sbin
     return env
 
 

@@ -108,6 +108,7 @@ def sc_discard_reuse(res):
     d, c = kit.docker(), kit.controller()
     first, second = res["entries"][0]["id"], res["entries"][1]["id"]
     kit.pick(second)
+    d.grab().save(os.path.join(kit.OUT, "docker-with-results.png"), "PNG")  # for people reviewing the docker
     res["shown_before_discard"] = c.shown_entry()
     kit.click(d.review.discard)
     yield
