@@ -7,6 +7,7 @@ Every text the user reads comes from `plugins/common/messages.py`.
 
 from __future__ import annotations
 
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -34,6 +35,11 @@ class Pending:
     request: Any
     base: tuple[int, int]
     submitted: float = field(default_factory=time.monotonic)
+
+
+def log(text: str) -> None:
+    """A line in Krita's terminal output (stderr: Krita's embedded stdout is buffered until exit)."""
+    print(f"sdbridge: {text}", file=sys.stderr, flush=True)
 
 
 def read_settings() -> Settings:
@@ -226,7 +232,7 @@ class Controller:
         elif t == "disconnected":
             self.status, self.offline = messages.disconnected(self.client.url, data), True
             if data.get("reason") != "stopped":
-                print(f"sdbridge: disconnected: {data.get('reason')}")
+                log(f"disconnected: {data.get('reason')}")
         elif t == "server_restarted":
             self.message = messages.server_restarted(data)
         elif job is None:
@@ -257,7 +263,7 @@ class Controller:
         elif fmt != "rgba8":
             got = decode_to_bgra(prev["data"])
         if got is None:
-            print(f"sdbridge: cannot decode a {fmt} step preview ({len(prev['data'])} bytes)")
+            log(f"cannot decode a {fmt} step preview ({len(prev['data'])} bytes)")
             if not self._preview_warned:  # once: a broken decoder would otherwise flood the user
                 self._preview_warned = True
                 self._notify_user(messages.preview_undecodable(fmt))
@@ -299,13 +305,23 @@ class Controller:
         if isinstance(seed, int):
             write_setting("last_seed", seed)
 
+    def forget_closed_documents(self) -> None:
+        """After a document closed: drop its in-memory history (reopening reads the file's)."""
+        keys = {document.doc_key(d) for d in Krita.instance().documents()}
+        self.review.forget_closed({k for k in keys if k})
+
     # --- UI plumbing -----------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        """A line in the docker's message area (no floating canvas message)."""
+        self.message = text
+        self._changed()
 
     def _notify_user(self, text: str) -> None:
         """Non-modal: the docker's message line plus Krita's floating canvas message (a modal box
         would block scripted/headless use)."""
         self.message = text
-        print(f"sdbridge: {text}")
+        log(text)
         win = Krita.instance().activeWindow()
         view = win.activeView() if win is not None else None
         if view is not None:

@@ -212,8 +212,7 @@ class SDBridgeDocker(DockWidget):
     def _insert_lora(self) -> None:
         name = self.lora.value()
         if not name:
-            self.controller.message = "Pick a LoRA to insert"
-            self.controller._changed()
+            self.controller.say("Pick a LoRA to insert")
             return
         self.prompt.setPlainText(actions.insert_tag(self.prompt.toPlainText(), actions.lora_tag(name)))
 

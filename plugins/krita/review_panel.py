@@ -81,8 +81,7 @@ class ReviewPanel(W.QWidget):  # type: ignore[misc,name-defined]
     def _with_current(self, fn: Callable[[str], Any]) -> None:
         entry_id = self.current_id()
         if entry_id is None:
-            self.controller.message = "Pick a result in the history first"
-            self.controller._changed()
+            self.controller.say("Pick a result in the history first")
             return
         fn(entry_id)
 

@@ -55,7 +55,7 @@ if [ ! -x "$ROOT/usr/bin/krita" ] || [ ! -x "$ROOT/usr/bin/xvfb-run" ] || \
 fi
 
 VER="$("$IN" "$ROOT" env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
-        timeout -k 5 120 xvfb-run -a krita --version 2>/dev/null | grep -i '^krita' || true)"
+        timeout -k 5 120 xvfb-run -n 200 -a krita --version 2>/dev/null | grep -i '^krita' || true)"
 case "$VER" in
   "krita 6."*) ;;
   *) echo "krita6_setup.sh: expected Krita 6.x in $ROOT, got '$VER'" >&2; exit 1 ;;

@@ -30,7 +30,7 @@ DRIVER = HERE / "krita_driver"
 HOSTS_DIR = ROOT / "tests" / "hosts"
 KRITA6_ROOT = Path(os.environ.get("KRITA6_ROOT", "/tmp/krita6-root"))
 IMPORTER = "/usr/share/krita/pykrita/plugin_importer/plugin_importer.py"
-XVFB = ["xvfb-run", "-a", "-s", "-screen 0 1280x1024x24"]
+XVFB_SCREEN = ["-s", "-screen 0 1280x1024x24"]
 CRASH_RCS = (134, 139)  # abort / segfault (Krita 5's first start once crashed in QML: rc 139)
 
 
@@ -53,6 +53,14 @@ class Host:
         if os.geteuid() != 0 or shutil.which("unshare") is None:
             return "Krita 6 host tests need root and unshare(1) (chroot in a private mount namespace)"
         return None
+
+    @property
+    def xvfb_run(self) -> list[str]:
+        """xvfb-run picking a free display. The chroot's copy cannot see the host's lock files (its
+        own /tmp) but shares the X sockets, and xvfb-run returns before its Xvfb has exited: a
+        Krita 6 started right after a Krita 5 would take the display that is still going away.
+        So the hosts count from different numbers (99 up on the host, 200 up in the chroot)."""
+        return ["xvfb-run", "-a"] if self.chroot is None else ["xvfb-run", "-n", "200", "-a"]
 
     def run(self, argv: list[str], binds: Path, env: dict[str, str], timeout: float) -> tuple[int, str]:
         """`argv` with exactly `env` (paths under `binds` are the same inside a chroot as outside);
@@ -156,7 +164,7 @@ def run_krita(host: Host, base: Path, home: Path, out: Path, scenarios: list[str
     (home / "runtime").mkdir(parents=True, exist_ok=True)
     (home / "runtime").chmod(0o700)
     env = profile_env(home) | {"SDB_TEST_OUT": str(out), "SDB_TEST_SCENARIOS": ",".join(scenarios), "SDB_TEST_URL": url}
-    argv = ["timeout", "-k", "5", str(timeout), *XVFB, "krita", "--nosplash"]
+    argv = ["timeout", "-k", "5", str(timeout), *host.xvfb_run, *XVFB_SCREEN, "krita", "--nosplash"]
     t = time.monotonic()
     rc, log = host.run(argv, base, env, timeout + 60)
     (out / "krita.log").write_text(log)

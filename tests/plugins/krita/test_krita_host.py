@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.krita, pytest.mark.slow]
 
 SIZE = 128
 SCENARIOS = ["layout", "generate", "img2img", "inpaint_batch", "apply_selection", "discard_reuse", "outpaint",
-             "upscale", "face", "restore", "noface", "offline", "cancel", "persist"]  # fmt: skip
+             "upscale", "face", "restore", "noface", "offline", "cancel", "persist", "preview_error"]  # fmt: skip
 PREVIEW = "[sdbridge preview]"
 
 
@@ -132,6 +132,12 @@ def test_step_previews_decode_into_the_docker(krita: Session) -> None:
     assert res["docker_preview_has_pixmap"]
 
 
+def test_an_undecodable_step_preview_is_said_once(krita: Session) -> None:
+    res = krita.ok("preview_error")
+    assert res["first"] == res["expected"] and res["second"] == ""
+    assert krita.run.log.count("sdbridge: cannot decode a webp step preview") == 2  # but logged each time
+
+
 def test_img2img_by_strength(krita: Session) -> None:
     res = krita.ok("img2img")
     assert [e["name"] for e in res["entries"]] == ["a red fox (7)"]
@@ -232,7 +238,7 @@ def test_cancel_mid_job_leaves_nothing(krita: Session) -> None:
 
 def test_history_survives_save_and_reload(krita: Session) -> None:
     res = krita.ok("persist")
-    assert res["saved"]
+    assert res["saved"] and res["cache_dropped"]
     assert [(e["seed"], e["name"]) for e in res["reloaded_entries"]] == [(21, "a red fox (21)"), (22, "a red fox (22)")]
     assert res["reloaded_strip"] == 2  # the docker shows the reopened document's history
     ann = res["annotation"]

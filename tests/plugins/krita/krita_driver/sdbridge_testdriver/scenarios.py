@@ -222,10 +222,15 @@ def sc_persist(res):
     yield from kit.run_action(res, "sdbridge_generate", doc)
     path = os.path.join(kit.OUT, "persist.kra")
     res["saved"] = bool(doc.saveAs(path))
+    import sdbridge.document as document
+
+    key = document.doc_key(doc)
     doc.setModified(False)
     doc.close()
     for _ in range(5):
         yield
+    # Closed: the plugin forgot its in-memory copy, so what comes back below is read from the file.
+    res["cache_dropped"] = key not in kit.controller().review._histories
     app = Krita.instance()
     doc2 = app.openDocument(path)
     doc2.setBatchmode(True)
@@ -239,6 +244,21 @@ def sc_persist(res):
     res["reloaded_strip"] = kit.docker().review.strip.count()
     if res["reloaded_entries"]:
         yield from apply(res, doc2, res["reloaded_entries"][1]["id"], undo=False)
+
+
+def sc_preview_error(res):
+    """A step preview this Krita cannot decode: logged every time, said to the user once."""
+    from sdbridge.controller import messages
+
+    c = kit.controller()
+    c.message = ""
+    c._step_preview({"format": "webp", "data": b"not an image"})
+    res["first"] = c.message
+    c.message = ""
+    c._step_preview({"format": "webp", "data": b"still not an image"})
+    res["second"] = c.message
+    res["expected"] = messages.preview_undecodable("webp")
+    yield
 
 
 SCENARIOS = {name[3:]: fn for name, fn in globals().items() if name.startswith("sc_")}
