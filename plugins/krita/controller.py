@@ -24,6 +24,7 @@ from .review import Review
 Settings = settings.Settings
 ActionError = actions.ActionError
 CLIENT_NAME = "krita-plugin/0.2"
+CANVAS_SETTLE_MS = 500  # between taking the preview layer away and resizing the image (see Review.apply)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Controller:
         self.client: Any = None
         self.offline = False  # the client's last connection attempt failed
         self.pending: dict[str, Pending] = {}
+        self.applying = 0  # applies waiting for the canvas to settle before a resize
         self.review = Review()
         self.status = "Not connected — press Connect, or run a job"
         self.message = deps_error or ""
@@ -177,9 +179,22 @@ class Controller:
         return self._on_entry("preview", lambda doc: self.review.show(doc, entry_id))
 
     def apply_entry(self, entry_id: str, to_selection: bool = False) -> bool:
-        def run(doc: Any) -> None:
-            node = self.review.apply(doc, entry_id, to_selection)
+        def done(node: Any) -> None:
             self.message = f"Applied as layer “{node.name()}”" + (" through the selection" if to_selection else "")
+
+        def run(doc: Any) -> None:
+            settle, finish = self.review.apply(doc, entry_id, to_selection)
+            if not settle:
+                done(finish())
+                return
+            self.applying += 1
+            self.message = "Resizing the canvas…"
+
+            def later() -> None:
+                self.applying -= 1
+                self._on_entry("apply", lambda _doc: done(finish()), doc)
+
+            QTimer.singleShot(CANVAS_SETTLE_MS, later)
 
         return self._on_entry("apply", run)
 
@@ -193,11 +208,15 @@ class Controller:
 
         return self._on_entry("copy", run)
 
-    def _on_entry(self, what: str, fn: Callable[[Any], Any]) -> bool:
+    def _on_entry(self, what: str, fn: Callable[[Any], Any], doc: Any = None) -> bool:
+        """Run a history action on `doc` (default: the active document); errors become messages."""
         try:
-            doc = document.active_document()
             if doc is None:
-                raise ActionError("open a document first")
+                doc = document.active_document()
+                if doc is None:
+                    raise ActionError("open a document first")
+            elif not document.is_open(doc):
+                raise ActionError("its document was closed")
             fn(doc)
             self._changed()
             return True

@@ -7,6 +7,7 @@ UI-independent like the controller: the docker calls these methods and re-reads 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from . import document
@@ -81,10 +82,15 @@ class Review:
         document.remove_preview(doc)
         self.shown.pop(document.doc_key(doc) or "", None)
 
-    def apply(self, doc: Any, entry_id: str, to_selection: bool = False) -> Any:
-        """The entry as a new layer named `prompt (seed)` (one undo step; a canvas change first when
-        the job resized the canvas). `to_selection`: cut to the selection, its soft edge kept (the
-        selection becomes the layer's blend mask, baked into its alpha: still one undo step)."""
+    def apply(self, doc: Any, entry_id: str, to_selection: bool = False) -> tuple[bool, Callable[[], Any]]:
+        """Start applying the entry as a new layer named `prompt (seed)` (one undo step; a canvas
+        change first when the job resized the canvas). `to_selection`: cut to the selection, its
+        soft edge kept (the selection is baked into the layer's alpha: still one undo step).
+
+        Checks and takes the preview away now; returns (settle, finish): `finish()` adds the layer
+        and returns it. With `settle` the caller must let Krita's event loop run a moment before
+        calling it: resizing the image while the canvas still draws the removed preview layer
+        aborts Krita 6 (its OpenGL canvas asserts on a stale texture tile)."""
         hist = self.history(doc)
         entry = hist.require(entry_id)
         place = entry.placement(doc.width(), doc.height())  # raises when the document no longer fits
@@ -92,17 +98,22 @@ class Review:
             raise ActionError("select the area to apply it to first (or use Apply)")
         # The preview goes first: one Undo then takes back exactly the applied layer.
         self.hide(doc)
-        if place.change is not None:
-            document.change_canvas(doc, place.change)
-        rgba = entry.rgba(_decode)
-        if to_selection:
-            sel = document.selection_mask(doc) or bytes(doc.width() * doc.height())
-            r = entry.rect
-            rgba = pixels.mask_alpha(rgba, pixels.crop(sel, doc.width(), 1, r.x, r.y, r.w, r.h))
-        node = document.add_layer(doc, entry.name, entry.rect, rgba)
-        hist.update(entry.id, applied=True)
-        self._save(doc, hist)
-        return node
+        doc.waitForDone()
+
+        def finish() -> Any:
+            if place.change is not None:
+                document.change_canvas(doc, place.change)
+            rgba = entry.rgba(_decode)
+            if to_selection:
+                sel = document.selection_mask(doc) or bytes(doc.width() * doc.height())
+                r = entry.rect
+                rgba = pixels.mask_alpha(rgba, pixels.crop(sel, doc.width(), 1, r.x, r.y, r.w, r.h))
+            node = document.add_layer(doc, entry.name, entry.rect, rgba)
+            hist.update(entry.id, applied=True)
+            self._save(doc, hist)
+            return node
+
+        return place.change is not None, finish
 
     def discard(self, doc: Any, entry_id: str) -> None:
         hist = self.history(doc)

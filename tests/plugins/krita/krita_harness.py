@@ -16,6 +16,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,6 @@ DRIVER = HERE / "krita_driver"
 HOSTS_DIR = ROOT / "tests" / "hosts"
 KRITA6_ROOT = Path(os.environ.get("KRITA6_ROOT", "/tmp/krita6-root"))
 IMPORTER = "/usr/share/krita/pykrita/plugin_importer/plugin_importer.py"
-XVFB_SCREEN = ["-s", "-screen 0 1280x1024x24"]
 CRASH_RCS = (134, 139)  # abort / segfault (Krita 5's first start once crashed in QML: rc 139)
 
 
@@ -46,21 +47,15 @@ class Host:
 
     def missing(self) -> str | None:
         if self.chroot is None:
-            gone = [exe for exe in ("krita", "xvfb-run", "xauth") if shutil.which(exe) is None]
+            gone = [exe for exe in ("krita", "Xvfb") if shutil.which(exe) is None]
             return f"Krita 5 needs {', '.join(gone)}: run tests/hosts/krita_setup.sh" if gone else None
-        if not (self.chroot / "usr/bin/krita").exists() or not (self.chroot / "usr/bin/xvfb-run").exists():
+        if not (self.chroot / "usr/bin/krita").exists():
             return f"no Krita 6 chroot at {self.chroot}: run tests/hosts/krita6_setup.sh"
+        if shutil.which("Xvfb") is None:
+            return "Krita 6 runs on the host's Xvfb: run tests/hosts/krita_setup.sh"
         if os.geteuid() != 0 or shutil.which("unshare") is None:
             return "Krita 6 host tests need root and unshare(1) (chroot in a private mount namespace)"
         return None
-
-    @property
-    def xvfb_run(self) -> list[str]:
-        """xvfb-run picking a free display. The chroot's copy cannot see the host's lock files (its
-        own /tmp) but shares the X sockets, and xvfb-run returns before its Xvfb has exited: a
-        Krita 6 started right after a Krita 5 would take the display that is still going away.
-        So the hosts count from different numbers (99 up on the host, 200 up in the chroot)."""
-        return ["xvfb-run", "-a"] if self.chroot is None else ["xvfb-run", "-n", "200", "-a"]
 
     def run(self, argv: list[str], binds: Path, env: dict[str, str], timeout: float) -> tuple[int, str]:
         """`argv` with exactly `env` (paths under `binds` are the same inside a chroot as outside);
@@ -159,14 +154,38 @@ class KritaRun:
         return json.loads(path.read_text()) if path.exists() else {}
 
 
+@contextmanager
+def xvfb() -> Iterator[str]:
+    """A host Xvfb of our own for one Krita run; yields its DISPLAY. Xvfb picks a free display itself
+    (-displayfd), and it is gone when this returns: xvfb-run's lock files differ between the host and
+    the chroot, and it does not wait for its Xvfb to exit, so back-to-back runs took a display that
+    was still going away. The chroot reaches it through the shared X socket dir."""
+    proc = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        number = proc.stdout.readline().decode().strip()
+        if not number.isdigit():
+            raise AssertionError(f"Xvfb did not start (rc={proc.poll()})")
+        yield f":{number}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def run_krita(host: Host, base: Path, home: Path, out: Path, scenarios: list[str], url: str, timeout: int) -> KritaRun:
     out.mkdir(parents=True, exist_ok=True)
     (home / "runtime").mkdir(parents=True, exist_ok=True)
     (home / "runtime").chmod(0o700)
     env = profile_env(home) | {"SDB_TEST_OUT": str(out), "SDB_TEST_SCENARIOS": ",".join(scenarios), "SDB_TEST_URL": url}
-    argv = ["timeout", "-k", "5", str(timeout), *host.xvfb_run, *XVFB_SCREEN, "krita", "--nosplash"]
     t = time.monotonic()
-    rc, log = host.run(argv, base, env, timeout + 60)
+    with xvfb() as display:
+        argv = ["timeout", "-k", "5", str(timeout), "krita", "--nosplash"]
+        rc, log = host.run(argv, base, env | {"DISPLAY": display}, timeout + 60)
     (out / "krita.log").write_text(log)
     return KritaRun(host.name, rc, time.monotonic() - t, out, log)
 

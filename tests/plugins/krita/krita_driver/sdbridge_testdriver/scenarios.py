@@ -29,6 +29,9 @@ def apply(res, doc, entry_id, to_selection=False, undo=True):
     res["preview_after_pick"] = preview_layer(doc)
     before = kit.layers(doc)
     kit.click(d.review.apply_sel if to_selection else d.review.apply)
+    deadline = time.time() + 30
+    while kit.controller().applying and time.time() < deadline:  # a resize waits for the canvas
+        yield
     doc.waitForDone()
     yield
     after = kit.layers(doc)
