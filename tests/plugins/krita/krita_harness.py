@@ -204,7 +204,10 @@ def prepare_template(host: Host, base: Path, plugin_zip: Path) -> tuple[Path, di
             return home, report, notes
         crashed = run.rc in CRASH_RCS
         notes.append(f"{host.name}: template start {attempt} ended with rc {run.rc} and no done.json")
+        # Logged where a person finds it: stderr (pytest shows it with the test) and a file.
         print(notes[-1], "\n", run.log[-3000:], file=sys.stderr)
+        with (base / "template-retries.log").open("a") as fh:
+            fh.write(f"{notes[-1]}\n{run.log[-3000:]}\n")
         if not crashed or attempt == 2:
             raise AssertionError(f"{host.name}: Krita warm-up failed (rc={run.rc}):\n{run.log[-4000:]}")
     raise AssertionError("unreachable")
