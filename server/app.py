@@ -22,7 +22,6 @@ from .jobs.base import ParseContext, parse_request
 from .limits import Limits
 from .models.registry import ModelManager
 from .protocol import (
-    DEFAULT_PREVIEW_FORMATS,
     PROTOCOL_VERSION,
     BlobAssembler,
     Fields,
@@ -64,7 +63,7 @@ class Connection:
     outbox: deque[dict[str, Any]] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
-    preview_formats: tuple[str, ...] = DEFAULT_PREVIEW_FORMATS  # from hello, narrowed to what we encode
+    preview_formats: tuple[str, ...] = images.DEFAULT_PREVIEW_FORMATS  # from its hello
 
     def send(self, event: dict[str, Any]) -> None:
         """Never blocks: a slow client's backlog sheds progress events, never results."""
@@ -124,14 +123,15 @@ class Server:
             "vram": vram,
             "models": [e.describe() for e in self.models.entries.values()],
             "model": self.models.resident_name,
+            "resident": self.models.resident(),
             **{kind: sorted(found) for kind, found in self.models.assets.items()},
             "jobs": sorted(KINDS),
             "samplers": list(NAMES),
             "limits": self.limits.as_dict(),
         }
 
-    async def _handshake(self, ws: ServerConnection) -> Connection | None:
-        """The connection once `hello` checks out (the welcome is sent); None after an error event."""
+    async def _handshake(self, ws: ServerConnection) -> tuple[str, ...] | None:
+        """The hello checked and answered; returns its preview formats (None: refused, closed)."""
         try:
             raw = await asyncio.wait_for(ws.recv(), HELLO_TIMEOUT_S)
             msg = unpack(raw, self.limits.max_message_bytes)
@@ -146,23 +146,23 @@ class Server:
                 given = f.str("token", "", max_len=1000)
                 if not hmac.compare_digest(given.encode(), self.token.encode()):
                     raise ProtocolError("auth", "missing or wrong token")
-            conn = Connection(ws, preview_formats=preview_formats(f))
+            formats = preview_formats(msg, images.DEFAULT_PREVIEW_FORMATS)
         except TimeoutError:
             await _send_and_close(ws, error_event("handshake", f"no hello within {HELLO_TIMEOUT_S} s"))
             return None
         except ProtocolError as exc:
             await _send_and_close(ws, exc.event(), 1008 if exc.code == "auth" else 1002)
             return None
-        # The format this connection's step previews come in (null: none of the client's formats).
-        await ws.send(pack(self.welcome() | {"preview_format": next(iter(conn.preview_formats), None)}))
-        return conn
+        await ws.send(pack(self.welcome()))
+        return formats
 
     # --- per connection -----------------------------------------------------------------------------
 
     async def handle(self, ws: ServerConnection) -> None:
-        conn = await self._handshake(ws)
-        if conn is None:
+        formats = await self._handshake(ws)
+        if formats is None:
             return
+        conn = Connection(ws, preview_formats=formats)
         self.connections.add(conn)
         blobs = BlobAssembler(self.limits.max_message_bytes)
         pump = asyncio.create_task(conn.pump(self.limits.chunk_bytes))

@@ -9,7 +9,7 @@ it never touches a socket.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +18,6 @@ import msgpack
 PROTOCOL_VERSION = 1
 CHUNK_BYTES = 1 << 20
 IMAGE_FORMATS = ("png", "webp", "jpeg", "rgba8", "gray8")
-# Step previews: what the server can encode, and what a client that does not say gets.
-PREVIEW_FORMATS = ("webp", "jpeg", "png", "rgba8")
-DEFAULT_PREVIEW_FORMATS = ("webp",)
 RAW_BPP = {"rgba8": 4, "gray8": 1}
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -142,17 +139,6 @@ class Fields:
         if not isinstance(value, Mapping):
             raise self._fail(name, f"expected a map, got {type(value).__name__}")
         return value
-
-    def strings(self, name: str, default: Any = _MISSING, max_items: int = 64, max_len: int = 200) -> Any:
-        """A list of short strings (`max_items` at most, each `max_len` characters at most)."""
-        value = self._get(name, default)
-        if value is default and default is not _MISSING:
-            return value
-        if not isinstance(value, list | tuple) or not all(isinstance(x, str) for x in value):
-            raise self._fail(name, "expected a list of strings")
-        if len(value) > max_items or any(len(x) > max_len for x in value):
-            raise self._fail(name, f"at most {max_items} names of at most {max_len} characters")
-        return list(value)
 
     def choice(self, name: str, options: tuple[str, ...] | list[str], default: Any = _MISSING) -> Any:
         value = self.str(name, default)
@@ -293,20 +279,22 @@ def resolve_blobs(event: dict[str, Any], blobs: BlobAssembler) -> dict[str, Any]
     return event
 
 
-def hello(client: str, token: str | None = None, preview_formats: list[str] | None = None) -> dict[str, Any]:
+def hello(client: str, token: str | None = None, preview_formats: Sequence[str] | None = None) -> dict[str, Any]:
+    """The first frame; `preview_formats`: the step-preview formats the client decodes, preferred first."""
     msg: dict[str, Any] = {"type": "hello", "protocol": PROTOCOL_VERSION, "client": client}
     if token:
         msg["token"] = token
-    if preview_formats is not None:
+    if preview_formats:
         msg["preview_formats"] = list(preview_formats)
     return msg
 
 
-def preview_formats(f: Fields) -> tuple[str, ...]:
-    """`hello.preview_formats`: the formats the client decodes, best first, narrowed to the ones the
-    server encodes (unknown names are skipped: a newer client may list more). Absent: webp only.
-    Empty after narrowing: the client gets no step previews (`welcome.preview_format` is null)."""
-    raw = f.strings("preview_formats", None, max_items=16, max_len=16)
-    if raw is None:
-        return DEFAULT_PREVIEW_FORMATS
-    return tuple(x for x in raw if x in PREVIEW_FORMATS)
+def preview_formats(msg: Mapping[str, Any], default: tuple[str, ...]) -> tuple[str, ...]:
+    """`hello.preview_formats` checked: a list of up to 16 short strings (unknown names are allowed;
+    the server skips those it cannot encode). Absent = `default`."""
+    value = msg.get("preview_formats")
+    if value is None:
+        return default
+    if not isinstance(value, list) or len(value) > 16 or not all(isinstance(v, str) and len(v) <= 32 for v in value):
+        raise ProtocolError("bad_field", "hello.preview_formats: expected a list of up to 16 format names")
+    return tuple(value)

@@ -17,7 +17,7 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._wire import protocol
@@ -49,15 +49,15 @@ class Client:
         backoff: tuple[float, float] = (0.5, 10.0),
         open_timeout: float = 5.0,
         max_events: int = 10_000,
-        preview_formats: list[str] | None = None,
+        preview_formats: Sequence[str] = (),
     ) -> None:
         self.url = url
+        self.preview_formats = tuple(preview_formats)  # for hello; () = the server's default (webp)
         self.token = token or None
         self.client_name = client_name
         self.notify = notify
         self.backoff = backoff
         self.open_timeout = open_timeout
-        self.preview_formats = preview_formats  # what the editor decodes, best first (hello.preview_formats)
         self.welcome: dict[str, Any] | None = None
         self.fatal: str | None = None
         self._events: collections.deque[Event] = collections.deque(maxlen=max_events)

@@ -64,6 +64,7 @@ class Controller:
         self.message = deps_error or ""
         self.preview: tuple[int, int, bytes] | None = None  # (w, h, BGRA) of the latest step preview
         self.preview_frames = 0  # step previews decoded since start (scripts, tests)
+        self.preview_format: str | None = None  # the format the server chose for the latest one
         self._preview_warned = False
         self.progress: tuple[int, int] = (0, 0)
         self.finished: list[dict[str, Any]] = []  # for tests/scripts: {job, kind, status, entries, error}
@@ -287,7 +288,7 @@ class Controller:
                 self._preview_warned = True
                 self._notify_user(messages.preview_undecodable(fmt))
             return
-        self.preview = got
+        self.preview, self.preview_format = got, fmt
         self.preview_frames += 1
 
     def _finish(self, job: Pending, ev: Any) -> None:

@@ -266,7 +266,7 @@ def test_client_asks_for_previews_it_can_decode(sdb_serve: ServeProcess) -> None
     # An editor without a WebP decoder (Debian's Krita) lists what it reads; previews come as PNG.
     c = Client(sdb_serve.url, preview_formats=["avif", "png", "rgba8"]).start()
     try:
-        assert c.wait_connected(30)["preview_format"] == "png"
+        assert c.wait_connected(30)["type"] == "welcome"
         job_id = c.submit(GenerateRequest(sampling=Sampling(prompt="fox", seed=3, steps=3), width=64, height=64))
         assert c.wait(job_id, 120).status == "result"
         previews = [e.data["preview"] for e in c.poll() if e.type == "progress" and "preview" in e.data]

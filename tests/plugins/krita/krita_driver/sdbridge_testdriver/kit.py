@@ -193,7 +193,8 @@ def run_action(res, action_id, doc, timeout=180):
     res["preview_frames"] = c.preview_frames - frames
     res["preview_shown"] = watch.preview_shown
     res["welcome_jobs"] = (c.welcome or {}).get("jobs")
-    res["preview_format"] = (c.welcome or {}).get("preview_format")
+    res["preview_format"] = c.preview_format
+    res["decodable_formats"] = list(c.client.preview_formats) if c.client else []
     doc.waitForDone()
     doc.refreshProjection()
     res["doc_size"] = [doc.width(), doc.height()]
