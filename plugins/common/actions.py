@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import geometry, pixels
+from . import choices, geometry, pixels
 from .geometry import Rect
 from .jobs import (
     FaceRequest,
@@ -74,11 +74,6 @@ def model_names(welcome: dict[str, Any] | None) -> list[str]:
     return [m.get("name") for m in (welcome or {}).get("models") or [] if isinstance(m, dict)]
 
 
-def asset_names(welcome: dict[str, Any] | None, kind: str) -> list[str]:
-    """Names the server offers for `kind`: `loras`, `vaes`, `upscalers`, `restorers`, `samplers`."""
-    return [str(n) for n in (welcome or {}).get(kind) or [] if isinstance(n, str)]
-
-
 def lora_tag(name: str, weight: float = 1.0) -> str:
     """The prompt tag that applies a LoRA (docs/protocol.md, prompt syntax)."""
     return f"<lora:{name}:{weight:g}>"
@@ -121,7 +116,7 @@ def sampling(s: Settings, welcome: dict[str, Any] | None) -> Sampling:
         cfg=s.cfg,
         sampler=s.sampler if s.sampler and (not samplers or s.sampler in samplers) else None,
         model=s.model if s.model and (not models or s.model in models) else None,
-        vae=s.vae if s.vae and (welcome is None or s.vae in asset_names(welcome, "vaes")) else None,
+        vae=s.vae if s.vae and (welcome is None or s.vae in choices.names(welcome, "vaes")) else None,
     )
 
 

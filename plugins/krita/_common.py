@@ -7,6 +7,7 @@ from __future__ import annotations
 try:
     from sdbridge_common import (  # type: ignore[import-not-found]
         actions,
+        choices,
         client,
         geometry,
         history,
@@ -16,6 +17,7 @@ try:
         settings,
     )
 except ImportError:  # repository checkout
-    from plugins.common import actions, client, geometry, history, messages, pixels, results, settings
+    from plugins.common import actions, choices, client, geometry, history, messages, pixels, results, settings
 
-__all__ = ["actions", "client", "geometry", "history", "messages", "pixels", "results", "settings"]
+Option = choices.Option
+__all__ = ["Option", "actions", "choices", "client", "geometry", "history", "messages", "pixels", "results", "settings"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from krita import DockWidget, DockWidgetFactoryBase, Krita  # type: ignore[import-not-found]
 
-from ._common import actions, geometry
+from ._common import actions, choices, geometry
 from .controller import Controller, read_settings, write_setting
 from .qt import Qt, QtWidgets
 from .review_panel import ReviewPanel
@@ -122,7 +122,7 @@ class SDBridgeDocker(DockWidget):
 
     def _generate_tab(self) -> Any:
         f, form = self.form, self._formlayout()
-        self.model = f.combo("model", "(server default)")
+        self.model = f.combo("model", "Server default")
         form.addRow("Model", self.model)
         self.prompt = f.text("prompt", "prompt: what to draw", lines=3)
         form.addRow(self.prompt)
@@ -156,13 +156,13 @@ class SDBridgeDocker(DockWidget):
         self.face_strength, self.face_text = f.slider("face_strength", 5, 100, lambda v: f"{round(v * 100)} %")
         self.face_strength.setToolTip("How much Face re-renders a face")
         form.addRow("Face", row(self.face_strength, self.face_text))
-        self.restorer = f.combo("restorer", "(server default)")
+        self.restorer = f.combo("restorer", "Server default")
         form.addRow("Restorer", self.restorer)
         return self._page(form, "outpaint", "face", "restore")
 
     def _upscale_tab(self) -> Any:
         f, form = self.form, self._formlayout()
-        self.upscaler = f.combo("upscaler", "(server default)")
+        self.upscaler = f.combo("upscaler", "Lanczos (no model)")
         form.addRow("Upscaler", self.upscaler)
         self.scale = f.dspin("upscale_scale", 1.25, 8.0, 0.25, suffix=" ×")
         form.addRow("Scale", self.scale)
@@ -186,7 +186,7 @@ class SDBridgeDocker(DockWidget):
         self.sampler = f.choice("sampler", [])
         self.sampler.setEditable(True)
         form.addRow("Sampler", self.sampler)
-        self.vae = f.combo("vae", "(model's own)")
+        self.vae = f.combo("vae", "The model's own")
         form.addRow("VAE", self.vae)
         page = W.QWidget()
         box = W.QVBoxLayout(page)
@@ -239,12 +239,12 @@ class SDBridgeDocker(DockWidget):
         self.cancel.setEnabled(bool(c.pending))
         welcome = c.welcome
         if welcome:
-            self.model.offer(actions.model_names(welcome))
-            self.lora.offer(actions.asset_names(welcome, "loras"))
-            self.vae.offer(actions.asset_names(welcome, "vaes"))
-            self.upscaler.offer(actions.asset_names(welcome, "upscalers"))
-            self.restorer.offer(actions.asset_names(welcome, "restorers"))
-            _fill_choice(self.sampler, actions.asset_names(welcome, "samplers"))
+            self.model.offer(choices.models(welcome))
+            self.lora.offer(choices.loras(welcome))
+            self.vae.offer(choices.vaes(welcome))
+            self.upscaler.offer(choices.upscalers(welcome))
+            self.restorer.offer(choices.restorers(welcome))
+            _fill_choice(self.sampler, choices.names(welcome, "samplers"))
         self.review.refresh()
 
     def canvasChanged(self, canvas: Any) -> None:  # required by DockWidget: the active view changed

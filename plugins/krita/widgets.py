@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ._common import Option
 from .controller import Settings, write_setting
 from .qt import Qt, QtWidgets
 
@@ -113,7 +114,8 @@ class Picker(W.QComboBox):  # type: ignore[misc,name-defined]
     def __init__(self, key: str | None, default_label: str) -> None:
         super().__init__()
         self.key = key
-        self.default_label = default_label
+        self.default_label = default_label  # until the server's options say better
+        self._offered: list[Option] | None = None
         self.setSizeAdjustPolicy(W.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(8)
         self.addItem(default_label, "")
@@ -131,17 +133,20 @@ class Picker(W.QComboBox):  # type: ignore[misc,name-defined]
             i = self.count() - 1
         self.setCurrentIndex(i)
 
-    def offer(self, names: list[str]) -> None:
-        """The server's names; the current choice stays selected (or stays listed when missing)."""
-        if [self.itemData(i) for i in range(1, self.count())] == names:
+    def offer(self, options: list[Option]) -> None:
+        """The server's options (`plugins/common/choices.py`; one with id `""` labels the default);
+        the current choice stays selected, or stays listed when the server lacks it."""
+        if options == self._offered:
             return
+        self._offered = list(options)
+        if not options or options[0].id != "":
+            options = [Option("", self.default_label), *options]
         current = self.value()
         self.blockSignals(True)
         try:
             self.clear()
-            self.addItem(self.default_label, "")
-            for name in names:
-                self.addItem(name, name)
+            for o in options:
+                self.addItem(o.label, o.id)
             self.select(current)
         finally:
             self.blockSignals(False)

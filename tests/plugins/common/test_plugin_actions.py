@@ -94,4 +94,3 @@ def test_lora_tags_and_strength_labels() -> None:
     assert actions.strength_label(1.0) == "Generate"
     assert actions.strength_label(0.999) == "Generate"
     assert actions.strength_label(0.6) == "Refine 60 %" and actions.strength_label(0) == "Refine 1 %"
-    assert actions.asset_names({"loras": ["a", 3, "b"]}, "loras") == ["a", "b"] and actions.asset_names(None, "x") == []

@@ -99,10 +99,10 @@ def test_pickers_are_fed_by_welcome_and_strength_reads_generate(krita: Session) 
     res = krita.ok("layout")
     assert res["status"].startswith("Connected: sdbridge"), res["status"]
     pickers = res["pickers"]
-    assert pickers["model"] == ["(server default)", "tiny-sd15"]
-    assert pickers["restorer"] == ["(server default)", "GFPGANv1.4"]
-    assert pickers["lora"][0] == "(LoRA to insert)" and pickers["vae"][0] == "(model's own)"
-    assert pickers["upscaler"][0] == "(server default)" and "Euler a" in pickers["sampler"]
+    assert pickers["model"][0].startswith("Server default") and pickers["model"][1:] == ["tiny-sd15"]
+    assert pickers["restorer"] == ["Server default", "GFPGANv1.4"]
+    assert pickers["lora"][0] == "(LoRA to insert)" and pickers["vae"][0] == "The model's own"
+    assert pickers["upscaler"][0] == "Lanczos (no model)" and "Euler a" in pickers["sampler"]
     assert res["strength_label"] == "Generate"
     assert krita.ok("img2img")["strength_label"] == "Refine 50 %"
 
