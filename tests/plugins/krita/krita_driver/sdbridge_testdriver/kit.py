@@ -84,9 +84,21 @@ def docker_state():
     }
 
 
+# Krita's `createDocument`/`openDocument` wrappers own their document (libkis `Document(..., ownsDocument)`):
+# when the Python object goes, the document is deleted, even under its open view. A scenario's `doc`
+# going out of scope then tore a canvas down mid-run (Krita 6 crashed in ~KisDocument after the
+# upscale scenario); every document lives as long as the session, as in a user's Krita.
+DOCS = []
+
+
+def keep(doc):
+    DOCS.append(doc)
+    return doc
+
+
 def new_doc(name, size=SIZE):
     app = Krita.instance()
-    doc = app.createDocument(size, size, name, "RGBA", "U8", "", 72.0)
+    doc = keep(app.createDocument(size, size, name, "RGBA", "U8", "", 72.0))
     doc.setBatchmode(True)
     app.activeWindow().addView(doc)
     layer = doc.createNode("drawing", "paintlayer")

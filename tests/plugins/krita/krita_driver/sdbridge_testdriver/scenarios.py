@@ -235,7 +235,7 @@ def sc_persist(res):
     # Closed: the plugin forgot its in-memory copy, so what comes back below is read from the file.
     res["cache_dropped"] = key not in kit.controller().review._histories
     app = Krita.instance()
-    doc2 = app.openDocument(path)
+    doc2 = kit.keep(app.openDocument(path))
     doc2.setBatchmode(True)
     app.activeWindow().addView(doc2)
     for _ in range(10):  # the docker follows the active view (canvasChanged)
