@@ -156,27 +156,50 @@ class KritaRun:
         return json.loads(path.read_text()) if path.exists() else {}
 
 
+# Displays for our Xvfbs: far from the numbers other X users pick (0 up with -displayfd, 99 up with
+# xvfb-run -a, 200 up in krita6_setup.sh). A chroot's Xvfb checks the chroot's lock files only and
+# can take over a host display's socket in the shared socket dir: Krita 6 once started on a :0 whose
+# socket had just been replaced ("could not connect to display :0").
+DISPLAYS = range(600, 1000)
+
+
+def _display_taken(n: int) -> bool:
+    marks = (Path(f"/tmp/.X{n}-lock"), Path(f"/tmp/.X11-unix/X{n}"), KRITA6_ROOT / f"tmp/.X{n}-lock")
+    return any(p.exists() for p in marks)
+
+
 @contextmanager
 def xvfb() -> Iterator[str]:
-    """A host Xvfb of our own for one Krita run; yields its DISPLAY. Xvfb picks a free display itself
-    (-displayfd), and it is gone when this returns: xvfb-run's lock files differ between the host and
-    the chroot, and it does not wait for its Xvfb to exit, so back-to-back runs took a display that
-    was still going away. The chroot reaches it through the shared X socket dir."""
-    proc = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
+    """A host Xvfb of our own for one Krita run; yields its DISPLAY, and it is gone when this returns
+    (xvfb-run does not wait for its Xvfb to exit, so back-to-back runs took a display that was still
+    going away). The chroot reaches it through the shared X socket dir."""
+    first = os.getpid() % len(DISPLAYS)
+    for i in range(len(DISPLAYS)):
+        n = DISPLAYS[(first + i) % len(DISPLAYS)]
+        if _display_taken(n):
+            continue
+        proc = subprocess.Popen([
+            "Xvfb", f":{n}", "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp",
+        ], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
         assert proc.stdout is not None
-        number = proc.stdout.readline().decode().strip()
-        if not number.isdigit():
-            raise AssertionError(f"Xvfb did not start (rc={proc.poll()})")
-        yield f":{number}"
-    finally:
-        proc.terminate()
+        if proc.stdout.readline().decode().strip() != str(n):  # taken meanwhile: Xvfb exits, try the next
+            _stop(proc)
+            continue
         try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+            yield f":{n}"
+        finally:
+            _stop(proc)
+        return
+    raise AssertionError(f"no free X display in {DISPLAYS}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 def run_krita(host: Host, base: Path, home: Path, out: Path, scenarios: list[str], url: str, timeout: int) -> KritaRun:
