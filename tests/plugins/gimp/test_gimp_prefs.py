@@ -125,3 +125,15 @@ def test_control_choices_are_shared_but_the_layer_is_not_remembered() -> None:
     assert (s.control_model, s.control_strength, s.control_preprocess) == ("canny", 0.6, "canny")
     again = prefs.to_values(up, s)
     assert again["control-model"] == "canny" and "control-layer" not in again  # a layer of another image
+
+
+def test_client_id_is_made_once_per_profile_and_kept(tmp_path: Path) -> None:
+    profile = str(tmp_path / "profile")
+    first = prefs.client_id(profile)
+    assert first.isalnum() and prefs.client_id(profile) == first  # the next call (another process) agrees
+    path = Path(profile) / prefs.CLIENT_ID_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.write_text("../not an id\n")
+    fresh = prefs.client_id(profile)
+    assert fresh != first and fresh.isalnum() and path.read_text() == fresh  # a damaged file is replaced
+    assert not Path(profile, prefs.FILE_NAME).exists()  # the id does not touch the settings file
