@@ -9,6 +9,7 @@ try:
         actions,
         choices,
         client,
+        control_layers,
         geometry,
         history,
         messages,
@@ -17,7 +18,30 @@ try:
         settings,
     )
 except ImportError:  # repository checkout
-    from plugins.common import actions, choices, client, geometry, history, messages, pixels, results, settings
+    from plugins.common import (
+        actions,
+        choices,
+        client,
+        control_layers,
+        geometry,
+        history,
+        messages,
+        pixels,
+        results,
+        settings,
+    )
 
 Option = choices.Option
-__all__ = ["Option", "actions", "choices", "client", "geometry", "history", "messages", "pixels", "results", "settings"]
+__all__ = [
+    "Option",
+    "actions",
+    "choices",
+    "client",
+    "control_layers",
+    "geometry",
+    "history",
+    "messages",
+    "pixels",
+    "results",
+    "settings",
+]

@@ -11,12 +11,12 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from krita import Krita  # type: ignore[import-not-found]
 
-from . import document
+from . import controls, document
 from ._common import actions, client, messages, pixels, settings
 from .qt import QTimer, decodable_formats, decode_to_bgra
 from .review import Review
@@ -137,6 +137,8 @@ class Controller:
                 return None
             canvas = document.read_canvas(doc)
             request = actions.PLANNERS[action](canvas, s, self.welcome)
+            if any(f.name == "controls" for f in fields(request)):  # the document's control layers guide it
+                request = replace(request, controls=controls.for_request(doc, self.welcome))
             document.doc_key(doc, create=True)  # the result finds its document's history by it
             job_id = self.client.submit(request)
             self.pending[job_id] = Pending(job_id, request.kind, action, doc, request, (canvas.w, canvas.h))
@@ -208,6 +210,10 @@ class Controller:
             self.message = f"Prompt and seed {entry.seed} copied to the docker"
 
         return self._on_entry("copy", run)
+
+    def on_document(self, what: str, fn: Callable[[Any], Any]) -> bool:
+        """Run `fn(active document)` for the docker (the control-layer list); errors become messages."""
+        return self._on_entry(what, fn)
 
     def _on_entry(self, what: str, fn: Callable[[Any], Any], doc: Any = None) -> bool:
         """Run a history action on `doc` (default: the active document); errors become messages."""

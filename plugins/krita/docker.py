@@ -14,6 +14,7 @@ from typing import Any
 from krita import DockWidget, DockWidgetFactoryBase, Krita  # type: ignore[import-not-found]
 
 from ._common import actions, choices, geometry
+from .control_panel import ControlPanel
 from .controller import Controller, read_settings, write_setting
 from .qt import Qt, QtWidgets
 from .review_panel import ReviewPanel
@@ -68,10 +69,14 @@ class SDBridgeDocker(DockWidget):
         self.tabs.addTab(self._generate_tab(), "Generate")
         self.tabs.addTab(self._edit_tab(), "Edit")
         self.tabs.addTab(self._upscale_tab(), "Upscale")
-        # Settings as a gear: four worded tabs do not fit a docker of Krita's default width.
+        # Control layers and Settings as icons: five worded tabs do not fit a docker of Krita's default width.
+        self.controls = ControlPanel(controller)
+        icon = Krita.instance().icon("krita_tool_reference_images")
+        self.tabs.addTab(scroll_page(self.controls), icon, "" if not icon.isNull() else "Control")
+        self.tabs.setTabToolTip(3, "Control layers: layers that guide every job (ControlNet, IP-Adapter)")
         gear = Krita.instance().icon("configure")
         self.tabs.addTab(self._settings_tab(), gear, "" if not gear.isNull() else "Settings")
-        self.tabs.setTabToolTip(3, "Settings: server, token, steps, CFG, sampler, VAE")
+        self.tabs.setTabToolTip(4, "Settings: server, token, steps, CFG, sampler, VAE")
         outer.addWidget(self.tabs, 1)
         self.bar = W.QProgressBar()
         self.bar.setObjectName("sdbridge_progress")
@@ -245,6 +250,7 @@ class SDBridgeDocker(DockWidget):
             self.upscaler.offer(choices.upscalers(welcome))
             self.restorer.offer(choices.restorers(welcome))
             _fill_choice(self.sampler, choices.names(welcome, "samplers"))
+        self.controls.refresh()
         self.review.refresh()
 
     def canvasChanged(self, canvas: Any) -> None:  # required by DockWidget: the active view changed

@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.krita, pytest.mark.slow]
 
 SIZE = 128
 SCENARIOS = ["layout", "generate", "img2img", "inpaint_batch", "apply_selection", "discard_reuse", "outpaint",
-             "upscale", "face", "restore", "noface", "offline", "cancel", "persist", "preview_error"]  # fmt: skip
+             "upscale", "face", "restore", "noface", "offline", "cancel", "persist", "preview_error",
+             "control"]  # fmt: skip
 PREVIEW = "[sdbridge preview]"
 
 
@@ -245,3 +246,21 @@ def test_history_survives_save_and_reload(krita: Session) -> None:
     ann = res["annotation"]
     assert ann and ann[-1]["kind"] == "generate" and ann[-1]["params"]["seed"] == 21
     assert_applied_in_one_undo(res, "a red fox (22)")
+
+
+# --- control layers -------------------------------------------------------------------------------------
+
+
+def test_a_paint_layer_as_control_changes_the_picture(krita: Session) -> None:
+    """The docker's Control tab adds the active (hidden) paint layer as the tiny scribble ControlNet's
+    control, kept in the document; the same generate then gives other pixels, and equal ones when off."""
+    res = krita.ok("control")
+    assert res["without"] == res["with"] == res["off"] == ["result"], res
+    (entry,) = res["annotation"]["controls"]
+    assert entry["model"] == "control_v11p_sd15_scribble" and entry["name"] == "sketch", entry
+    assert entry["preprocess"] == "scribble" and entry["enabled"] and entry["strength"] == 1.0, entry
+    assert res["list"] == ["sketch → control_v11p_sd15_scribble · 1.00"], res["list"]
+    assert res["annotation_off"]["controls"][0]["enabled"] is False
+    without, with_, off = (krita.bgra(f"control.{t}.bgra") for t in ("without", "with", "off"))
+    assert np.abs(with_ - without).mean() > 1.0  # the control steers the picture
+    assert np.array_equal(off, without)  # a switched-off control sends nothing

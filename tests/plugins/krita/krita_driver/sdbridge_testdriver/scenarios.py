@@ -264,4 +264,49 @@ def sc_preview_error(res):
     yield
 
 
+def sc_control(res):
+    """A hidden paint layer (a white cross on transparency) as the scribble ControlNet's control, added
+    through the docker's Control tab: the same generate (same seed) gives other pixels with it, and the
+    very same pixels again once the control is switched off."""
+    kit.settings(seed=11)
+    doc = kit.new_doc("control")
+    import sdbridge.document as document
+
+    def generate(tag):
+        yield from kit.run_action(res, "sdbridge_generate", doc)
+        res[tag] = [f["status"] for f in res["finished"]]
+        kit.dump(f"control.{tag}.bgra", kit.pixels(doc, kit.node(doc, document.PREVIEW_NAME)))
+
+    yield from generate("without")
+    sketch = doc.createNode("sketch", "paintlayer")
+    data = bytearray(SIZE * SIZE * 4)
+    for y in range(SIZE):
+        for x in range(SIZE):
+            if abs(x - y) < 6 or abs(x + y - SIZE) < 6:
+                data[(y * SIZE + x) * 4 : (y * SIZE + x + 1) * 4] = b"\xff\xff\xff\xff"
+    sketch.setPixelData(kit.qt().QByteArray(bytes(data)), 0, 0, SIZE, SIZE)
+    doc.rootNode().addChildNode(sketch, None)
+    doc.waitForDone()
+    yield
+    doc.setActiveNode(sketch)  # what a click on the layer in the Layers docker does
+    for _ in range(3):
+        yield
+    sketch.setVisible(False)  # as users keep control layers: it guides the job, it is not in the picture
+    doc.refreshProjection()
+    doc.waitForDone()
+    yield
+    panel = kit.docker().controls
+    kit.click(panel.add)
+    yield
+    pre = panel.preprocess
+    pre.setCurrentIndex(pre.findData("scribble"))
+    res["list"] = [panel.list.item(i).text() for i in range(panel.list.count())]
+    res["annotation"] = json.loads(bytes(doc.annotation("sdbridge-controls") or b"{}").decode())
+    yield from generate("with")
+    panel.enabled.setChecked(False)
+    yield
+    res["annotation_off"] = json.loads(bytes(doc.annotation("sdbridge-controls") or b"{}").decode())
+    yield from generate("off")
+
+
 SCENARIOS = {name[3:]: fn for name, fn in globals().items() if name.startswith("sc_")}
