@@ -179,9 +179,11 @@ def xvfb(log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         n = DISPLAYS[(first + i) % len(DISPLAYS)]
         if _display_taken(n):
             continue
+        # -noreset: no server regeneration when a client leaves (a start-up helper's connection
+        # closing must not reset the server under Krita's own connection).
         with log.open("ab") as err:  # Xvfb keeps its own copy of the descriptor
             proc = subprocess.Popen([
-                "Xvfb", f":{n}", "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp",
+                "Xvfb", f":{n}", "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp", "-noreset",
             ], stdout=subprocess.PIPE, stderr=err)  # fmt: skip
         assert proc.stdout is not None
         if proc.stdout.readline().decode().strip() != str(n):  # taken meanwhile: Xvfb exits, try the next
