@@ -14,6 +14,7 @@ class Limits:
     max_batch: int = 8
     max_steps: int = 150
     max_queued_per_client: int = 32
+    max_regions: int = 8  # regional prompts per job: each adds a text encoding and attention per cross-attention layer
     result_retention_s: int = 600
     max_retained_bytes: int = 1 << 30
     chunk_bytes: int = 1 << 20

@@ -25,6 +25,7 @@ from ..pipelines import denoise, tiled
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, Request, ResultImage
 from .common import Diffusion, GenParams, Progress, batch_seeds, parse_batch, parse_gen, parse_size, round8
+from .regions import with_regions
 
 # Built-in hires upscalers; any other name is looked up in welcome.upscalers (model upscalers).
 PIXEL_UPSCALERS = {
@@ -101,6 +102,9 @@ class Generate:
         init = ctx.decode("init", images["init"]) if "init" in images else None
         default = (init.shape[1], init.shape[0]) if init is not None else (entry.native, entry.native)
         width, height = parse_size(f, ctx, default)
+        # Region masks are the client's canvas: the init image, or the size asked (before rounding to 8).
+        asked = default if init is not None else (f.int("width", default[0]), f.int("height", default[1]))
+        gen = with_regions(gen, f, images, ctx, asked, (width, height))
         if init is not None:
             init = resize(init, width, height)
         refiner = f.str("refiner", None, max_len=512)
@@ -138,8 +142,7 @@ class Generate:
         )
         latent_shape = (1, 4, req.height // 8, req.width // 8)
         init = denoise.encode_image(model, to_tensor(req.init)) if req.init is not None else None
-        cond, uncond = sd.encode()
-        guidance = denoise.Guidance(model, cond, uncond, gen.cfg, req.width, req.height)
+        guidance = sd.guidance(req.width, req.height)
         extra = _extra(model, req.width, req.height)
         if _large(model, req.width, req.height):  # beyond one pass: the fused tiler (server.pipelines.tiled)
             model_fn = _tiled_fn(guidance, req.strength if req.init is not None else 1.0, extra, ctx)
@@ -166,8 +169,7 @@ class Generate:
         if req.refiner is not None:
             # One model resident by design: the refiner replaces the base (which the next base job reloads).
             model = sd.use_refiner(req.refiner)
-            rcond, runcond = sd.encode(networks=False)  # LoRAs are for the base's layers
-            rguide = denoise.Guidance(model, rcond, runcond, gen.cfg, req.width, req.height)
+            rguide = sd.guidance(req.width, req.height, networks=False)  # LoRAs are for the base's layers
             rfn = _tiled_fn(rguide, 1.0, None, None) if _large(model, req.width, req.height) else rguide.model_fn()
             for state in states:
                 denoise.run(state, rfn, on_step=progress.step(model))
@@ -206,8 +208,7 @@ class Generate:
             init = F.interpolate(latents.float(), size=(lh, lw), mode=mode)
         else:
             init = denoise.encode_image(model, to_tensor(upscale(ctx, pixels, hr)))
-        cond, uncond = sd.encode()  # same job: LoRAs stay as activated
-        guidance = denoise.Guidance(model, cond, uncond, gen.cfg, hr.width, hr.height)
+        guidance = sd.guidance(hr.width, hr.height)  # same job: LoRAs stay as activated
         extra = _extra(model, hr.width, hr.height)
         tiled_ = self._tiled(model, hr)
         model_fn = _tiled_fn(guidance, hr.strength, extra, ctx) if tiled_ else guidance.model_fn(extra)
