@@ -67,6 +67,20 @@ def region_layers(image: Gimp.Image) -> list[Gimp.Layer]:
     return out
 
 
+def _spot(image: Gimp.Image) -> tuple[Gimp.Layer | None, int]:
+    """(parent, position) of a new result layer: above the active layer ((None, -1)), but never inside
+    a region group (its members are the region's pixels): right above that group instead."""
+    for layer in image.get_selected_layers():
+        item, outer = layer, None
+        while item is not None:
+            if regions.layer_prompt(item.get_name()) is not None:
+                outer = item
+            item = item.get_parent()
+        if outer is not None:
+            return outer.get_parent(), image.get_item_position(outer)
+    return None, -1
+
+
 def _shown(layer: Gimp.Layer) -> bool:
     """Visible, and so are the groups it is in (a hidden region is switched off)."""
     item: Gimp.Item | None = layer
@@ -97,8 +111,11 @@ def add_layer(
     layer = Gimp.Layer.new(
         image, name, place.src_w, place.src_h, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL
     )
-    # -1 at the top level: above the active layer; in a batch group: below the layers before it
-    image.insert_layer(layer, parent, -1 if parent is None else len(parent.get_children()))
+    # At the top level: above the active layer; in a batch group: below the layers before it
+    if parent is None:
+        image.insert_layer(layer, *_spot(image))
+    else:
+        image.insert_layer(layer, parent, len(parent.get_children()))
     buf = layer.get_buffer()
     buf.set(Gegl.Rectangle.new(0, 0, place.src_w, place.src_h), RGBA, rgba)
     buf.flush()
@@ -148,7 +165,7 @@ def apply_result(
         group = None
         if len(groups) > 1:
             group = Gimp.GroupLayer.new(image, results.batch_group_name(prompt, spec.kind, seeds, logic.LAYER_NAME_MAX))
-            image.insert_layer(group, None, -1)
+            image.insert_layer(group, *_spot(image))
         layers = []
         for n, members in enumerate(groups):
             first = images[members[0]]
