@@ -96,16 +96,17 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], canvas: Canvas, max_pixels:
             regions=regions,
         )
         return Plan(req, target=target, mask_result=sel is not None)
-    if kind == "inpaint":
-        _need_prompt(spec, values)
-        image = canvas.image()
+    if kind in ("inpaint", "face"):  # the same fields: the image, the selection (face: optional), regions
+        if kind == "inpaint":
+            _need_prompt(spec, values)
+        request = jobs.InpaintRequest if kind == "inpaint" else jobs.FaceRequest
         return Plan(
-            jobs.InpaintRequest(
+            request(
                 result_format=RESULT_FORMAT,
                 sampling=gen,
                 strength=strength,
                 batch=batch,
-                image=image,
+                image=canvas.image(),
                 mask=mask,
                 regions=canvas.region_list(),
             )
@@ -124,19 +125,6 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], canvas: Canvas, max_pixels:
                 image=canvas.image(),
                 mask=hole,
                 regions=canvas.region_list(pad=(sides["left"], sides["top"], sides["right"], sides["bottom"])),
-            )
-        )
-    if kind == "face":
-        image = canvas.image()
-        return Plan(
-            jobs.FaceRequest(
-                result_format=RESULT_FORMAT,
-                sampling=gen,
-                strength=strength,
-                batch=batch,
-                image=image,
-                mask=mask,
-                regions=canvas.region_list(),
             )
         )
     if kind == "restore":
