@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import geometry, pixels, regions
+from . import choices, geometry, pixels, regions
 from .geometry import Rect
 from .jobs import (
     FaceRequest,
@@ -86,6 +86,24 @@ def model_names(welcome: dict[str, Any] | None) -> list[str]:
     return [m.get("name") for m in (welcome or {}).get("models") or [] if isinstance(m, dict)]
 
 
+def lora_tag(name: str, weight: float = 1.0) -> str:
+    """The prompt tag that applies a LoRA (docs/protocol.md, prompt syntax)."""
+    return f"<lora:{name}:{weight:g}>"
+
+
+def insert_tag(prompt: str, tag: str) -> str:
+    """`prompt` with `tag` appended once (a tag already there is left alone)."""
+    if tag in prompt:
+        return prompt
+    return f"{prompt.rstrip()} {tag}" if prompt.strip() else tag
+
+
+def strength_label(strength: float) -> str:
+    """What the strength slider means: 100 % generates from scratch, below that refines what is there."""
+    pct = round(clamp_strength(strength) * 100)
+    return "Generate" if pct >= 100 else f"Refine {pct} %"
+
+
 def max_pixels(welcome: dict[str, Any] | None) -> int:
     return int(((welcome or {}).get("limits") or {}).get("max_pixels") or 1 << 20)
 
@@ -110,6 +128,7 @@ def sampling(s: Settings, welcome: dict[str, Any] | None) -> Sampling:
         cfg=s.cfg,
         sampler=s.sampler if s.sampler and (not samplers or s.sampler in samplers) else None,
         model=s.model if s.model and (not models or s.model in models) else None,
+        vae=s.vae if s.vae and (welcome is None or s.vae in choices.names(welcome, "vaes")) else None,
     )
 
 
@@ -120,7 +139,12 @@ def plan_generate(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = 
     if canvas.selection_bounds() is not None:
         require_kind("inpaint", welcome)
         return InpaintRequest(
-            sampling=common, strength=strength, image=canvas.image(), mask=canvas.mask(), regions=canvas.region_list()
+            sampling=common,
+            strength=strength,
+            batch=s.batch,
+            image=canvas.image(),
+            mask=canvas.mask(),
+            regions=canvas.region_list(),
         )
     if canvas.selection is not None:
         raise ActionError("the selection is empty")
@@ -143,7 +167,11 @@ def plan_outpaint(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = 
         if not geometry.touching_sides(sel, canvas.w, canvas.h):
             raise ActionError("the selection touches no canvas edge: use Generate to inpaint it, or deselect")
         return OutpaintRequest(
-            sampling=sampling(s, welcome), image=canvas.image(), mask=canvas.mask(), regions=canvas.region_list()
+            sampling=sampling(s, welcome),
+            batch=s.batch,
+            image=canvas.image(),
+            mask=canvas.mask(),
+            regions=canvas.region_list(),
         )
     side, amount = s.outpaint_side, s.outpaint_pixels
     if side not in geometry.SIDES:
@@ -152,7 +180,7 @@ def plan_outpaint(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = 
         raise ActionError("outpaint_pixels must be positive")
     ext = geometry.extend_amounts(side, amount)  # type: ignore[arg-type]
     regions = canvas.region_list(pad=(ext["left"], ext["top"], ext["right"], ext["bottom"]))
-    return OutpaintRequest(sampling=sampling(s, welcome), **ext, image=canvas.image(), regions=regions)
+    return OutpaintRequest(sampling=sampling(s, welcome), batch=s.batch, **ext, image=canvas.image(), regions=regions)
 
 
 def _selection_mask(canvas: Canvas) -> WireImage | None:
@@ -163,7 +191,8 @@ def plan_face(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = None
     require_kind("face", welcome)
     return FaceRequest(
         sampling=sampling(s, welcome),
-        strength=s.face_strength,
+        strength=clamp_strength(s.face_strength),
+        batch=s.batch,
         image=canvas.image(),
         mask=_selection_mask(canvas),
         regions=canvas.region_list(),
