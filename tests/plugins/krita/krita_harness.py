@@ -169,24 +169,28 @@ def _display_taken(n: int) -> bool:
 
 
 @contextmanager
-def xvfb() -> Iterator[str]:
-    """A host Xvfb of our own for one Krita run; yields its DISPLAY, and it is gone when this returns
-    (xvfb-run does not wait for its Xvfb to exit, so back-to-back runs took a display that was still
-    going away). The chroot reaches it through the shared X socket dir."""
+def xvfb(log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A host Xvfb of our own for one Krita run (its output in `log`); yields its DISPLAY and process,
+    and it is gone when this returns (xvfb-run does not wait for its Xvfb to exit, so back-to-back
+    runs took a display that was still going away). The chroot reaches it through the shared X
+    socket dir."""
     first = os.getpid() % len(DISPLAYS)
     for i in range(len(DISPLAYS)):
         n = DISPLAYS[(first + i) % len(DISPLAYS)]
         if _display_taken(n):
             continue
-        proc = subprocess.Popen([
-            "Xvfb", f":{n}", "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp",
-        ], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+        # -noreset: no server regeneration when a client leaves (a start-up helper's connection
+        # closing must not reset the server under Krita's own connection).
+        with log.open("ab") as err:  # Xvfb keeps its own copy of the descriptor
+            proc = subprocess.Popen([
+                "Xvfb", f":{n}", "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp", "-noreset",
+            ], stdout=subprocess.PIPE, stderr=err)  # fmt: skip
         assert proc.stdout is not None
         if proc.stdout.readline().decode().strip() != str(n):  # taken meanwhile: Xvfb exits, try the next
             _stop(proc)
             continue
         try:
-            yield f":{n}"
+            yield f":{n}", proc
         finally:
             _stop(proc)
         return
@@ -208,9 +212,11 @@ def run_krita(host: Host, base: Path, home: Path, out: Path, scenarios: list[str
     (home / "runtime").chmod(0o700)
     env = profile_env(home) | {"SDB_TEST_OUT": str(out), "SDB_TEST_SCENARIOS": ",".join(scenarios), "SDB_TEST_URL": url}
     t = time.monotonic()
-    with xvfb() as display:
+    with xvfb(out / "xvfb.log") as (display, server):
         argv = ["timeout", "-k", "5", str(timeout), "krita", "--nosplash"]
         rc, log = host.run(argv, base, env | {"DISPLAY": display}, timeout + 60)
+        if server.poll() is not None:  # Krita 6 sometimes found no display: say whose fault it was
+            log += f"\n[harness] Xvfb {display} exited during the run (rc {server.returncode}); see {out}/xvfb.log\n"
     (out / "krita.log").write_text(log)
     return KritaRun(host.name, rc, time.monotonic() - t, out, log)
 
