@@ -34,7 +34,7 @@ from .protocol import (
     unpack,
 )
 from .queue import Job, JobQueue
-from .samplers import NAMES
+from .samplers import NAMES, SCHEDULE_NAMES, schedules_for
 
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT_S = 10
@@ -124,6 +124,8 @@ class Server:
             **{kind: sorted(found) for kind, found in self.models.assets.items()},
             "jobs": sorted(KINDS),
             "samplers": list(NAMES),
+            "schedules": list(SCHEDULE_NAMES),
+            "sampler_schedules": {name: list(schedules_for(name)) for name in NAMES},
             "limits": self.limits.as_dict(),
         }
 

@@ -18,7 +18,7 @@ from tiling.steps import steps_run
 
 from ..models.loader import LoadedModel
 from ..prompt import Conditioning
-from ..samplers import make_scheduler
+from ..samplers import SamplerLike, make_scheduler
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int, int, torch.Tensor], None]
@@ -116,7 +116,7 @@ class SamplerState:
 
 def start(
     model: LoadedModel,
-    sampler: str,
+    sampler: SamplerLike,
     steps: int,
     noise: torch.Tensor,
     generator: torch.Generator,
@@ -167,7 +167,7 @@ def run(
 def sample(
     model: LoadedModel,
     model_fn: ModelFn,
-    sampler: str,
+    sampler: SamplerLike,
     steps: int,
     noise: torch.Tensor,
     generator: torch.Generator,
