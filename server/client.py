@@ -75,11 +75,18 @@ class Client:
         await self.ws.send(pack(msg))
 
     async def submit(
-        self, kind: str, params: dict[str, Any], images: dict[str, Any] | None = None, job_id: str | None = None
+        self,
+        kind: str,
+        params: dict[str, Any],
+        images: dict[str, Any] | None = None,
+        job_id: str | None = None,
+        live: bool = False,
     ) -> str:
+        """Send a job; `live` marks a live-painting frame (latest frame wins, see docs/protocol.md)."""
         job_id = job_id or uuid.uuid4().hex
         self._queue(job_id)
-        await self.send({"type": "job", "id": job_id, "kind": kind, "params": params, "images": images or {}})
+        msg = {"type": "job", "id": job_id, "kind": kind, "params": params, "images": images or {}}
+        await self.send(msg | ({"live": True} if live else {}))
         return job_id
 
     async def cancel(self, job_id: str) -> None:

@@ -9,6 +9,7 @@ schedule for `LCM` / `TCD`.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 from typing import Any
@@ -80,10 +81,11 @@ def as_sampler(value: SamplerLike) -> Sampler:
     return value if isinstance(value, Sampler) else Sampler(value)
 
 
-def _accepts(cls_name: str) -> set[str]:
+@functools.cache
+def _accepts(cls_name: str) -> frozenset[str]:
     import diffusers
 
-    return set(inspect.signature(getattr(diffusers, cls_name).__init__).parameters)
+    return frozenset(inspect.signature(getattr(diffusers, cls_name).__init__).parameters)
 
 
 def schedules_for(name: str) -> tuple[str, ...]:
@@ -119,7 +121,8 @@ def make_scheduler(sampler: SamplerLike, base_config: dict[str, Any]) -> Any:
     if why is not None:
         raise ValueError(why)
     cls_name, overrides = SAMPLERS[spec.name]
-    config = {k: v for k, v in base_config.items() if not k.startswith("_") and k not in _SIGMA_FLAGS}
+    accepted = _accepts(cls_name)  # the model's config is written for another class: keep what this one takes
+    config = {k: v for k, v in base_config.items() if k in accepted and k not in _SIGMA_FLAGS}
     if spec.schedule != "Automatic":  # an explicit schedule type replaces the name's own (e.g. "… Karras")
         overrides = {k: v for k, v in overrides.items() if k not in _SIGMA_FLAGS}
     return getattr(diffusers, cls_name).from_config({**config, **overrides, **SCHEDULES[spec.schedule]})
