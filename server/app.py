@@ -30,6 +30,7 @@ from .protocol import (
     error_event,
     pack,
     parse_image,
+    preview_formats,
     split_large_images,
     unpack,
 )
@@ -62,6 +63,7 @@ class Connection:
     outbox: deque[dict[str, Any]] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
+    preview_formats: tuple[str, ...] = images.DEFAULT_PREVIEW_FORMATS  # from its hello
 
     def send(self, event: dict[str, Any]) -> None:
         """Never blocks: a slow client's backlog sheds progress events, never results."""
@@ -129,7 +131,8 @@ class Server:
             "limits": self.limits.as_dict(),
         }
 
-    async def _handshake(self, ws: ServerConnection) -> bool:
+    async def _handshake(self, ws: ServerConnection) -> tuple[str, ...] | None:
+        """The hello checked and answered; returns its preview formats (None: refused, closed)."""
         try:
             raw = await asyncio.wait_for(ws.recv(), HELLO_TIMEOUT_S)
             msg = unpack(raw, self.limits.max_message_bytes)
@@ -144,21 +147,23 @@ class Server:
                 given = f.str("token", "", max_len=1000)
                 if not hmac.compare_digest(given.encode(), self.token.encode()):
                     raise ProtocolError("auth", "missing or wrong token")
+            formats = preview_formats(msg, images.DEFAULT_PREVIEW_FORMATS)
         except TimeoutError:
             await _send_and_close(ws, error_event("handshake", f"no hello within {HELLO_TIMEOUT_S} s"))
-            return False
+            return None
         except ProtocolError as exc:
             await _send_and_close(ws, exc.event(), 1008 if exc.code == "auth" else 1002)
-            return False
+            return None
         await ws.send(pack(self.welcome()))
-        return True
+        return formats
 
     # --- per connection -----------------------------------------------------------------------------
 
     async def handle(self, ws: ServerConnection) -> None:
-        if not await self._handshake(ws):
+        formats = await self._handshake(ws)
+        if formats is None:
             return
-        conn = Connection(ws)
+        conn = Connection(ws, preview_formats=formats)
         self.connections.add(conn)
         blobs = BlobAssembler(self.limits.max_message_bytes)
         pump = asyncio.create_task(conn.pump(self.limits.chunk_bytes))
@@ -225,7 +230,7 @@ class Server:
             raise
         except JobError as exc:  # from the model layer (unknown model, bad name…): same code and message
             raise ProtocolError(exc.code, exc.message, job_id) from exc
-        job = Job(job_id, kind, request, conn.id)
+        job = Job(job_id, kind, request, conn.id, preview_formats=conn.preview_formats)
         self.subscribers.setdefault(job_id, set()).add(conn)
         try:
             position = self.queue.submit(job)

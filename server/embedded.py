@@ -13,6 +13,7 @@ import torch
 from .app import Server
 from .limits import Limits
 from .models.registry import ModelManager
+from .pipelines.fastpath import FastOptions, preparer
 
 
 @dataclass
@@ -34,11 +35,15 @@ def start_server(
     token: str | None = None,
     host: str = "127.0.0.1",
     device: torch.device | None = None,
+    fast: FastOptions | None = None,
 ) -> RunningServer:
-    """A real `Server` on a free port, in a thread with its own event loop; returns once listening."""
+    """A real `Server` on a free port, in a thread with its own event loop; returns once listening.
+
+    `fast`: the UNet fast path (`sdbridge serve --fast`); None runs the UNet eager."""
     dev = device or torch.device("cpu")
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
-    server = Server(ModelManager(models, dev, dtype), limits or Limits(), token=token)
+    manager = ModelManager(models, dev, dtype, on_load=preparer(fast) if fast is not None else None)
+    server = Server(manager, limits or Limits(), token=token)
     ready = threading.Event()
     box: dict[str, Any] = {}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, PngImagePlugin
@@ -68,12 +69,37 @@ def encode_webp(img: np.ndarray, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def encode_preview(img: np.ndarray, max_side: int = 256) -> bytes:
+def rgba8_bytes(img: np.ndarray) -> bytes:
+    """Raw `rgba8` wire bytes of an RGB or RGBA image (RGB gets opaque alpha)."""
+    h, w = img.shape[:2]
+    rgba = img if img.shape[2] == 4 else np.dstack([img, np.full((h, w), 255, np.uint8)])
+    return np.ascontiguousarray(rgba).tobytes()
+
+
+# Step-preview formats the server can encode, for `hello.preview_formats` (the client's order wins).
+PREVIEW_FORMATS = ("webp", "png", "jpeg", "rgba8")
+DEFAULT_PREVIEW_FORMATS = ("webp",)  # clients that don't say (the protocol's default)
+
+
+def preview_thumbnail(img: np.ndarray, max_side: int = 256) -> np.ndarray:
+    """The preview at most `max_side` px on its longer side (small previews are left as they are)."""
     pil = Image.fromarray(img)
     pil.thumbnail((max_side, max_side))
+    return np.asarray(pil)
+
+
+def encode_preview(pixels: np.ndarray, formats: Sequence[str]) -> tuple[str, bytes]:
+    """Encode a (thumbnailed) preview in the first of `formats` this server supports (webp if none)."""
+    fmt = next((f for f in formats if f in PREVIEW_FORMATS), DEFAULT_PREVIEW_FORMATS[0])
+    if fmt == "rgba8":
+        return fmt, rgba8_bytes(pixels)
+    pil = Image.fromarray(pixels)
+    if fmt == "jpeg" and pil.mode != "RGB":
+        pil = pil.convert("RGB")
     buf = io.BytesIO()
-    pil.save(buf, format="WEBP", quality=70)
-    return buf.getvalue()
+    options = {"png": {"compress_level": 1}, "jpeg": {"quality": 80}, "webp": {"quality": 70}}[fmt]
+    pil.save(buf, format=fmt.upper(), **options)
+    return fmt, buf.getvalue()
 
 
 def a1111_parameters(p: dict) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -329,8 +329,22 @@ def resolve_blobs(event: dict[str, Any], blobs: BlobAssembler) -> dict[str, Any]
     return event
 
 
-def hello(client: str, token: str | None = None) -> dict[str, Any]:
+def hello(client: str, token: str | None = None, preview_formats: Sequence[str] | None = None) -> dict[str, Any]:
+    """The first frame; `preview_formats`: the step-preview formats the client decodes, preferred first."""
     msg: dict[str, Any] = {"type": "hello", "protocol": PROTOCOL_VERSION, "client": client}
     if token:
         msg["token"] = token
+    if preview_formats:
+        msg["preview_formats"] = list(preview_formats)
     return msg
+
+
+def preview_formats(msg: Mapping[str, Any], default: tuple[str, ...]) -> tuple[str, ...]:
+    """`hello.preview_formats` checked: a list of up to 16 short strings (unknown names are allowed;
+    the server skips those it cannot encode). Absent = `default`."""
+    value = msg.get("preview_formats")
+    if value is None:
+        return default
+    if not isinstance(value, list) or len(value) > 16 or not all(isinstance(v, str) and len(v) <= 32 for v in value):
+        raise ProtocolError("bad_field", "hello.preview_formats: expected a list of up to 16 format names")
+    return tuple(value)

@@ -15,14 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from . import images
 from .errors import Cancelled, JobError
 from .jobs import KINDS
 from .jobs.base import JobContext, JobResult, Request, ResultFormat, ResultImage
 from .limits import Limits
 from .models.registry import ModelManager
+from .pipelines.preview import Preview
 from .protocol import ProtocolError, error_event
 
 log = logging.getLogger(__name__)
@@ -44,6 +43,7 @@ class Job:
     finished_at: float = 0.0
     size: int = 0
     last_preview: float = float("-inf")  # the first step always previews
+    preview_formats: tuple[str, ...] = images.DEFAULT_PREVIEW_FORMATS  # the submitting client's choice
 
 
 class JobQueue:
@@ -157,13 +157,16 @@ class JobQueue:
         with self._cond:
             self._finish(job, event)
 
-    def _progress(self, job: Job, step: int, total: int, preview: np.ndarray | None) -> None:
+    def _progress(self, job: Job, step: int, total: int, preview: Preview) -> None:
         ev: Event = {"type": "progress", "id": job.id, "step": step, "total": total}
         now = time.monotonic()
         # Previews are throttled: they cost an encode and bandwidth, and nobody watches 30 fps.
         if preview is not None and (now - job.last_preview >= PREVIEW_INTERVAL_S or step == total):
             job.last_preview = now
-            ev["preview"] = {"format": "webp", "data": images.encode_preview(preview)}
+            pixels = preview() if callable(preview) else preview  # lazy: made only when sent
+            thumb = images.preview_thumbnail(pixels)
+            fmt, data = images.encode_preview(thumb, job.preview_formats)
+            ev["preview"] = {"format": fmt, "data": data, "w": thumb.shape[1], "h": thumb.shape[0]}
         self.publish(job, ev)
 
     def _rect(self, img: ResultImage, fmt: ResultFormat) -> Event:
@@ -171,8 +174,7 @@ class JobQueue:
         h, w = px.shape[:2]
         rect: Event = {"x": img.x, "y": img.y, "w": w, "h": h}
         if fmt == "rgba8":
-            rgba = px if px.shape[2] == 4 else np.dstack([px, np.full((h, w), 255, np.uint8)])
-            rect |= {"format": "rgba8", "data": np.ascontiguousarray(rgba).tobytes()}
+            rect |= {"format": "rgba8", "data": images.rgba8_bytes(px)}
         elif fmt == "webp":
             rect |= {"format": "webp", "data": images.encode_webp(px)}
         else:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from server.embedded import RunningServer, start_server
 from server.limits import Limits
+from server.pipelines.fastpath import FastOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 SDBRIDGE = [sys.executable, "-m", "server.cli"]
@@ -29,9 +30,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def in_process(models: Path | None, limits: Limits | None = None, token: str | None = None) -> Iterator[RunningServer]:
+def in_process(
+    models: Path | None, limits: Limits | None = None, token: str | None = None, fast: FastOptions | None = None
+) -> Iterator[RunningServer]:
     """A real `Server` in this process on a free port, closed on exit (fixtures `yield` from this)."""
-    running = start_server(models, limits, token=token)
+    running = start_server(models, limits, token=token, fast=fast)
     try:
         yield running
     finally:

@@ -17,7 +17,7 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._wire import protocol
@@ -49,8 +49,10 @@ class Client:
         backoff: tuple[float, float] = (0.5, 10.0),
         open_timeout: float = 5.0,
         max_events: int = 10_000,
+        preview_formats: Sequence[str] = (),
     ) -> None:
         self.url = url
+        self.preview_formats = tuple(preview_formats)  # for hello; () = the server's default (webp)
         self.token = token or None
         self.client_name = client_name
         self.notify = notify
@@ -272,7 +274,7 @@ class Client:
             delay = min(delay * 2, self.backoff[1])
 
     async def _session(self, ws: Any) -> None:
-        await ws.send(protocol.pack(protocol.hello(self.client_name, self.token)))
+        await ws.send(protocol.pack(protocol.hello(self.client_name, self.token, self.preview_formats)))
         first = protocol.unpack(await asyncio.wait_for(ws.recv(), timeout=15), max_len=1 << 31)
         if first.get("type") == "error":
             code = first.get("code", "")

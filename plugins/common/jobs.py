@@ -156,6 +156,7 @@ class InpaintRequest(SamplingRequest):
     """`inpaint`: regenerate the masked part of `image` (the whole canvas); returns the changed rect."""
 
     kind: ClassVar[str] = "inpaint"
+    batch: int | None = None
     target: int | None = None  # detail resolution the selection's context is processed at
     grow: int | None = None
     feather: int | None = None
@@ -188,6 +189,7 @@ class FaceRequest(SamplingRequest):
     """`face`: re-render faces at detail resolution; `mask` limits it to a selection, else auto-detect."""
 
     kind: ClassVar[str] = "face"
+    batch: int | None = None
     image: WireImage | None = _image("image")
     mask: WireImage | None = _image("mask")
 

@@ -50,6 +50,22 @@ def layer_name(prompt: str, kind: str, seed: Any = None, part: str = "", limit: 
     return f"{text} ({seed})" if isinstance(seed, int) and not isinstance(seed, bool) else text
 
 
+def batch_group_name(prompt: str, kind: str, seeds: list[int], limit: int = NAME_LIMIT) -> str:
+    """The layer group holding a batch: `prompt (first–last seed)` (its layers are `prompt (seed)`)."""
+    return f"{short_prompt(prompt, limit) or kind} ({seeds[0]}–{seeds[-1]})"
+
+
+def batch_images(images: list[dict[str, Any]], params: dict[str, Any]) -> list[list[int]]:
+    """A result's rects grouped by batch image (indices into `images`). Every kind sends the rects
+    of batch image i (seed `params.seeds[i]`) after those of image i − 1, the same number for each
+    (one per generated image, strip or face); anything else is one group."""
+    n = len(params.get("seeds") or ())
+    if n <= 1 or not images or len(images) % n:
+        return [list(range(len(images)))]
+    per = len(images) // n
+    return [list(range(i * per, (i + 1) * per)) for i in range(n)]
+
+
 @dataclass(frozen=True, slots=True)
 class CanvasChange:
     """How the document must change before the result layers are added.

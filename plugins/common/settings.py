@@ -1,7 +1,8 @@
 """Plugin settings: one typed, documented set of keys shared by the Krita and GIMP adapters.
 
-Editors store settings as strings (Krita's `readSetting/writeSetting`, group `sdbridge`); this module
-owns the keys, defaults and parsing so both adapters and users' scripts agree on them.
+Editors store settings as strings (Krita's `readSetting/writeSetting`, group `sdbridge`; GIMP's one
+JSON file in its profile folder); this module owns the keys, defaults and parsing so both adapters
+and users' scripts agree on them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ class Settings:
     upscaler: str = ""
     restorer: str = ""
     face_strength: float = 0.5
+    # Used by the GIMP dialogs (Krita's docker has no field for them yet).
+    timeout: int = 600  # seconds a GIMP procedure waits for its result
+    outpaint_strength: float = 0.9
+    outpaint_left: int = 0  # GIMP's outpaint extends several sides at once
+    outpaint_top: int = 0
+    outpaint_right: int = 128
+    outpaint_bottom: int = 0
+    restore_fidelity: float = 0.5
+    restore_blend: float = 1.0
 
     @classmethod
     def keys(cls) -> list[str]:

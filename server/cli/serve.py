@@ -17,6 +17,7 @@ from ..limits import Limits
 from ..models.loader import default_device
 from ..models.registry import ModelManager
 from ..models.testmodels import ARCHS, write_sd_checkpoint
+from ..pipelines.fastpath import MODES, FastOptions, preparer, resolve
 from .options import add_command
 
 
@@ -42,11 +43,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     device = torch.device(args.device) if args.device else default_device()
     dtype = torch.float16 if device.type == "cuda" and not args.fp32 else torch.float32
-    manager = ModelManager(models_dir, device, dtype, allow_pickle=args.allow_pickle)
+    fast = FastOptions(args.fast, args.fast_buckets, args.channels_last, args.vae_bf16)
+    try:
+        mode = resolve(fast.mode, device)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    manager = ModelManager(models_dir, device, dtype, allow_pickle=args.allow_pickle, on_load=preparer(fast))
     limits = Limits(max_pixels=args.max_pixels, max_message_bytes=args.max_message_mb << 20)
     server = Server(manager, limits, token=args.token)
     print(
-        f"sdbridge: {len(manager.entries)} model(s) in {models_dir}; device {device}; "
+        f"sdbridge: {len(manager.entries)} model(s) in {models_dir}; device {device}; UNet {mode}; "
         f"listening on ws://{args.host}:{args.port}",
         file=sys.stderr,
     )
@@ -79,6 +86,18 @@ def register(sub: Any) -> None:
     p.add_argument("--device", help="cuda, cuda:1, cpu … (default: cuda when present)")
     p.add_argument("--fp32", action="store_true", help="full precision on CUDA")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickled .ckpt (runs code in the file)")
+    p.add_argument(
+        "--fast",
+        choices=MODES,
+        default="auto",
+        help="UNet fast path: graphs (CUDA graphs per shape), compile (torch.compile), off; "
+        "auto = graphs on CUDA, off elsewhere. All are quality-neutral",
+    )
+    p.add_argument("--fast-buckets", type=int, default=8, help="shapes kept captured/compiled at once (LRU)")
+    p.add_argument("--channels-last", action="store_true", help="UNet weights in channels-last layout (CUDA)")
+    p.add_argument(
+        "--vae-bf16", action="store_true", help="lossy: run SDXL-type VAEs in bf16 instead of fp32 (CUDA, faster)"
+    )
     p.add_argument("--max-pixels", type=int, default=4096 * 4096)
     p.add_argument("--max-message-mb", type=int, default=256)
     p.set_defaults(func=cmd_serve)

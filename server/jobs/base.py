@@ -14,6 +14,7 @@ import numpy as np
 
 from ..limits import Limits
 from ..models.registry import ModelManager
+from ..pipelines.preview import Preview
 from ..protocol import Fields, ImageRef, ProtocolError
 
 ResultFormat = Literal["png", "rgba8", "webp"]
@@ -51,7 +52,7 @@ class JobContext:
 
     models: ModelManager
     limits: Limits
-    progress: Callable[[int, int, np.ndarray | None], None]
+    progress: Callable[[int, int, Preview], None]  # a lazy preview is made only if it is sent
     cancelled: Callable[[], bool]
     partial: Callable[[ResultImage], None] = lambda _img: None
     plan: Callable[[dict[str, Any]], None] = lambda _plan: None

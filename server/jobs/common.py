@@ -13,7 +13,7 @@ import torch
 from ..errors import Cancelled
 from ..models.loader import LoadedModel
 from ..pipelines import denoise
-from ..pipelines.preview import latent_rgb
+from ..pipelines.preview import lazy_preview
 from ..prompt import Blend, Conditioning, encode_pair, validate
 from ..protocol import Fields, ProtocolError
 from ..samplers import NAMES, SCHEDULE_NAMES, Sampler, check
@@ -132,7 +132,7 @@ class Progress:
             if self.ctx.cancelled():
                 raise Cancelled
             self.done += 1
-            self.ctx.progress(min(self.done, self.total), self.total, latent_rgb(latents, model.family.xl))
+            self.ctx.progress(min(self.done, self.total), self.total, lazy_preview(latents, model.family.xl))
 
         return on_step
 

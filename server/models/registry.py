@@ -137,8 +137,11 @@ class ModelManager:
         dtype: torch.dtype,
         allow_pickle: bool = False,
         aux_cache_bytes: int = AUX_CACHE_BYTES,
+        on_load: Callable[[loader.LoadedModel], None] | None = None,
     ):
         self.root = root
+        # Run on every checkpoint loaded (the server's fast-path set-up); models/ knows nothing of it.
+        self.on_load = on_load
         self.device = device
         self.dtype = dtype
         self.allow_pickle = allow_pickle
@@ -184,9 +187,7 @@ class ModelManager:
             except Exception as exc:
                 log.exception("loading %s failed", entry.path)
                 raise ModelLoadError(f"cannot load model {entry.name!r}: {exc}") from exc
-            model.extras["manager"] = self  # prompt features (LoRA, embeddings) resolve names through it
-            self._resident = model
-            return model
+            return self._made_resident(model)
 
     def get_refiner(self, name: str) -> loader.LoadedModel:
         """Load an SDXL refiner into the single resident slot (the base is unloaded: one model in memory).
@@ -203,9 +204,14 @@ class ModelManager:
             except Exception as exc:
                 log.exception("loading refiner %s failed", path)
                 raise ModelLoadError(f"cannot load refiner {name!r}: {exc}") from exc
-            model.extras["manager"] = self
-            self._resident = model
-            return model
+            return self._made_resident(model)
+
+    def _made_resident(self, model: loader.LoadedModel) -> loader.LoadedModel:
+        model.extras["manager"] = self  # prompt features (LoRA, embeddings) resolve names through it
+        if self.on_load is not None:
+            self.on_load(model)
+        self._resident = model
+        return model
 
     def end_job(self) -> None:
         """Revert per-job changes (LoRA patches, VAE override) so the next job sees the checkpoint as loaded."""

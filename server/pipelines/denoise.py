@@ -2,7 +2,8 @@
 
 Owning the loop (rather than calling a diffusers pipeline) is what lets the tiler swap in a fused
 per-tile model call, inpainting apply a soft per-pixel mask at each step, and the server report
-progress / honour cancel between steps. The model call is a plain function `(x, t) -> eps`.
+progress / honour cancel between steps. The model call is a plain function `(x, t) -> eps`; the UNet
+inside it goes through `fastpath` (eager, or CUDA graphs / torch.compile per `sdbridge serve --fast`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tiling.steps import steps_run
 from ..models.loader import LoadedModel
 from ..prompt import Conditioning
 from ..samplers import SamplerLike, make_scheduler
+from . import fastpath
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int, int, torch.Tensor], None]
@@ -73,7 +75,7 @@ class Guidance:
         xin = torch.cat([x, x]) if self.use_cfg else x
         if extra is not None:
             xin = torch.cat([xin, torch.cat([extra, extra]) if self.use_cfg else extra], dim=1)
-        out = self.model.unet(xin.to(self.model.dtype), t, **kw).sample.to(x.dtype)
+        out = fastpath.for_model(self.model)(xin.to(self.model.dtype), t, **kw).to(x.dtype)
         if not self.use_cfg:
             return out
         uncond, cond = out.chunk(2)

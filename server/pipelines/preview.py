@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -25,3 +27,13 @@ def latent_rgb(latents: torch.Tensor, xl: bool) -> np.ndarray:
     x = latents[0].detach().float().cpu()
     rgb = torch.einsum("chw,cr->hwr", x, m) + torch.tensor(bias)
     return to_pixels(rgb.permute(2, 0, 1))
+
+
+# What a progress callback gets: the preview pixels, or a function that makes them. The queue calls it
+# only for the previews it sends (throttled), so an unsent preview costs no device-to-host copy.
+Preview = np.ndarray | Callable[[], np.ndarray] | None
+
+
+def lazy_preview(latents: torch.Tensor, xl: bool) -> Callable[[], np.ndarray]:
+    """`latent_rgb(latents, xl)` when called: callers keep the step loop free of host syncs."""
+    return lambda: latent_rgb(latents, xl)

@@ -40,7 +40,7 @@ from ..imaging.tensors import to_pixels
 from ..models.loader import LoadedModel
 from ..samplers import SamplerLike, as_sampler, make_scheduler
 from . import denoise
-from .preview import latent_rgb
+from .preview import Preview, lazy_preview
 
 LATENT = 8  # VAE downscale factor of every SD family
 TILE_BATCH = 4  # tiles per UNet call (CFG doubles the batch inside it)
@@ -49,7 +49,7 @@ JITTER_MIN_STEPS = 6  # below this few steps a moving grid has nothing to spread
 # slightly larger canvas is cheaper in one pass; beyond ~2x native models also repeat subjects).
 TILE_ABOVE = 1.5
 
-Progress = Callable[[int, int, np.ndarray | None], None]
+Progress = Callable[[int, int, Preview], None]
 
 
 def needs_tiling(model: LoadedModel, width: int, height: int, factor: float = TILE_ABOVE) -> bool:
@@ -253,7 +253,7 @@ class TiledSampler:
                 latents = ref + (latents - ref) * keep
             st.latents, st.index = latents, i + 1
             if progress is not None:
-                progress(min(done, total), total, latent_rgb(latents, self.model.family.xl))
+                progress(min(done, total), total, lazy_preview(latents, self.model.family.xl))
         return latents
 
 
@@ -279,7 +279,7 @@ def naive_sample(
                 raise Cancelled
             done += ts.cfg_factor
             if progress is not None:
-                progress(min(done, total), total, latent_rgb(latents, ts.model.family.xl))
+                progress(min(done, total), total, lazy_preview(latents, ts.model.family.xl))
 
         noise = denoise.seeded_noise(ts.seed, tuple(tile.shape))
         return denoise.sample(

@@ -8,10 +8,19 @@ with anything else on GIMP's Python path); from a repository checkout (unit test
 from __future__ import annotations
 
 try:
-    from sdbridge_common import actions, client, geometry, jobs, results, settings  # type: ignore[import-not-found]
+    from sdbridge_common import (  # type: ignore[import-not-found]
+        actions,
+        choices,
+        client,
+        geometry,
+        jobs,
+        jobstate,
+        results,
+        settings,
+    )
 except ImportError:  # repository checkout
-    from plugins.common import actions, client, geometry, jobs, results, settings
+    from plugins.common import actions, choices, client, geometry, jobs, jobstate, results, settings
 
 ActionError = actions.ActionError  # the user-facing error: its message is shown to the user as-is
 
-__all__ = ["ActionError", "actions", "client", "geometry", "jobs", "results", "settings"]
+__all__ = ["ActionError", "actions", "choices", "client", "geometry", "jobs", "jobstate", "results", "settings"]

@@ -20,6 +20,7 @@ Rect = geometry.Rect
 
 PARASITE_NAME = "sdbridge-params"
 LAYER_NAME_MAX = 80  # characters of the prompt in a layer name
+NEEDS_SELECTION = "Inpaint needs a selection: select the area to repaint first (Select ▸ Rectangle…)."
 RESULT_FORMAT = "rgba8"  # results go straight into a GEGL buffer: no PNG decoding in the plug-in's Python
 
 
@@ -55,6 +56,11 @@ def _strength(values: dict[str, Any]) -> float | None:
     return None if s is None else actions.clamp_strength(s)
 
 
+def _batch(values: dict[str, Any]) -> int | None:
+    n = int(values.get("batch") or 1)
+    return n if n > 1 else None  # 1 is the server's default: leave it out
+
+
 def _need_prompt(spec: ProcSpec, values: dict[str, Any]) -> None:
     if not str(values.get("prompt") or "").strip():
         raise ActionError(f"{spec.title}: the prompt is empty. Describe what to draw.")
@@ -64,9 +70,9 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], canvas: Canvas, max_pixels:
     """Turn procedure arguments + the image into a typed request (pure; raises ActionError)."""
     sel = canvas.selection_bounds()
     if spec.needs_selection and sel is None:
-        raise ActionError("Inpaint needs a selection: select the area to repaint first (Select ▸ Rectangle…).")
+        raise ActionError(NEEDS_SELECTION)
     mask = canvas.mask() if sel is not None else None
-    gen, strength = sampling(values), _strength(values)
+    gen, strength, batch = sampling(values), _strength(values), _batch(values)
     kind = spec.kind
     if kind == "generate":
         _need_prompt(spec, values)
@@ -78,14 +84,16 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], canvas: Canvas, max_pixels:
         init = canvas.image(opaque=True, rect=target) if strength is not None and strength < 1.0 else None
         strength = strength if init is not None else None
         req = jobs.GenerateRequest(
-            result_format=RESULT_FORMAT, sampling=gen, strength=strength, width=w, height=h, init=init
+            result_format=RESULT_FORMAT, sampling=gen, strength=strength, width=w, height=h, batch=batch, init=init
         )
         return Plan(req, target=target, mask_result=sel is not None)
     if kind == "inpaint":
         _need_prompt(spec, values)
         image = canvas.image()
         return Plan(
-            jobs.InpaintRequest(result_format=RESULT_FORMAT, sampling=gen, strength=strength, image=image, mask=mask)
+            jobs.InpaintRequest(
+                result_format=RESULT_FORMAT, sampling=gen, strength=strength, batch=batch, image=image, mask=mask
+            )
         )
     if kind == "outpaint":
         sides = outpaint_sides(values, sel)
@@ -93,13 +101,21 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], canvas: Canvas, max_pixels:
         hole = mask if in_canvas else None
         return Plan(
             jobs.OutpaintRequest(
-                result_format=RESULT_FORMAT, sampling=gen, strength=strength, **sides, image=canvas.image(), mask=hole
+                result_format=RESULT_FORMAT,
+                sampling=gen,
+                strength=strength,
+                batch=batch,
+                **sides,
+                image=canvas.image(),
+                mask=hole,
             )
         )
     if kind == "face":
         image = canvas.image()
         return Plan(
-            jobs.FaceRequest(result_format=RESULT_FORMAT, sampling=gen, strength=strength, image=image, mask=mask)
+            jobs.FaceRequest(
+                result_format=RESULT_FORMAT, sampling=gen, strength=strength, batch=batch, image=image, mask=mask
+            )
         )
     if kind == "restore":
         fidelity, blend = values.get("fidelity"), values.get("blend")

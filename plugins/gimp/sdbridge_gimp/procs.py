@@ -12,6 +12,7 @@ from typing import Any
 from ._common import geometry, settings
 
 SEED_MAX = 2**31 - 1  # GIMP int arguments are gint; the server accepts up to 2**32-1
+BATCH_MAX = 16  # the server's own limit (welcome.limits.max_batch, 8 by default) is checked by the server
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ def _prompt_args(strength: float) -> tuple[Arg, ...]:
     )
 
 
+BATCH_ARGS: tuple[Arg, ...] = (
+    Arg("batch", "int", "Batch", "Alternative results (seeds seed, seed+1, …): one layer each, in one layer group",
+        1, 1, BATCH_MAX),
+)  # fmt: skip
 SERVER_ARGS: tuple[Arg, ...] = (
     Arg("server-url", "str", "Server URL", "sdbridge websocket URL", settings.DEFAULT_URL),
     Arg("token", "str", "Token", "Access token, if the server requires one", ""),
@@ -80,14 +85,14 @@ PROCS: tuple[ProcSpec, ...] = (
         "_Generate…",
         "Generate a new layer from a prompt (img2img from the visible image when strength < 1; "
         "limited to the selection's bounds when there is one)",
-        _prompt_args(1.0) + SERVER_ARGS,
+        _prompt_args(1.0) + BATCH_ARGS + SERVER_ARGS,
     ),
     ProcSpec(
         "sdbridge-inpaint",
         "inpaint",
         "_Inpaint selection…",
-        "Repaint the selected area from a prompt",
-        _prompt_args(1.0) + SERVER_ARGS,
+        "Repaint the selected area from a prompt (needs a selection)",
+        _prompt_args(1.0) + BATCH_ARGS + SERVER_ARGS,
         needs_selection=True,
     ),
     ProcSpec(
@@ -96,14 +101,14 @@ PROCS: tuple[ProcSpec, ...] = (
         "_Outpaint…",
         "Extend the canvas on chosen sides and fill the new area (all sides 0: fill the selection in place, "
         "which should touch a canvas edge or cover a transparent area)",
-        _prompt_args(0.9) + SIDE_ARGS + SERVER_ARGS,
+        _prompt_args(0.9) + SIDE_ARGS + BATCH_ARGS + SERVER_ARGS,
     ),
     ProcSpec(
         "sdbridge-face",
         "face",
         "Re-render _face…",
         "Re-render the selected face (or detected faces) at detail resolution",
-        _prompt_args(0.5) + SERVER_ARGS,
+        _prompt_args(0.5) + BATCH_ARGS + SERVER_ARGS,
     ),
     ProcSpec(
         "sdbridge-restore",

@@ -1,10 +1,11 @@
-"""The shared client (`plugins/common/client.py`) driven synchronously from the plug-in's main thread.
+"""The shared client (`plugins/common/client.py`) driven from the plug-in's main thread.
 
 A GIMP plug-in is one short-lived process per procedure call, and every libgimp call (progress,
-layers) must come from its main thread. The shared client runs the websocket in its own worker
-thread (with reconnect + `fetch` of in-flight jobs); this adapter polls its event queue in a short
-loop, hands job events to a callback (progress bar) and turns failures into `ActionError`s that
-name the problem.
+layers, the dialog) must come from its main thread. The shared client runs the websocket in its own
+worker thread (with reconnect + `fetch` of in-flight jobs); this adapter polls its event queue —
+in a short blocking loop for calls without a dialog (`connect`, `wait_result`), from the dialog's
+GLib timer otherwise (`poll`, `follow`, `failure`) — and words every failure as an `ActionError`
+that names the problem.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
-from ._common import ActionError, jobs
+from ._common import ActionError, jobs, jobstate
 from ._common import client as common_client
+
+Event = jobstate.Event
 
 CLIENT_NAME = "gimp-plugin/0.1"
 POLL_S = 0.05
+CANCELLED = "The job was cancelled on the server."
 
 # Friendly explanations for the protocol's error codes (the server's message is shown as well).
 ERROR_HINTS = {
@@ -46,13 +50,37 @@ def describe_error(event: dict[str, Any]) -> str:
     return f"sdbridge server error ({code}): {message}" + (f"\n{hint}" if hint else "")
 
 
-class Remote:
-    """One server connection for one procedure call."""
+def connection_problem(url: str, data: dict[str, Any]) -> str:
+    """What a `disconnected` event means for the user (dialog status line and script errors alike)."""
+    reason = str(data.get("reason") or "connection failed")
+    if data.get("fatal"):
+        return f"The sdbridge server at {url} refused the connection: {reason}"
+    return (
+        f"Cannot reach the sdbridge server at {url}: {reason}.\n"
+        "Is `sdbridge serve` running, and is the Server URL right?"
+    )
 
-    def __init__(self, url: str, token: str = "", open_timeout: float = 10.0) -> None:
+
+def restarted_message(data: dict[str, Any]) -> str:
+    n = int(data.get("resubmitted") or 0)
+    again = f"; {n} job{'s' if n != 1 else ''} sent again" if n else ""
+    return f"The sdbridge server restarted{again}."
+
+
+class Remote:
+    """One server connection for one procedure call (or one dialog)."""
+
+    def __init__(
+        self, url: str, token: str = "", open_timeout: float = 10.0, preview_formats: tuple[str, ...] = ()
+    ) -> None:
         self.url = check_url(url)
         self.client = common_client.Client(
-            self.url, token or None, client_name=CLIENT_NAME, open_timeout=open_timeout, backoff=(0.5, 4.0)
+            self.url,
+            token or None,
+            client_name=CLIENT_NAME,
+            open_timeout=open_timeout,
+            backoff=(0.5, 4.0),
+            preview_formats=preview_formats,
         )
         self.open_timeout = open_timeout
         self.welcome: dict[str, Any] = {}
@@ -61,25 +89,34 @@ class Remote:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         self.client.stop(timeout=3.0)
+
+    def start(self) -> Remote:
+        """Connect in the background (the client keeps retrying); `poll` reports how it goes."""
+        self.client.start()
+        return self
+
+    def poll(self) -> list[Event]:
+        """The client's events since the last call; keeps the latest welcome."""
+        events = self.client.poll()
+        for ev in events:
+            if ev.type == "connected":
+                self.welcome = dict(ev.data)
+        return events
 
     def connect(self) -> dict[str, Any]:
         """Wait for the welcome; the first failed attempt is reported (a GIMP call should not retry forever)."""
-        self.client.start()
+        self.start()
         deadline = time.monotonic() + self.open_timeout + 5
         while time.monotonic() < deadline:
-            for ev in self.client.poll():
+            for ev in self.poll():
                 if ev.type == "connected":
-                    self.welcome = dict(ev.data)
                     return self.welcome
                 if ev.type == "disconnected":
-                    reason = str(ev.data.get("reason") or "connection failed")
-                    if ev.data.get("fatal"):
-                        raise ActionError(f"The sdbridge server at {self.url} refused the connection: {reason}")
-                    raise ActionError(
-                        f"Cannot reach the sdbridge server at {self.url}: {reason}.\n"
-                        "Is `sdbridge serve` running, and is the Server URL right?"
-                    )
+                    raise ActionError(connection_problem(self.url, ev.data))
             time.sleep(POLL_S)
         raise ActionError(f"The sdbridge server at {self.url} did not answer within {self.open_timeout:.0f} s.")
 
@@ -89,27 +126,46 @@ class Remote:
     def cancel(self, job_id: str) -> None:
         self.client.cancel(job_id)
 
+    def follow(self, ev: Event, job_id: str) -> dict[str, Any] | None:
+        """What one client event means for job `job_id`: the event to show (None: not about it).
+        Raises ActionError when the server refused the connection (retrying cannot help)."""
+        if ev.type == "disconnected" and ev.data.get("fatal"):
+            raise ActionError(connection_problem(self.url, ev.data))
+        if ev.type in ("disconnected", "connected"):
+            # The client reconnects by itself and re-attaches to the job with `fetch`.
+            return {"type": "reconnecting" if ev.type == "disconnected" else "reconnected"}
+        if ev.type == "server_restarted":
+            return {**ev.data, "type": "server_restarted"}
+        return ev.data if ev.job_id == job_id else None
+
     def wait_result(self, job_id: str, timeout: float, on_event: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         """Block until the job's terminal event; job events and connection changes go to `on_event`."""
         deadline = time.monotonic() + timeout
         while True:
-            for ev in self.client.poll():
-                if ev.type == "disconnected" and ev.data.get("fatal"):
-                    raise ActionError(f"The sdbridge server at {self.url} refused the connection: {ev.data['reason']}")
-                if ev.type in ("disconnected", "connected"):
-                    # The client reconnects by itself and re-attaches to the job with `fetch`.
-                    on_event({"type": "reconnecting" if ev.type == "disconnected" else "reconnected"})
+            for ev in self.poll():
+                shown = self.follow(ev, job_id)
+                if shown is None:
                     continue
-                if ev.job_id != job_id:
-                    continue
-                on_event(ev.data)
-                if ev.type == "result":
-                    return ev.data
-                if ev.type == "error":
-                    raise ActionError(describe_error(ev.data))
-                if ev.type == "cancelled":
-                    raise ActionError("The job was cancelled on the server.")
+                on_event(shown)
+                if shown.get("type") == "result":
+                    return shown
+                problem = failure(shown)
+                if problem is not None:
+                    raise ActionError(problem)
             if time.monotonic() > deadline:
                 self.cancel(job_id)
-                raise ActionError(f"No result from the server after {timeout:.0f} s; the job was cancelled.")
+                raise ActionError(timed_out(timeout))
             time.sleep(POLL_S)
+
+
+def failure(event: dict[str, Any]) -> str | None:
+    """The message for a job event that ends the job without a result (None for any other event)."""
+    if event.get("type") == "error":
+        return describe_error(event)
+    if event.get("type") == "cancelled":
+        return CANCELLED
+    return None
+
+
+def timed_out(timeout: float) -> str:
+    return f"No result from the server after {timeout:.0f} s; the job was cancelled."

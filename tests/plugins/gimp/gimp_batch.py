@@ -66,7 +66,19 @@ def _layer_info(layer):
     p = layer.get_parasite("sdbridge-params")
     if p is not None:
         info["parasite"] = json.loads(bytes(p.get_data()).decode())
+    info["visible"] = layer.get_visible()
+    if layer.is_group():
+        info["children"] = [_layer_info(child) for child in layer.get_children()]
     return info
+
+
+def _prefs():
+    # the plug-in's shared settings file, as it is after the scenario (None: not written yet)
+    path = os.path.join(Gimp.directory(), "sdbridge-settings.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as fh:
+        return json.load(fh)
 
 
 def _run(sc):
@@ -80,15 +92,15 @@ def _run(sc):
     if proc is None:
         return res
     cfg = proc.create_config()
-    # "dialog" scenarios drive the real procedure dialog through the plug-in's test hook (GUI GIMP only)
+    # "dialog" scenarios drive the real procedure dialog through the plug-in's test probe (GUI GIMP only)
     hook = os.environ.get("SDBRIDGE_GIMP_DIALOG_TEST")
     if hook:
-        for stale in (hook, hook + ".seen"):
+        for stale in (hook, hook + ".out.json"):
             if os.path.exists(stale):
                 os.remove(stale)
         if sc.get("dialog") is not None:
             with open(hook, "w") as fh:
-                json.dump(sc["dialog"], fh)
+                json.dump({"id": sc["id"], **sc["dialog"]}, fh)
     interactive = sc.get("dialog") is not None
     cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE if interactive else Gimp.RunMode.NONINTERACTIVE)
     cfg.set_property("image", image)
@@ -104,9 +116,10 @@ def _run(sc):
     else:
         returned = r.index(1)
         res["returned_layer"] = returned.get_name() if returned is not None else None
-    if hook and os.path.exists(hook + ".seen"):
-        with open(hook + ".seen") as fh:
-            res["dialog_seen"] = json.load(fh)
+    if hook and os.path.exists(hook + ".out.json"):
+        with open(hook + ".out.json") as fh:
+            res["dialog"] = json.load(fh)
+    res["prefs"] = _prefs()
     res["canvas"] = [image.get_width(), image.get_height()]
     res["layers"] = [_layer_info(lay) for lay in image.get_layers()]
     w1, h1, after = _visible(image)

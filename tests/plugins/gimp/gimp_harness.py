@@ -9,13 +9,14 @@ mtimes, so after the first run a launch takes ~3–4 s instead of ~9 s.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,14 @@ def missing_reason() -> str | None:
 
 
 @dataclass
+class Serve:
+    """The session's `sdbridge serve` as the GIMP tests use it."""
+
+    url: str
+    welcome: dict[str, Any]
+
+
+@dataclass
 class BatchRun:
     rc: int
     wall_s: float
@@ -65,6 +74,27 @@ def install_plugin(build_dir: Path) -> None:
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(build_dir, dest, copy_function=shutil.copy2)
+
+
+@contextlib.contextmanager
+def xvfb() -> Iterator[str]:
+    """A private Xvfb for GUI GIMP (its socket is bound into the chroot); yields the display, ":N"."""
+    proc = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    assert proc.stdout is not None
+    number = proc.stdout.readline().decode().strip()  # Xvfb picks a free display and reports it
+    try:
+        if not number.isdigit():
+            raise RuntimeError("Xvfb did not start")
+        yield f":{number}"
+    finally:
+        proc.terminate()  # ours, by pid
+        proc.wait(10)
+
+
+def prefs_file(gui: bool = True) -> Path:
+    """Host path of the plug-in's shared settings file in a chroot profile (`prefs.FILE_NAME`)."""
+    return ROOT / (PROFILE_GUI if gui else PROFILE).lstrip("/") / "sdbridge-settings.json"
 
 
 def run_batch(

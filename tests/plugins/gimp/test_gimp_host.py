@@ -12,20 +12,17 @@ Without the chroot these tests skip; with env CI set they fail instead, so CI ca
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gimp_harness as harness
 import numpy as np
 import pytest
 
-from plugins.gimp import build as gimp_build
 from tests.processes import find_descendant
-from tests.servers import ServeProcess
 
 pytestmark = [pytest.mark.gimp, pytest.mark.slow]
 
@@ -35,52 +32,6 @@ EDGE = (W - 16, 0, 16, H)  # a strip at the right edge: outpaint's in-canvas for
 MARGIN = 12  # server blend masks grow 8 px past the selection and feather; beyond this nothing may change
 STEPS = 3
 PROMPT = "a red fox in the snow"
-
-
-@dataclass
-class Serve:
-    url: str
-    welcome: dict[str, Any]
-
-
-def _welcome(url: str) -> dict[str, Any]:
-    from websockets.sync.client import connect
-
-    from server import protocol
-
-    with connect(url, open_timeout=5, max_size=None) as ws:
-        ws.send(protocol.pack(protocol.hello("gimp-test")))
-        return protocol.unpack(ws.recv(timeout=10), 1 << 30)
-
-
-def _warm_up(url: str) -> None:
-    """One 1-step job from the host so the model is loaded before GIMP's jobs are timed."""
-    from plugins.common.jobs import GenerateRequest, Sampling
-    from plugins.gimp.sdbridge_gimp.remote import Remote
-
-    with Remote(url) as s:
-        s.connect()
-        job = s.submit(GenerateRequest(sampling=Sampling(prompt="warm up", steps=1, seed=1), width=64, height=64))
-        s.wait_result(job, 300, lambda ev: None)
-
-
-@pytest.fixture(scope="session")
-def gimp_available() -> None:
-    reason = harness.missing_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"real GIMP 3 is required in CI: {reason}")
-        pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def sdbridge_serve(gimp_available: None, sdb_serve: ServeProcess) -> Serve:
-    """The session's real `sdbridge serve` (tiny random-weight SD1.5 + GFPGANv1.4), its welcome, model warm."""
-    t0 = time.monotonic()
-    welcome = _welcome(sdb_serve.url)
-    _warm_up(sdb_serve.url)
-    print(f"\nsdbridge serve: model warm in {time.monotonic() - t0:.1f}s", file=sys.stderr)
-    return Serve(sdb_serve.url, welcome)
 
 
 def scenarios(url: str) -> list[dict[str, Any]]:
@@ -107,6 +58,9 @@ def scenarios(url: str) -> list[dict[str, Any]]:
         sc("restore_sel", "restore", SEL),
         sc("upscale", "upscale", scale=2.0),
         sc("upscale_sel", "upscale", SEL),
+        sc("generate_batch", "generate", batch=2),
+        sc("inpaint_batch", "inpaint", SEL, batch=2),
+        sc("outpaint_batch", "outpaint", **{**no_sides, "left": 16, "bottom": 24}, batch=2),
         sc("err_unreachable", "generate", **{"server-url": "ws://127.0.0.1:9/"}),
         sc("err_model", "generate", model="no-such-model"),
         sc("err_prompt", "generate", prompt="   "),
@@ -120,9 +74,7 @@ class Outcome:
 
 
 @pytest.fixture(scope="session")
-def gimp_run(gimp_available: None, sdbridge_serve: Serve, tmp_path_factory: pytest.TempPathFactory) -> Outcome:
-    built = gimp_build.build(tmp_path_factory.mktemp("gimp-build"), archive=False)
-    harness.install_plugin(built)
+def gimp_run(gimp_plugin: Path, sdbridge_serve: harness.Serve) -> Outcome:
     run = harness.run_batch(scenarios(sdbridge_serve.url), timeout=900, tag="pytest")
     if not run.results:
         pytest.fail(f"GIMP batch produced no results (rc={run.rc}):\n{run.log[-6000:]}")
@@ -336,6 +288,45 @@ def test_upscale_selection_region(gimp_run: Outcome, request: pytest.FixtureRequ
     assert not diff[~region(diff.shape, scaled, 2 * MARGIN)].any()
 
 
+def check_batch_group(res: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """A batch of 2: one layer group `prompt (1234–1235)` holding `prompt (1234)` and `prompt (1235)`,
+    the first shown; the group is what the procedure returns."""
+    ok(res)
+    group = new_layer(res)
+    assert group["name"] == f"{PROMPT} (1234–1235)" and res["returned_layer"] == group["name"]
+    assert len(res["layers"]) == 2, "one group on top of the background"
+    children = group["children"]
+    assert [c["name"] for c in children] == [f"{PROMPT} (1234)", f"{PROMPT} (1235)"]
+    assert [c["visible"] for c in children] == [True, False]
+    for child in children:
+        check_layer_meta(child, kind)
+    assert [c["parasite"]["seed"] for c in children] == [1234, 1235]
+    return children
+
+
+def test_generate_batch_is_one_layer_group(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    children = check_batch_group(result(gimp_run, "generate_batch", request, "generate"), "generate")
+    assert all((c["x"], c["y"], c["w"], c["h"]) == (0, 0, W, H) for c in children)
+
+
+def test_inpaint_batch_one_layer_per_seed(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    res = result(gimp_run, "inpaint_batch", request, "inpaint")
+    children = check_batch_group(res, "inpaint")
+    for c in children:  # each batch image is its own changed rect around the selection
+        assert region((H, W), SEL, MARGIN)[c["y"] : c["y"] + c["h"], c["x"] : c["x"] + c["w"]].all()
+    diff = changed(pixels(gimp_run, res, "before"), pixels(gimp_run, res, "after"))
+    assert not diff[~region(diff.shape, SEL, MARGIN)].any()
+
+
+def test_outpaint_batch_strips_merge_per_seed(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
+    """Two sides x two seeds: four strips come back, two layers go in (one per seed), canvas grown once."""
+    res = result(gimp_run, "outpaint_batch", request, "outpaint")
+    children = check_batch_group(res, "outpaint")
+    assert res["canvas"] == [W + 16, H + 24]
+    assert [(c["w"], c["h"]) for c in children] == [(children[0]["w"], children[0]["h"])] * 2
+    assert children[0]["w"] == W + 16 and children[0]["h"] == H + 24, "left and bottom strips span the canvas"
+
+
 def test_unreachable_server_fails_with_message(gimp_run: Outcome, request: pytest.FixtureRequest) -> None:
     res = result(gimp_run, "err_unreachable", request)
     assert res["status"] == "execution-error"
@@ -360,65 +351,10 @@ def test_batch_exit_and_runtime(gimp_run: Outcome) -> None:
     assert "SDB_BATCH_DONE" in gimp_run.run.log
 
 
-# --- the procedure dialog, in GUI GIMP under Xvfb ---------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def xvfb_display(gimp_available: None) -> Iterator[str]:
-    import shutil
-
-    if shutil.which("Xvfb") is None:
-        if os.environ.get("CI"):
-            pytest.fail("Xvfb is required in CI for the GIMP dialog test (tests/hosts/krita_setup.sh installs it)")
-        pytest.skip("Xvfb not installed")
-    proc = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
-    assert proc.stdout is not None
-    number = proc.stdout.readline().decode().strip()  # Xvfb picks a free display and reports it
-    try:
-        assert number.isdigit(), "Xvfb did not start"
-        yield f":{number}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def test_dialog_runs_and_remembers_last_values(
-    gimp_run: Outcome, sdbridge_serve: Serve, xvfb_display: str, request: pytest.FixtureRequest
-) -> None:
-    """Interactive runs in GUI GIMP: the dialog comes up, 'typed' values are used, the next run's
-    dialog shows them again (GIMP's remembered last values), and Cancel changes nothing."""
-    typed = {"prompt": "typed in the dialog", "seed": 99, "steps": 2, "server-url": sdbridge_serve.url}
-    shown = ["prompt", "seed", "steps", "server-url"]
-
-    def sc(id_: str, proc: str, dialog: dict[str, Any]) -> dict[str, Any]:
-        return {"id": id_, "proc": proc, "w": 64, "h": 64, "selection": None, "args": {}, "dialog": dialog}
-
-    run = harness.run_batch(
-        [
-            sc("first", "sdbridge-generate", {"set": typed, "response": "ok"}),
-            sc("again", "sdbridge-generate", {"response": "ok", "report": shown}),
-            sc("cancel", "sdbridge-inpaint", {"response": "cancel"}),
-        ],
-        timeout=300,
-        tag="dialog",
-        display=xvfb_display,
-    )
-    assert run.results, f"GUI GIMP produced no results (rc={run.rc}):\n{run.log[-6000:]}"
-    first, again, cancel = (run.results[k] for k in ("first", "again", "cancel"))
-    for res in (first, again):
-        assert "exception" not in res, res["exception"]
-        assert res["status"] == "success", res.get("error")
-        assert res["layers"][0]["name"] == "typed in the dialog (99)"
-        assert res["layers"][0]["parasite"]["steps"] == 2
-    assert again["dialog_seen"] == {k: typed[k] for k in shown}
-    assert cancel["status"] == "cancel" and len(cancel["layers"]) == 1
-
-
 # --- Cancel: GIMP kills the plug-in; the job must stop on the server too -----------------------------
 
 
-def test_killed_plugin_cancels_server_job(gimp_run: Outcome, sdbridge_serve: Serve) -> None:
+def test_killed_plugin_cancels_server_job(gimp_run: Outcome, sdbridge_serve: harness.Serve) -> None:
     """What GIMP's progress Cancel does (quit message, 10 ms, SIGKILL), simulated with SIGKILL while a long
     job runs: the guard process must cancel the job on the server."""
     import signal

@@ -1,0 +1,94 @@
+"""The baseline of `bench/gpu.py`: plain diffusers, eager, on the very modules our server loaded.
+
+A `StableDiffusionPipeline` / `StableDiffusionXLPipeline` is assembled from a `LoadedModel`'s UNet,
+VAE, text encoders and tokenizers with the Euler scheduler of the same config, and given what our
+`generate` gives its loop: the same starting noise (`seeded_noise(seed + i)`), the same generator and
+the same prompt embeddings (from our encoder, so both sides sample the same conditioning; diffusers is
+then timed without its text encoding, which favours it by a few milliseconds).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+
+from server.imaging.tensors import to_pixels
+from server.models.loader import LoadedModel
+from server.pipelines.denoise import seeded_noise
+from server.prompt import encode_pair
+
+
+def pipeline(model: LoadedModel) -> Any:
+    import diffusers
+
+    sched = diffusers.EulerDiscreteScheduler.from_config(model.scheduler_config)
+    vae = model.vae
+    if model.vae_dtype != model.dtype:
+        # Our SDXL VAE stays fp32; diffusers users load it in fp16 and the pipeline upcasts it around
+        # every decode (and casts it back after): give it its own copy to do that with.
+        vae = copy.deepcopy(model.vae).to(model.dtype)
+    if model.family.xl:
+        te1, te2 = model.text_encoders
+        tok1, tok2 = model.tokenizers
+        pipe = diffusers.StableDiffusionXLPipeline(
+            vae=vae,
+            text_encoder=te1,
+            text_encoder_2=te2,
+            tokenizer=tok1,
+            tokenizer_2=tok2,
+            unet=model.unet,
+            scheduler=sched,
+            force_zeros_for_empty_prompt=True,
+        )
+    else:
+        pipe = diffusers.StableDiffusionPipeline(
+            vae=vae,
+            text_encoder=model.text_encoders[0],
+            tokenizer=model.tokenizers[0],
+            unet=model.unet,
+            scheduler=sched,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+class Baseline:
+    """Generate with diffusers as our `generate` job would, for `prompt` / `negative` on `model`."""
+
+    def __init__(self, model: LoadedModel, prompt: str, negative: str) -> None:
+        self.model, self.pipe = model, pipeline(model)
+        self.cond, self.uncond = encode_pair(model, prompt, negative)
+
+    def generate(self, seed: int, batch: int, px: int, steps: int, cfg: float) -> list[np.ndarray]:
+        n = batch
+        latents = torch.cat([seeded_noise(seed + i, (1, 4, px // 8, px // 8)) for i in range(n)])
+        kw: dict[str, Any] = {
+            "prompt_embeds": self.cond.embeds.to(self.model.device, self.model.dtype),
+            "negative_prompt_embeds": self.uncond.embeds.to(self.model.device, self.model.dtype),
+        }
+        if self.model.family.xl:
+            assert self.cond.pooled is not None and self.uncond.pooled is not None
+            kw["pooled_prompt_embeds"] = self.cond.pooled.to(self.model.device, self.model.dtype)
+            kw["negative_pooled_prompt_embeds"] = self.uncond.pooled.to(self.model.device, self.model.dtype)
+        out = self.pipe(
+            num_inference_steps=steps,
+            guidance_scale=cfg,
+            num_images_per_prompt=n,
+            latents=latents.to(self.model.device, self.model.dtype),  # as diffusers users pass them (fp16 on CUDA)
+            generator=torch.Generator("cpu").manual_seed(seed),
+            width=px,
+            height=px,
+            output_type="pt",
+            **kw,
+        )
+        return [to_pixels(img, signed=False) for img in out.images]
+
+    def close(self) -> None:
+        """Drop the pipeline's references, so the next model can take the memory."""
+        del self.pipe

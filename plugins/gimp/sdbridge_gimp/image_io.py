@@ -1,0 +1,125 @@
+"""The image side of a job: the canvas and selection in through GEGL buffers, result layers out.
+
+Decisions (where a result goes, how the canvas changes, names) come from `logic.py` and the shared
+client; this module only calls the GIMP API, on the plug-in's main thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp  # noqa: E402
+
+from . import logic  # noqa: E402
+from ._common import ActionError, results  # noqa: E402
+from .procs import ProcSpec  # noqa: E402
+
+RGBA = "R'G'B'A u8"  # non-linear 8-bit RGBA: what the wire's rgba8 means
+GRAY = "Y u8"
+
+
+def read_canvas(image: Gimp.Image) -> logic.Canvas:
+    """The visible canvas (what the user sees) and the selection mask, straight from GEGL buffers."""
+    w, h = image.get_width(), image.get_height()
+    rect = Gegl.Rectangle.new(0, 0, w, h)
+    visible = Gimp.Layer.new_from_visible(image, image, "sdbridge source")
+    try:
+        rgba = bytes(visible.get_buffer().get(rect, 1.0, RGBA, Gegl.AbyssPolicy.NONE))
+    finally:
+        visible.delete()  # never inserted: just drop it
+    _ok, non_empty, *_bounds = Gimp.Selection.bounds(image)  # Canvas derives the bounds from the mask
+    if not non_empty:
+        return logic.Canvas(w, h, rgba)
+    mask = bytes(image.get_selection().get_buffer().get(rect, 1.0, GRAY, Gegl.AbyssPolicy.NONE))
+    return logic.Canvas(w, h, rgba, mask)
+
+
+def add_layer(
+    image: Gimp.Image,
+    parent: Gimp.Layer | None,
+    name: str,
+    rgba: bytes,
+    place: logic.Placement,
+    parasite: bytes,
+    mask_selection: bool,
+) -> Gimp.Layer:
+    layer = Gimp.Layer.new(
+        image, name, place.src_w, place.src_h, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL
+    )
+    # -1 at the top level: above the active layer; in a batch group: below the layers before it
+    image.insert_layer(layer, parent, -1 if parent is None else len(parent.get_children()))
+    buf = layer.get_buffer()
+    buf.set(Gegl.Rectangle.new(0, 0, place.src_w, place.src_h), RGBA, rgba)
+    buf.flush()
+    if place.needs_scale:
+        layer.scale(place.w, place.h, False)
+    layer.set_offsets(place.x, place.y)
+    if mask_selection:
+        # Non-destructive: the result is hidden outside the selection but stays editable.
+        layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
+    layer.attach_parasite(Gimp.Parasite.new(logic.PARASITE_NAME, Gimp.PARASITE_PERSISTENT, list(parasite)))
+    layer.update(0, 0, place.w, place.h)
+    return layer
+
+
+def apply_change(image: Gimp.Image, change: results.CanvasChange, old_w: int, old_h: int) -> None:
+    if change.scale:
+        image.scale(change.w, change.h)
+        return
+    dx, dy = change.origin
+    image.resize(change.w, change.h, dx, dy)
+    # Like Canvas Size's "image-sized layers": layers that filled the old canvas fill the new one.
+    for layer in image.get_layers():
+        _ok, x, y = layer.get_offsets()
+        if (layer.get_width(), layer.get_height(), x, y) == (old_w, old_h, dx, dy):
+            layer.resize_to_image_size()
+
+
+def apply_result(
+    image: Gimp.Image, spec: ProcSpec, plan: logic.Plan, result: dict[str, Any], canvas: logic.Canvas
+) -> Gimp.Layer:
+    """Add the result as one layer per batch image (a layer group holds a batch); one undo step.
+    Returns the new layer, or the group for a batch."""
+    used = dict(result.get("params") or {})
+    images = list(result.get("images") or [])
+    if not images:
+        why = "; ".join(str(m) for m in used.get("messages") or []) or "nothing changed"
+        raise ActionError(f"{spec.title}: the server returned no result ({why}).")
+    decoded = [results.decode_image(img) for img in images]  # fail before touching the image
+    groups = results.batch_images(images, used)
+    seeds = [int(s) for s in used.get("seeds") or []]
+    prompt = str(used.get("prompt") or "")
+    image.undo_group_start()  # one undo step per job, canvas change and batch group included
+    try:
+        change = results.canvas_change(plan.request, result, canvas.w, canvas.h)
+        if change is not None:
+            apply_change(image, change, canvas.w, canvas.h)
+        group = None
+        if len(groups) > 1:
+            group = Gimp.GroupLayer.new(image, results.batch_group_name(prompt, spec.kind, seeds, logic.LAYER_NAME_MAX))
+            image.insert_layer(group, None, -1)
+        layers = []
+        for n, members in enumerate(groups):
+            first = images[members[0]]
+            seed = seeds[n] if group is not None else first.get("seed", used.get("seed"))
+            part = str(first.get("name") or "") if len(members) == 1 else ""
+            if len(members) == 1:
+                (w, h, rgba), x, y = decoded[members[0]], int(first.get("x") or 0), int(first.get("y") or 0)
+            else:  # an editing job's pieces (strips, faces) of one batch image: one layer
+                pieces = [(int(images[i].get("x") or 0), int(images[i].get("y") or 0), *decoded[i]) for i in members]
+                x, y, w, h, rgba = results.merge_pieces(pieces)
+            name = results.layer_name(prompt, spec.kind, seed, part, limit=logic.LAYER_NAME_MAX)
+            parasite = logic.params_parasite(spec.kind, {**used, "seed": seed})
+            place = logic.placement(plan, {"x": x, "y": y}, w, h)
+            layer = add_layer(image, group, name, rgba, place, parasite, plan.mask_result)
+            # Batch images cover each other: show the first, the others are one eye-click away.
+            layer.set_visible(n == 0)
+            layers.append(layer)
+    finally:
+        image.undo_group_end()
+    Gimp.displays_flush()
+    return group if group is not None else layers[0]
