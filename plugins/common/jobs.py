@@ -60,6 +60,7 @@ class Sampling:
     steps: int | None = None
     cfg: float | None = None
     sampler: str | None = None
+    schedule: str | None = None  # A1111's schedule type (welcome.sampler_schedules)
 
 
 def _image(name: str) -> Any:
@@ -71,7 +72,7 @@ def _params(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
-        if value is None or "image" in f.metadata:
+        if value is None or "image" in f.metadata or "frame" in f.metadata:
             continue
         if isinstance(value, Sampling):
             out.update(_params(value))
@@ -88,6 +89,7 @@ class JobRequest:
 
     kind: ClassVar[str] = ""
     result_format: str | None = None  # png (server default) / rgba8 / webp
+    live: bool = field(default=False, metadata={"frame": True})  # a live-painting frame (latest wins)
 
     @property
     def prompt(self) -> str:
@@ -107,6 +109,8 @@ class JobRequest:
     def message(self, job_id: str) -> dict[str, Any]:
         """The `job` frame with every image inline."""
         msg: dict[str, Any] = {"type": "job", "id": job_id, "kind": self.kind, "params": self.params()}
+        if self.live:
+            msg["live"] = True
         imgs = self.images()
         if imgs:
             msg["images"] = {name: img.to_wire() for name, img in imgs.items()}

@@ -47,6 +47,10 @@ class Settings:
     outpaint_bottom: int = 0
     restore_fidelity: float = 0.5
     restore_blend: float = 1.0
+    # Live painting (plugins/common/live.py): a preset name from live.PRESETS, strength, fixed seed.
+    live_preset: str = "LCM 6 steps"
+    live_strength: float = 0.5
+    live_seed: int = 1234
 
     @classmethod
     def keys(cls) -> list[str]:
