@@ -13,7 +13,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from .protocol import BlobAssembler, hello, pack, resolve_blobs, unpack
 
-TERMINAL = ("result", "error", "cancelled")
+TERMINAL = ("result", "error", "cancelled", "superseded")
 DEFAULT_URL = "ws://127.0.0.1:8765"
 
 
@@ -111,14 +111,16 @@ class Client:
         params: dict[str, Any],
         images: dict[str, Any] | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        job_id: str | None = None,
+        live: bool = False,
     ) -> dict[str, Any]:
         """Submit and wait; returns the `result` event or raises ServerError."""
-        job_id = await self.submit(kind, params, images)
+        job_id = await self.submit(kind, params, images, job_id=job_id, live=live)
         async for ev in self.events(job_id):
             if on_event is not None:
                 on_event(ev)
             if ev["type"] == "result":
                 return ev
-            if ev["type"] in ("error", "cancelled", "closed"):
+            if ev["type"] in ("error", "cancelled", "superseded", "closed"):
                 raise ServerError(ev)
         raise ServerError({"code": "closed", "message": "connection closed"})
