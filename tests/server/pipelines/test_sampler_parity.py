@@ -85,8 +85,10 @@ def test_txt2img_matches_the_diffusers_pipeline(
     model = manager.get(name)
     w, h, steps, cfg = 64, 48, 4, 1.5
     guidance, kw = _embeds(model, cfg, w, h)
-    noise = denoise.seeded_noise(SEED, (1, 4, h // 8, w // 8))
-    ours = denoise.sample(model, guidance.model_fn(), sampler, steps, noise, torch.Generator("cpu").manual_seed(SEED))
+    noise = torch.randn(1, 4, h // 8, w // 8, generator=torch.Generator("cpu").manual_seed(SEED))
+    # The pipeline is handed the noise, so its generator (seeded afresh) draws only the per-step noise.
+    spec = denoise.Run(sampler, steps, noise, [torch.Generator("cpu").manual_seed(SEED)])
+    ours = denoise.sample(model, guidance.model_fn(), spec)
     pipe = _pipe(model, _scheduler(model, cls_name, overrides), img2img=False)
     theirs = pipe(
         **kw,
@@ -113,7 +115,7 @@ def test_img2img_matches_the_diffusers_pipeline(
     init = torch.randn(1, 4, h // 8, w // 8, generator=torch.Generator().manual_seed(3))
     gen = torch.Generator("cpu").manual_seed(SEED)
     noise = torch.randn(init.shape, generator=gen)  # the pipeline draws its noise first, then step noise
-    ours = denoise.sample(model, guidance.model_fn(), sampler, steps, noise, gen, init=init, strength=strength)
+    ours = denoise.sample(model, guidance.model_fn(), denoise.Run(sampler, steps, noise, [gen], init, strength))
     pipe = _pipe(model, _scheduler(model, cls_name, overrides), img2img=True)
     theirs = pipe(
         **kw,
