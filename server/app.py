@@ -17,14 +17,17 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from . import __version__, images
 from .errors import JobError
+from .imagestore import ImageStore
 from .jobs import KINDS
 from .jobs.base import ParseContext, parse_request
 from .limits import Limits
+from .live import check_live, live_key
 from .models.registry import ModelManager
 from .protocol import (
     PROTOCOL_VERSION,
     BlobAssembler,
     Fields,
+    NeedImage,
     ProtocolError,
     check_id,
     error_event,
@@ -39,6 +42,7 @@ from .samplers import NAMES, SCHEDULE_NAMES, schedules_for
 
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT_S = 10
+FEATURES = ("image_hash", "live")  # optional protocol features this server understands
 MAX_BACKLOG = 256  # queued outgoing events per connection before progress events are dropped
 _conn_ids = itertools.count(1)
 
@@ -92,6 +96,7 @@ class Server:
         self.token = token
         self.loop: asyncio.AbstractEventLoop | None = None
         self.queue = JobQueue(models, limits, self._publish)
+        self.images = ImageStore(limits.image_cache_bytes)
         self.subscribers: dict[str, set[Connection]] = {}
         self.connections: set[Connection] = set()
 
@@ -104,7 +109,7 @@ class Server:
     def _deliver(self, job_id: str, event: dict[str, Any]) -> None:
         for conn in list(self.subscribers.get(job_id, ())):
             conn.send(event)
-        if event["type"] in ("result", "error", "cancelled"):
+        if event["type"] in ("result", "error", "cancelled", "superseded"):
             self.subscribers.pop(job_id, None)
 
     # --- handshake --------------------------------------------------------------------------------
@@ -126,6 +131,7 @@ class Server:
             "resident": self.models.resident(),
             **{kind: sorted(found) for kind, found in self.models.assets.items()},
             "jobs": sorted(KINDS),
+            "features": list(FEATURES),
             "samplers": list(NAMES),
             "schedules": list(SCHEDULE_NAMES),
             "sampler_schedules": {name: list(schedules_for(name)) for name in NAMES},
@@ -218,9 +224,18 @@ class Server:
         for img in raw_images.values():
             if isinstance(img, dict) and isinstance(img.get("blob"), str):
                 blobs.drop(img["blob"])
+        missing = self.images.missing(refs)
+        if missing:
+            raise NeedImage(missing, job_id)
+        live = f.bool("live", False)
+        if live:
+            check_live(kind, refs, job_id)
 
         def decode(name: str, ref: Any) -> Any:
-            return images.decode(ref, self.limits.max_image_pixels, name, job_id)
+            def pixels(n: str, r: Any) -> Any:
+                return images.decode(r, self.limits.max_image_pixels, n, job_id)
+
+            return self.images.materialize(name, ref, pixels, job_id)
 
         pctx = ParseContext(self.models, self.limits, job_id, decode)
         # Decoding a large PNG takes a while: off the loop, so other clients keep being served.
@@ -231,7 +246,8 @@ class Server:
             raise
         except JobError as exc:  # from the model layer (unknown model, bad name…): same code and message
             raise ProtocolError(exc.code, exc.message, job_id) from exc
-        job = Job(job_id, kind, request, conn.id, preview_formats=conn.preview_formats)
+        key = live_key(kind, params.data, refs) if live else None
+        job = Job(job_id, kind, request, conn.id, preview_formats=conn.preview_formats, live=live, live_key=key)
         self.subscribers.setdefault(job_id, set()).add(conn)
         try:
             position = self.queue.submit(job)

@@ -17,6 +17,10 @@ class Limits:
     result_retention_s: int = 600
     max_retained_bytes: int = 1 << 30
     chunk_bytes: int = 1 << 20
+    image_cache_bytes: int = 512 << 20  # uploaded images held by content hash (LRU beyond this)
+    # A running live frame is interrupted at its next step when a newer frame of its client waits and
+    # it is older than this; younger ones finish, so a steady stroke still gets pictures back.
+    live_interrupt_ms: int = 1500
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -302,10 +302,16 @@ class BlobAssembler:
             self.size -= len(blob)
 
 
+def _event_images(event: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The image objects of an event (`need_image` lists names under `images`: not images)."""
+    images = event.get("images") or ([event["image"]] if isinstance(event.get("image"), dict) else [])
+    return [img for img in images if isinstance(img, dict)]
+
+
 def split_large_images(event: dict[str, Any], ref_prefix: str, chunk: int = CHUNK_BYTES) -> list[dict[str, Any]]:
     """Frames to send for `event`: large image `data` moved into preceding blob frames."""
     frames: list[dict[str, Any]] = []
-    images = event.get("images") or ([event["image"]] if isinstance(event.get("image"), dict) else [])
+    images = _event_images(event)
     for i, img in enumerate(images):
         data = img.get("data")
         if isinstance(data, bytes) and len(data) > chunk:
@@ -319,7 +325,7 @@ def split_large_images(event: dict[str, Any], ref_prefix: str, chunk: int = CHUN
 
 def resolve_blobs(event: dict[str, Any], blobs: BlobAssembler) -> dict[str, Any]:
     """Client side: put assembled blob bytes back into an event's images."""
-    images = event.get("images") or ([event["image"]] if isinstance(event.get("image"), dict) else [])
+    images = _event_images(event)
     for img in images:
         ref = img.get("blob")
         if isinstance(ref, str) and ref in blobs.done:

@@ -1,7 +1,14 @@
-"""FIFO job queue with one GPU worker thread, cancel, and result retention for `fetch`.
+"""Job queue with one GPU worker thread, cancel, live frames, and result retention for `fetch`.
 
 The worker never talks to sockets: it hands events to `publish`, which the server schedules onto
 its event loop, so a slow or dead client can never stall the GPU or other clients.
+
+Scheduling policy (`fair_order`): clients take turns — the next job is the oldest one of the client
+served least recently — so a painter whose live frame is always waiting and a client with a long
+queue alternate, and neither starves the other. Live frames (docs/protocol.md, "Live frames") add:
+at most one pending frame per client (a newer one supersedes it), a running frame interrupted at its
+next step once a newer one waits and it is older than `limits.live_interrupt_ms`, and a frame whose
+inputs equal the client's last live result answered with that result.
 """
 
 from __future__ import annotations
@@ -10,8 +17,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +36,7 @@ log = logging.getLogger(__name__)
 Event = dict[str, Any]
 Publish = Callable[["Job", Event], None]
 PREVIEW_INTERVAL_S = 0.25
+LIVE_RESULTS = 16  # clients whose last live result is kept for reuse (one result each)
 
 
 @dataclass
@@ -44,6 +52,26 @@ class Job:
     size: int = 0
     last_preview: float = float("-inf")  # the first step always previews
     preview_formats: tuple[str, ...] = images.DEFAULT_PREVIEW_FORMATS  # the submitting client's choice
+    live: bool = False  # a live frame: latest frame wins
+    live_key: str | None = None  # content hash of its inputs (None: never reused)
+    submitted: float = field(default_factory=time.monotonic)
+    newer: str | None = None  # while running: the id of its client's newest live frame since
+
+
+def fair_order(pending: Sequence[Job], served: dict[int, int]) -> list[Job]:
+    """The order the worker will take `pending` in: repeatedly the oldest job of the client whose
+    last turn (`served`: owner -> turn number, absent: never) is longest ago."""
+    turns = dict(served)
+    left = list(pending)
+    order: list[Job] = []
+    tick = max(turns.values(), default=0)
+    while left:
+        i = min(range(len(left)), key=lambda k: (turns.get(left[k].owner, -1), k))
+        job = left.pop(i)
+        tick += 1
+        turns[job.owner] = tick
+        order.append(job)
+    return order
 
 
 class JobQueue:
@@ -53,6 +81,9 @@ class JobQueue:
         self.publish = publish
         self.jobs: dict[str, Job] = {}
         self._pending: deque[Job] = deque()
+        self._served: dict[int, int] = {}  # owner -> the worker's turn number when last served
+        self._turn = 0
+        self._live_results: OrderedDict[int, tuple[str, Event]] = OrderedDict()  # owner -> (key, result)
         self._cond = threading.Condition()
         self._stop = False
         self._worker = threading.Thread(target=self._run, name="sdbridge-worker", daemon=True)
@@ -83,8 +114,12 @@ class JobQueue:
                     job.id,
                 )
             self.jobs[job.id] = job
+            if job.live:
+                self._supersede_for(job)
+                if self._reuse(job):
+                    return 0
             self._pending.append(job)
-            position = len(self._pending) - 1 + (1 if self._running() else 0)
+            position = self._position(job)
             self._cond.notify()
         return position
 
@@ -105,7 +140,10 @@ class JobQueue:
     def positions(self) -> list[tuple[Job, int]]:
         with self._cond:
             offset = 1 if self._running() else 0
-            return [(j, i + offset) for i, j in enumerate(self._pending)]
+            return [(j, i + offset) for i, j in enumerate(fair_order(self._pending, self._served))]
+
+    def _position(self, job: Job) -> int:
+        return fair_order(self._pending, self._served).index(job) + (1 if self._running() else 0)
 
     def get(self, job_id: str) -> Job | None:
         with self._cond:
@@ -114,8 +152,52 @@ class JobQueue:
 
     # --- worker ----------------------------------------------------------------------------------
 
-    def _running(self) -> bool:
-        return any(j.state == "running" for j in self.jobs.values())
+    def _running(self) -> Job | None:
+        return next((j for j in self.jobs.values() if j.state == "running"), None)
+
+    def _take(self) -> Job:
+        """The next job by `fair_order`, marked running (caller holds the lock)."""
+        job = fair_order(self._pending, self._served)[0]
+        self._pending.remove(job)
+        self._turn += 1
+        waiting = {j.owner for j in self._pending}
+        self._served = {o: t for o, t in self._served.items() if o in waiting} | {job.owner: self._turn}
+        job.state = "running"
+        return job
+
+    # --- live frames (caller holds the lock) -----------------------------------------------------
+
+    def _supersede_for(self, job: Job) -> None:
+        """`job` is its client's newest live frame: the pending one goes, the running one learns of it."""
+        for old in [j for j in self._pending if j.live and j.owner == job.owner]:
+            self._pending.remove(old)
+            old.cancel.set()
+            self._finish(old, {"type": "superseded", "id": old.id, "by": job.id})
+        running = self._running()
+        if running is not None and running.live and running.owner == job.owner:
+            running.newer = job.id
+
+    def _outdated(self, job: Job) -> bool:
+        """A running live frame to stop at this step: a newer frame waits and this one is too old."""
+        if job.newer is None:
+            return False
+        return (time.monotonic() - job.submitted) * 1000 >= self.limits.live_interrupt_ms
+
+    def _reuse(self, job: Job) -> bool:
+        """Answer `job` with its client's last live result when its inputs are the same."""
+        last = self._live_results.get(job.owner)
+        if job.live_key is None or last is None or last[0] != job.live_key:
+            return False
+        result = last[1]
+        self._finish(job, result | {"id": job.id, "params": result["params"] | {"reused": True}})
+        return True
+
+    def _remember(self, job: Job, event: Event) -> None:
+        if job.live and job.live_key is not None and event["type"] == "result":
+            self._live_results[job.owner] = (job.live_key, event)
+            self._live_results.move_to_end(job.owner)
+            while len(self._live_results) > LIVE_RESULTS:
+                self._live_results.popitem(last=False)
 
     def _run(self) -> None:
         while True:
@@ -124,8 +206,9 @@ class JobQueue:
                     self._cond.wait()
                 if self._stop:
                     return
-                job = self._pending.popleft()
-                job.state = "running"
+                job = self._take()
+                if job.live and self._reuse(job):  # the same inputs finished while it waited
+                    continue
             self._announce_positions()
             self.publish(job, {"type": "started", "id": job.id})
             self._execute(job)
@@ -137,7 +220,7 @@ class JobQueue:
             models=self.models,
             limits=self.limits,
             progress=lambda step, total, preview: self._progress(job, step, total, preview),
-            cancelled=job.cancel.is_set,
+            cancelled=lambda: job.cancel.is_set() or self._outdated(job),
             partial=lambda img: self.publish(job, {"type": "partial", "id": job.id, "image": self._rect(img, fmt)}),
             plan=lambda plan: self.publish(job, {"type": "plan", "id": job.id, **plan}),
         )
@@ -147,7 +230,10 @@ class JobQueue:
             result = KINDS[job.kind].run(job.request, ctx)
             event = self._result_event(job, result, fmt)
         except Cancelled:
-            event = {"type": "cancelled", "id": job.id}
+            stale = job.newer is not None and not job.cancel.is_set()
+            event = (
+                {"type": "superseded", "id": job.id, "by": job.newer} if stale else {"type": "cancelled", "id": job.id}
+            )
         except (ProtocolError, JobError) as exc:
             event = error_event(exc.code, exc.message, job.id)
         except Exception as exc:  # a job failure must never take the worker down
@@ -155,6 +241,7 @@ class JobQueue:
         finally:
             self.models.end_job()  # LoRA patches / VAE overrides never leak into the next job
         with self._cond:
+            self._remember(job, event)
             self._finish(job, event)
 
     def _progress(self, job: Job, step: int, total: int, preview: Preview) -> None:

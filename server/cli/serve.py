@@ -61,7 +61,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         on_load=preparer(fast),
         on_release=release,
     )
-    limits = Limits(max_pixels=args.max_pixels, max_message_bytes=args.max_message_mb << 20)
+    limits = Limits(
+        max_pixels=args.max_pixels,
+        max_message_bytes=args.max_message_mb << 20,
+        image_cache_bytes=args.image_cache_mb << 20,
+        live_interrupt_ms=args.live_interrupt_ms,
+    )
     server = Server(manager, limits, token=args.token)
     cache = manager.cache
     print(
@@ -131,6 +136,15 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--max-pixels", type=int, default=4096 * 4096)
     p.add_argument("--max-message-mb", type=int, default=256)
+    p.add_argument(
+        "--image-cache-mb", type=int, default=Limits.image_cache_bytes >> 20, help="uploads held by content hash"
+    )
+    p.add_argument(
+        "--live-interrupt-ms",
+        type=int,
+        default=Limits.live_interrupt_ms,
+        help="a running live frame this old stops at its next step when a newer frame of its client waits",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = add_command(sub, "make-test-model", "write a tiny random-weight checkpoint (produces noise; for tests/demos)")

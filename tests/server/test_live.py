@@ -86,9 +86,9 @@ def test_a_running_frame_older_than_the_age_stops_at_the_next_step(eager) -> Non
     async def go() -> tuple[list, list, str]:
         async with await connect(eager.url) as c:
             a = await frame(c, LONG)
-            await until(c, a, "progress")
+            seen = await until(c, a, "progress")
             b = await frame(c, dab=1)
-            return await ending(c, a), await ending(c, b), b
+            return seen + await ending(c, a), await ending(c, b), b
 
     a, b, b_id = run(go())
     assert a[-1]["type"] == "superseded" and a[-1]["by"] == b_id
