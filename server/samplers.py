@@ -60,6 +60,27 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "Trailing": {"timestep_spacing": "trailing"},
 }
 SCHEDULE_NAMES = tuple(SCHEDULES)
+_SPACING, _SIGMAS = {"timestep_spacing"}, {"timestep_spacing", "use_karras_sigmas", "use_exponential_sigmas"}
+# Which schedule keys each class takes, written out so that `welcome` never imports diffusers (seconds
+# on a loaded machine); tests/server/jobs/test_schedules.py checks it against diffusers' signatures.
+SCHEDULE_KEYS: dict[str, frozenset[str]] = {
+    cls: frozenset(keys)
+    for cls, keys in {
+        "EulerDiscreteScheduler": _SIGMAS,
+        "EulerAncestralDiscreteScheduler": _SPACING,
+        "HeunDiscreteScheduler": _SIGMAS,
+        "LMSDiscreteScheduler": _SIGMAS,
+        "KDPM2DiscreteScheduler": _SIGMAS,
+        "KDPM2AncestralDiscreteScheduler": _SIGMAS,
+        "DPMSolverMultistepScheduler": _SIGMAS,
+        "DPMSolverSinglestepScheduler": {"use_karras_sigmas", "use_exponential_sigmas"},
+        "DDIMScheduler": _SPACING,
+        "PNDMScheduler": _SPACING,
+        "UniPCMultistepScheduler": _SIGMAS,
+        "LCMScheduler": _SPACING,
+        "TCDScheduler": _SPACING,
+    }.items()
+}
 
 
 @dataclass(frozen=True)
@@ -93,8 +114,7 @@ def schedules_for(name: str) -> tuple[str, ...]:
     cls_name = SAMPLERS[name][0]
     if cls_name in OWN_SCHEDULE:
         return ("Automatic",)
-    accepted = _accepts(cls_name)
-    return tuple(s for s, overrides in SCHEDULES.items() if set(overrides) <= accepted)
+    return tuple(s for s, overrides in SCHEDULES.items() if set(overrides) <= SCHEDULE_KEYS[cls_name])
 
 
 def check(sampler: Sampler, steps: int | None = None) -> str | None:

@@ -24,6 +24,7 @@ from ._wire import protocol
 from .jobs import JobRequest
 from .jobstate import JOB_EVENTS, Event, JobState, latest_progress
 from .settings import DEFAULT_URL
+from .uploads import Uploads
 
 # Errors after which retrying the same connection cannot help: stop and tell the user.
 FATAL_CODES = ("auth", "protocol_version", "handshake")
@@ -70,6 +71,7 @@ class Client:
         self._stopping = False
         self._wake: asyncio.Event | None = None
         self._blob_seq = itertools.count()
+        self._uploads: Uploads | None = None  # this connection's upload de-duplication
 
     # --- lifecycle (UI thread) ---------------------------------------------------------------
 
@@ -289,6 +291,8 @@ class Client:
             self.welcome = first
             self.fatal = None
             self._ws = ws
+            # Images go by content hash where the server takes them; what it holds is learnt afresh.
+            self._uploads = Uploads() if "image_hash" in (first.get("features") or ()) else None
             self._changed.notify_all()
         self._emit(Event("connected", data=first))
         await self._resume()
@@ -326,6 +330,8 @@ class Client:
             job = self._jobs.get(job_id) if job_id else None
             if job is not None and kind in JOB_EVENTS:
                 resend = job.apply(msg)
+            if resend and msg.get("code") == "need_image" and self._uploads is not None:
+                self._uploads.forget()
             self._changed.notify_all()
         if resend and job_id:
             self._send_job(job_id)
@@ -343,7 +349,8 @@ class Client:
             request = job.request
             job.status = "sent"
         chunk = int(((self.welcome or {}).get("limits") or {}).get("chunk_bytes") or protocol.CHUNK_BYTES)
-        frames = request.frames(job_id, chunk, self._blob_seq)
+        uploads = self._uploads
+        frames = request.frames(job_id, chunk, self._blob_seq, None if uploads is None else uploads.wire)
         for frame in frames:
             if not await self._send_async(frame):
                 with self._lock:

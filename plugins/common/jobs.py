@@ -13,12 +13,14 @@ the frame's `images` map.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from ._wire import protocol
 from .geometry import Rect
+
+WireFn = Callable[[str, "WireImage"], dict[str, Any]]  # (name, image) -> the image object to send
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,23 +108,26 @@ class JobRequest:
             if "image" in f.metadata and getattr(self, f.name) is not None
         }
 
-    def message(self, job_id: str) -> dict[str, Any]:
-        """The `job` frame with every image inline."""
+    def message(self, job_id: str, wire: WireFn | None = None) -> dict[str, Any]:
+        """The `job` frame with every image inline, or as `wire(name, image)` makes it (upload
+        de-duplication: a hash or a changed rectangle)."""
         msg: dict[str, Any] = {"type": "job", "id": job_id, "kind": self.kind, "params": self.params()}
         if self.live:
             msg["live"] = True
         imgs = self.images()
         if imgs:
-            msg["images"] = {name: img.to_wire() for name, img in imgs.items()}
+            msg["images"] = {name: img.to_wire() if wire is None else wire(name, img) for name, img in imgs.items()}
         return msg
 
-    def frames(self, job_id: str, chunk_bytes: int, refs: Iterator[int]) -> list[dict[str, Any]]:
+    def frames(
+        self, job_id: str, chunk_bytes: int, refs: Iterator[int], wire: WireFn | None = None
+    ) -> list[dict[str, Any]]:
         """The frames to send: images over `chunk_bytes` go first as `blob` frames (named with numbers
         from `refs`, unique per connection), then the `job` frame that refers to them."""
-        msg = self.message(job_id)
+        msg = self.message(job_id, wire)
         frames: list[dict[str, Any]] = []
         for name, img in (msg.get("images") or {}).items():
-            data = img["data"]
+            data = img.get("data", b"")  # a hash-only image has none
             if len(data) > chunk_bytes:
                 ref = f"up{next(refs)}.{name}"
                 frames.extend(protocol.blob_frames(ref, data, chunk_bytes))

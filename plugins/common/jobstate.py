@@ -12,7 +12,7 @@ from typing import Any
 
 from .jobs import JobRequest
 
-TERMINAL = ("result", "error", "cancelled")
+TERMINAL = ("result", "error", "cancelled", "superseded")  # superseded: a live frame a newer one replaced
 JOB_EVENTS = ("queued", "started", "plan", "progress", "partial", *TERMINAL)
 
 
@@ -32,7 +32,7 @@ class JobState:
 
     id: str
     request: JobRequest
-    status: str = "pending"  # pending -> sent -> queued -> started -> result|error|cancelled
+    status: str = "pending"  # pending -> sent -> queued -> started -> result|error|cancelled|superseded
     position: int | None = None
     step: int = 0
     total: int = 0
@@ -64,10 +64,13 @@ class JobState:
             self.step, self.total = int(msg.get("step", 0)), int(msg.get("total", 0))
         elif kind == "result":
             self.status, self.result = "result", msg
-        elif kind == "cancelled":
-            self.status = "cancelled"
+        elif kind in ("cancelled", "superseded"):
+            self.status = kind
         elif kind == "error":
-            if msg.get("code") == "not_found" and self.status == "sent" and not self.cancel_requested:
+            # not_found: the socket dropped before the server saw it; need_image: it lacks an image
+            # sent by hash (the caller forgets its uploads, so the job goes again in full).
+            resend = msg.get("code") in ("not_found", "need_image")
+            if resend and self.status == "sent" and not self.cancel_requested:
                 self.status = "pending"
                 return True
             self.status, self.error = "error", msg

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from server.client import ServerError
-from server.samplers import schedules_for
+from server.samplers import SAMPLERS, SCHEDULE_KEYS, SCHEDULES, _accepts, schedules_for
 from tests.conftest import connect, run
 from tests.server.jobs.test_generate import generate, pixels
 
@@ -26,6 +26,13 @@ def test_welcome_lists_samplers_and_their_schedule_types(server) -> None:
     assert {"Karras", "SGM Uniform"} <= set(w["sampler_schedules"]["Euler"])
     assert "Karras" not in w["sampler_schedules"]["DDIM"]  # diffusers' DDIM has no Karras sigmas
     assert set(w["sampler_schedules"]) == set(w["samplers"])
+
+
+def test_the_written_out_schedule_keys_are_what_diffusers_takes() -> None:
+    keys = set().union(*SCHEDULES.values())
+    assert {cls: SCHEDULE_KEYS[cls] for cls, _ in SAMPLERS.values()} == {
+        cls: frozenset(keys & _accepts(cls)) for cls, _ in SAMPLERS.values()
+    }
 
 
 @pytest.mark.parametrize("sampler", ["LCM", "TCD"])
