@@ -1,35 +1,37 @@
-"""Job queue with one GPU worker thread, cancel, live frames, and result retention for `fetch`.
+"""The job queue: one GPU worker thread, fair scheduling between clients, cancel, and the journal.
 
 The worker never talks to sockets: it hands events to `publish`, which the server schedules onto
-its event loop, so a slow or dead client can never stall the GPU or other clients.
+its event loop, so a slow or dead client can never stall the GPU or other clients. Every accepted job
+is in the store (`store.JobStore`) before the client hears `queued`, and its terminal event is
+written there before it is published, so a client that saw an event can fetch it after a crash.
 
-Scheduling policy (`fair_order`): clients take turns — the next job is the oldest one of the client
-served least recently — so a painter whose live frame is always waiting and a client with a long
-queue alternate, and neither starves the other. Live frames (docs/protocol.md, "Live frames") add:
-at most one pending frame per client (a newer one supersedes it), a running frame interrupted at its
-next step once a newer one waits and it is older than `limits.live_interrupt_ms`, and a frame whose
-inputs equal the client's last live result answered with that result.
+Live frames (docs/protocol.md, "Live frames"): at most one pending frame per client (a newer one
+takes its place in the fair turns and it ends `superseded`), a running frame stopped at its next step
+once a newer one waits and it is older than `limits.live_interrupt_ms`, and a frame whose inputs equal
+the client's last live result answered with that result.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import images
 from .errors import Cancelled, JobError
 from .jobs import KINDS
-from .jobs.base import JobContext, JobResult, Request, ResultFormat, ResultImage
+from .jobs.base import JobContext, Request
 from .limits import Limits
 from .models.registry import ModelManager
 from .pipelines.preview import Preview
 from .protocol import ProtocolError, error_event
+from .results import failure_event, rect_event, result_event
+from .scheduling import FairScheduler
+from .store import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +39,22 @@ Event = dict[str, Any]
 Publish = Callable[["Job", Event], None]
 PREVIEW_INTERVAL_S = 0.25
 LIVE_RESULTS = 16  # clients whose last live result is kept for reuse (one result each)
+REQUEUED = "the server is shutting down; the job stays queued and runs when it starts again"
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: jobs live in the scheduler's queues
 class Job:
     id: str
     kind: str
     request: Request | None  # None once done: only the terminal event is retained
-    owner: int  # connection id that submitted it (for per-client limits)
+    owner: str  # token-scoped client id: fairness, limits and who may cancel/fetch it
     state: str = "queued"  # queued | running | done
     cancel: threading.Event = field(default_factory=threading.Event)
-    terminal: Event | None = None
-    finished_at: float = 0.0
+    stopping: bool = False  # cancelled by a server shutdown: requeued, not finished
+    terminal: Event | None = None  # only when the store could not keep it
+    finished_at: float = 0.0  # wall clock, so retention counts across restarts
     size: int = 0
+    position: int | None = None  # the last position announced
     last_preview: float = float("-inf")  # the first step always previews
     preview_formats: tuple[str, ...] = images.DEFAULT_PREVIEW_FORMATS  # the submitting client's choice
     live: bool = False  # a live frame: latest frame wins
@@ -57,33 +62,23 @@ class Job:
     submitted: float = field(default_factory=time.monotonic)
     newer: str | None = None  # while running: the id of its client's newest live frame since
 
-
-def fair_order(pending: Sequence[Job], served: dict[int, int]) -> list[Job]:
-    """The order the worker will take `pending` in: repeatedly the oldest job of the client whose
-    last turn (`served`: owner -> turn number, absent: never) is longest ago."""
-    turns = dict(served)
-    left = list(pending)
-    order: list[Job] = []
-    tick = max(turns.values(), default=0)
-    while left:
-        i = min(range(len(left)), key=lambda k: (turns.get(left[k].owner, -1), k))
-        job = left.pop(i)
-        tick += 1
-        turns[job.owner] = tick
-        order.append(job)
-    return order
+    @property
+    def model(self) -> str | None:
+        gen = getattr(self.request, "gen", None)
+        return getattr(gen, "model", None)
 
 
 class JobQueue:
-    def __init__(self, models: ModelManager, limits: Limits, publish: Publish) -> None:
+    def __init__(self, models: ModelManager, limits: Limits, publish: Publish, store: JobStore | None = None) -> None:
         self.models = models
         self.limits = limits
         self.publish = publish
+        self.store = store
         self.jobs: dict[str, Job] = {}
-        self._pending: deque[Job] = deque()
-        self._served: dict[int, int] = {}  # owner -> the worker's turn number when last served
-        self._turn = 0
-        self._live_results: OrderedDict[int, tuple[str, Event]] = OrderedDict()  # owner -> (key, result)
+        self.running: Job | None = None
+        self._pending: FairScheduler[Job] = FairScheduler()
+        self._live_results: OrderedDict[str, tuple[str, Event]] = OrderedDict()  # owner -> (key, result)
+        self._reserved: dict[str, str] = {}  # job id -> owner, between accept checks and `submit`
         self._cond = threading.Condition()
         self._stop = False
         self._worker = threading.Thread(target=self._run, name="sdbridge-worker", daemon=True)
@@ -91,94 +86,127 @@ class JobQueue:
     def start(self) -> None:
         self._worker.start()
 
-    def stop(self) -> None:
+    def shutdown(self, timeout: float) -> Job | None:
+        """Stop taking jobs; the running one is cancelled at its next step and requeued (or finishes).
+        → the running job if the worker did not let go of it within `timeout`."""
         with self._cond:
             self._stop = True
-            for job in self._pending:
+            job = self.running
+            if job is not None:
+                job.stopping = True
                 job.cancel.set()
             self._cond.notify_all()
-        self._worker.join(timeout=30)
+        if self._worker.is_alive():
+            self._worker.join(timeout)
+        return job if self._worker.is_alive() and job is not None and job.state == "running" else None
+
+    def busy(self) -> bool:
+        """Whether the worker is still inside a job (after `shutdown`: one that did not let go in time)."""
+        return self._worker.is_alive()
 
     # --- called from the event loop -------------------------------------------------------------
 
-    def submit(self, job: Job) -> int:
+    def reserve(self, job_id: str, owner: str) -> None:
+        """Claim `job_id` for `owner` before its inputs are parsed and journaled, or refuse it."""
         with self._cond:
             self._expire()
-            if job.id in self.jobs:
-                raise ProtocolError("duplicate_id", f"job id {job.id!r} is already in use", job.id)
-            mine = sum(1 for j in self._pending if j.owner == job.owner)
+            if job_id in self.jobs or job_id in self._reserved:
+                raise ProtocolError("duplicate_id", f"job id {job_id!r} is already in use", job_id)
+            mine = self._pending.count(owner) + sum(1 for o in self._reserved.values() if o == owner)
             if mine >= self.limits.max_queued_per_client:
                 raise ProtocolError(
                     "too_many_jobs",
                     f"{mine} jobs already queued by this client (limit {self.limits.max_queued_per_client})",
-                    job.id,
+                    job_id,
                 )
-            self.jobs[job.id] = job
-            if job.live:
-                self._supersede_for(job)
-                if self._reuse(job):
-                    return 0
-            self._pending.append(job)
-            position = self._position(job)
-            self._cond.notify()
-        return position
+            total = len(self._pending) + len(self._reserved)
+            if total >= self.limits.max_queued_total:
+                raise ProtocolError(
+                    "too_many_jobs", f"the server's queue is full ({total} jobs); try again later", job_id
+                )
+            self._reserved[job_id] = owner
 
-    def cancel(self, job_id: str) -> Job:
+    def accepting(self, job_id: str) -> bool:
+        """Whether `job_id` is being parsed and journaled right now (not yet queued, not refused)."""
+        with self._cond:
+            return job_id in self._reserved
+
+    def release(self, job_id: str) -> None:
+        with self._cond:
+            self._reserved.pop(job_id, None)
+
+    def submit(self, job: Job) -> int:
+        """Queue a reserved (or, on start, a journaled) job. → its position, which the caller tells its
+        client at once; the jobs it overtakes (fair scheduling) hear theirs."""
+        with self._cond:
+            self._reserved.pop(job.id, None)
+            self.jobs[job.id] = job
+            if job.live and self._reuse(job):
+                self._supersede_for(job, None)
+                return 0
+            if not (job.live and self._supersede_for(job, job)):
+                self._pending.add(job)
+            order = self._order()
+            job.position = order.index(job) + (1 if self.running else 0)
+            self._cond.notify()
+            self._announce_positions(order)
+            return job.position
+
+    def retain(self, job: Job) -> None:
+        """A finished job from the journal: fetchable until its retention ends."""
+        with self._cond:
+            self.jobs[job.id] = job
+
+    def cancel(self, job_id: str) -> None:
         with self._cond:
             job = self.jobs.get(job_id)
-            if job is None:
-                raise ProtocolError("not_found", f"no job with id {job_id!r}", job_id)
+            if job is None or job.state == "done":
+                return
             job.cancel.set()
-            queued = job.state == "queued" and job in self._pending
-            if queued:
-                self._pending.remove(job)
+            if job.state == "queued" and self._pending.remove(job):
                 self._finish(job, {"type": "cancelled", "id": job.id})
-        if queued:
-            self._announce_positions()
-        return job
+                self._announce_positions()
 
-    def positions(self) -> list[tuple[Job, int]]:
+    def position(self, job: Job) -> int:
         with self._cond:
-            offset = 1 if self._running() else 0
-            return [(j, i + offset) for i, j in enumerate(fair_order(self._pending, self._served))]
-
-    def _position(self, job: Job) -> int:
-        return fair_order(self._pending, self._served).index(job) + (1 if self._running() else 0)
+            order = self._order()
+            return order.index(job) + (1 if self.running else 0) if job in order else 0
 
     def get(self, job_id: str) -> Job | None:
         with self._cond:
             self._expire()
             return self.jobs.get(job_id)
 
-    # --- worker ----------------------------------------------------------------------------------
-
-    def _running(self) -> Job | None:
-        return next((j for j in self.jobs.values() if j.state == "running"), None)
-
-    def _take(self) -> Job:
-        """The next job by `fair_order`, marked running (caller holds the lock)."""
-        job = fair_order(self._pending, self._served)[0]
-        self._pending.remove(job)
-        self._turn += 1
-        waiting = {j.owner for j in self._pending}
-        self._served = {o: t for o, t in self._served.items() if o in waiting} | {job.owner: self._turn}
-        job.state = "running"
-        return job
+    def terminal(self, job: Job) -> Event | None:
+        """The retained terminal event of a finished job, with its images (None: expired meanwhile)."""
+        if job.terminal is not None or self.store is None:
+            return job.terminal
+        try:
+            return self.store.terminal(job.id)
+        except OSError:
+            log.exception("reading the result of %s failed", job.id)
+            return None
 
     # --- live frames (caller holds the lock) -----------------------------------------------------
 
-    def _supersede_for(self, job: Job) -> None:
-        """`job` is its client's newest live frame: the pending one goes, the running one learns of it."""
+    def _supersede_for(self, job: Job, taking_place: Job | None) -> bool:
+        """`job` is its client's newest live frame: its pending frame ends (`taking_place`, when given,
+        takes its turn; → whether it did) and its running frame learns of it."""
+        replaced = False
         for old in [j for j in self._pending if j.live and j.owner == job.owner]:
-            self._pending.remove(old)
+            if taking_place is not None and not replaced:
+                replaced = self._pending.replace(old, taking_place)
+            else:
+                self._pending.remove(old)
             old.cancel.set()
             self._finish(old, {"type": "superseded", "id": old.id, "by": job.id})
-        running = self._running()
+        running = self.running
         if running is not None and running.live and running.owner == job.owner:
             running.newer = job.id
+        return replaced
 
     def _outdated(self, job: Job) -> bool:
-        """A running live frame to stop at this step: a newer frame waits and this one is too old."""
+        """A running live frame to stop at this step: a newer frame exists and this one is too old."""
         if job.newer is None:
             return False
         return (time.monotonic() - job.submitted) * 1000 >= self.limits.live_interrupt_ms
@@ -194,24 +222,33 @@ class JobQueue:
 
     def _remember(self, job: Job, event: Event) -> None:
         if job.live and job.live_key is not None and event["type"] == "result":
-            self._live_results[job.owner] = (job.live_key, event)
-            self._live_results.move_to_end(job.owner)
-            while len(self._live_results) > LIVE_RESULTS:
-                self._live_results.popitem(last=False)
+            with self._cond:
+                self._live_results[job.owner] = (job.live_key, event)
+                self._live_results.move_to_end(job.owner)
+                while len(self._live_results) > LIVE_RESULTS:
+                    self._live_results.popitem(last=False)
+
+    # --- worker ----------------------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._stop:
+                while not len(self._pending) and not self._stop:
                     self._cond.wait()
                 if self._stop:
                     return
-                job = self._take()
+                job = self._pending.pick(self.models.is_resident)
+                assert job is not None
                 if job.live and self._reuse(job):  # the same inputs finished while it waited
                     continue
-            self._announce_positions()
+                job.state = "running"
+                self.running = job
+                self._announce_positions()
+            self._journal("started", job)
             self.publish(job, {"type": "started", "id": job.id})
             self._execute(job)
+            with self._cond:
+                self.running = None
 
     def _execute(self, job: Job) -> None:
         assert job.request is not None
@@ -221,14 +258,14 @@ class JobQueue:
             limits=self.limits,
             progress=lambda step, total, preview: self._progress(job, step, total, preview),
             cancelled=lambda: job.cancel.is_set() or self._outdated(job),
-            partial=lambda img: self.publish(job, {"type": "partial", "id": job.id, "image": self._rect(img, fmt)}),
+            partial=lambda img: self.publish(job, {"type": "partial", "id": job.id, "image": rect_event(img, fmt)}),
             plan=lambda plan: self.publish(job, {"type": "plan", "id": job.id, **plan}),
         )
         try:
             if job.cancel.is_set():
                 raise Cancelled
             result = KINDS[job.kind].run(job.request, ctx)
-            event = self._result_event(job, result, fmt)
+            event = result_event(job.id, result, fmt)
         except Cancelled:
             stale = job.newer is not None and not job.cancel.is_set()
             event = (
@@ -237,12 +274,15 @@ class JobQueue:
         except (ProtocolError, JobError) as exc:
             event = error_event(exc.code, exc.message, job.id)
         except Exception as exc:  # a job failure must never take the worker down
-            event = _failure_event(job.id, exc)
+            event = failure_event(job.id, exc)
         finally:
             self.models.end_job()  # LoRA patches / VAE overrides never leak into the next job
-        with self._cond:
-            self._remember(job, event)
-            self._finish(job, event)
+        if job.stopping and event["type"] == "cancelled":
+            self.publish(job, requeued_event(job.id))
+            self.requeued(job)
+            return
+        self._remember(job, event)
+        self._finish(job, event)
 
     def _progress(self, job: Job, step: int, total: int, preview: Preview) -> None:
         ev: Event = {"type": "progress", "id": job.id, "step": step, "total": total}
@@ -256,63 +296,69 @@ class JobQueue:
             ev["preview"] = {"format": fmt, "data": data, "w": thumb.shape[1], "h": thumb.shape[0]}
         self.publish(job, ev)
 
-    def _rect(self, img: ResultImage, fmt: ResultFormat) -> Event:
-        px = img.pixels
-        h, w = px.shape[:2]
-        rect: Event = {"x": img.x, "y": img.y, "w": w, "h": h}
-        if fmt == "rgba8":
-            rect |= {"format": "rgba8", "data": images.rgba8_bytes(px)}
-        elif fmt == "webp":
-            rect |= {"format": "webp", "data": images.encode_webp(px)}
-        else:
-            rect |= {"format": "png", "data": images.encode_png(px)}
-        if img.seed is not None:
-            rect["seed"] = img.seed
-        if img.name is not None:
-            rect["name"] = img.name
-        return rect
-
-    def _result_event(self, job: Job, result: JobResult, fmt: ResultFormat) -> Event:
-        ev: Event = {
-            "type": "result",
-            "id": job.id,
-            "images": [self._rect(img, fmt) for img in result.images],
-            "params": result.params | {"result_format": fmt},  # every kind reports the encoding it used
-        }
-        if result.canvas is not None:
-            ev["canvas"] = {"w": result.canvas[0], "h": result.canvas[1]}
-        return ev
-
     def _finish(self, job: Job, event: Event) -> None:
-        """Record the terminal event (caller holds the lock) and publish it."""
-        job.state = "done"
-        job.terminal = event
-        job.finished_at = time.monotonic()
-        job.size = sum(len(img.get("data", b"")) for img in event.get("images", []))
-        job.request = None  # free the inputs; only the terminal event is retained
-        self.publish(job, event)
+        """Journal the terminal event (writing a large result takes a moment: without the lock, so
+        the event loop's calls don't wait for it), then publish it.
+
+        The event object is shared by every connection that sends it, so nobody may change it."""
+        size = None
+        if self.store is not None:
+            try:
+                size = self.store.finish(job.id, event)
+            except Exception:  # disk full, store closed by a shutdown: keep it in memory instead
+                log.exception("journaling the end of %s failed", job.id)
+        with self._cond:
+            if size is None:
+                job.terminal = event
+                size = sum(len(img.get("data", b"")) for img in event.get("images", []))
+            job.state = "done"
+            job.finished_at = time.time()
+            job.size = size
+            job.request = None  # free the inputs; only the terminal event is retained
+            self.publish(job, event)
+
+    def requeued(self, job: Job) -> None:
+        """The run a shutdown interrupted does not count towards the job's attempts."""
+        self._journal("requeued", job)
+
+    def _journal(self, what: str, job: Job) -> None:
+        if self.store is None:
+            return
+        try:
+            getattr(self.store, what)(job.id)
+        except Exception:  # the journal is best effort once a job runs; the run itself must go on
+            log.exception("journaling %s of %s failed", what, job.id)
 
     def _expire(self) -> None:
         """Drop retained results past the retention period or the byte budget (oldest first)."""
-        now = time.monotonic()
+        now = time.time()
         done = sorted((j for j in self.jobs.values() if j.state == "done"), key=lambda j: j.finished_at)
         total = sum(j.size for j in done)
+        gone = []
         for j in done:
             if now - j.finished_at > self.limits.result_retention_s or total > self.limits.max_retained_bytes:
                 total -= j.size
                 del self.jobs[j.id]
+                gone.append(j.id)
+        if gone and self.store is not None:
+            self.store.delete(gone)
 
-    def _announce_positions(self) -> None:
-        for job, pos in self.positions():
-            self.publish(job, {"type": "queued", "id": job.id, "position": pos})
+    def _order(self) -> list[Job]:
+        running = self.running
+        if running is not None and running.model is not None:
+            model = running.model
+            return self._pending.order(lambda name: name == model)  # what is loaded once it ends
+        return self._pending.order(self.models.is_resident)
+
+    def _announce_positions(self, order: list[Job] | None = None) -> None:
+        """Tell every queued job whose place changed where it is now (caller holds the lock)."""
+        offset = 1 if self.running else 0
+        for i, job in enumerate(self._order() if order is None else order):
+            if job.position != i + offset:
+                job.position = i + offset
+                self.publish(job, {"type": "queued", "id": job.id, "position": job.position})
 
 
-def _failure_event(job_id: str, exc: Exception) -> Event:
-    import torch
-
-    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
-        with contextlib.suppress(Exception):  # best effort on a device that may be gone
-            torch.cuda.empty_cache()
-        return error_event("out_of_memory", f"the GPU ran out of memory: {exc}. Try a smaller size or batch.", job_id)
-    log.exception("job %s failed", job_id)
-    return error_event("job_failed", f"{type(exc).__name__}: {exc}", job_id)
+def requeued_event(job_id: str) -> Event:
+    """What a running job's clients hear when the server stops: it ends here, and runs again later."""
+    return {"type": "cancelled", "id": job_id, "requeued": True, "message": REQUEUED}

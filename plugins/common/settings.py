@@ -7,6 +7,7 @@ and users' scripts agree on them.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -51,6 +52,9 @@ class Settings:
     live_preset: str = "LCM 6 steps"
     live_strength: float = 0.5
     live_seed: int = 1234
+    # This installation's id on the server: its jobs belong to it (fetch/cancel, fair share), across
+    # reconnects, server restarts and editor restarts. "" until `with_client_id` makes one.
+    client_id: str = ""
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -77,6 +81,14 @@ class Settings:
 
     def as_dict(self) -> Mapping[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def with_client_id(settings: Settings) -> Settings:
+    """`settings` with a `client_id` (a new random one if it has none yet): save the result, so the
+    editor keeps one id for good."""
+    if settings.client_id:
+        return settings
+    return settings.replace(client_id=uuid.uuid4().hex)
 
 
 def to_string(value: Any) -> str:
