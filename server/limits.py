@@ -15,6 +15,7 @@ class Limits:
     max_steps: int = 150
     max_queued_per_client: int = 32  # per client id (token-scoped), over all its connections
     max_queued_total: int = 512  # all clients together
+    max_regions: int = 8  # regional prompts per job: each adds a text encoding and attention per cross-attention layer
     result_retention_s: int = 600
     max_retained_bytes: int = 1 << 30  # result files kept in the state dir for `fetch`
     chunk_bytes: int = 1 << 20

@@ -63,6 +63,29 @@ class Sampling:
     cfg: float | None = None
     sampler: str | None = None
     schedule: str | None = None  # A1111's schedule type (welcome.sampler_schedules)
+    vae: str | None = None  # a name from welcome.vaes; None = the checkpoint's own
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """One of `params.regions`: `prompt` for the white part of `mask` (gray8 at the job's canvas size)."""
+
+    prompt: str
+    mask: WireImage
+    negative: str | None = None
+    strength: float | None = None
+
+    def params(self, mask_name: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"prompt": self.prompt, "mask": mask_name}
+        if self.negative is not None:
+            out["negative"] = self.negative
+        if self.strength is not None:
+            out["strength"] = self.strength
+        return out
+
+
+def _region_name(i: int) -> str:
+    return f"region-{i + 1}"
 
 
 def _image(name: str) -> Any:
@@ -74,9 +97,11 @@ def _params(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
-        if value is None or "image" in f.metadata or "frame" in f.metadata:
+        if value is None or "image" in f.metadata or "frame" in f.metadata or value == ():
             continue
-        if isinstance(value, Sampling):
+        if f.name == "regions":  # masks travel in the images map, as region-1, region-2, …
+            out["regions"] = [r.params(_region_name(i)) for i, r in enumerate(value)]
+        elif isinstance(value, Sampling):
             out.update(_params(value))
         elif isinstance(value, Rect):
             out[f.name] = asdict(value)
@@ -102,11 +127,14 @@ class JobRequest:
         return _params(self)
 
     def images(self) -> dict[str, WireImage]:
-        return {
+        out = {
             f.metadata["image"]: getattr(self, f.name)
             for f in fields(self)
             if "image" in f.metadata and getattr(self, f.name) is not None
         }
+        for i, region in enumerate(getattr(self, "regions", ())):
+            out[_region_name(i)] = region.mask
+        return out
 
     def message(self, job_id: str, wire: WireFn | None = None) -> dict[str, Any]:
         """The `job` frame with every image inline, or as `wire(name, image)` makes it (upload
@@ -143,6 +171,7 @@ class SamplingRequest(JobRequest):
 
     sampling: Sampling = Sampling()
     strength: float | None = None
+    regions: tuple[Region, ...] = ()  # a prompt per area of the canvas (docs/protocol.md, Regions)
 
     @property
     def prompt(self) -> str:

@@ -4,20 +4,23 @@ one way to its model and conditioning (`Diffusion`), batch seeds and one progres
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import Cancelled
 from ..models.loader import LoadedModel
-from ..pipelines import denoise
+from ..pipelines import denoise, regionattn
 from ..pipelines.preview import lazy_preview
-from ..prompt import Blend, Conditioning, encode_pair, validate
+from ..pipelines.regions import PromptText, RegionGuide
+from ..prompt import Blend, Conditioning, encode_pair, encode_region, extract_networks, region_unet_networks, validate
 from ..protocol import Fields, ProtocolError
 from ..samplers import NAMES, SCHEDULE_NAMES, Sampler, check
 from .base import JobContext, ParseContext
+from .regions import Place, RegionSpec, resized
 
 
 @dataclass(frozen=True)
@@ -32,12 +35,18 @@ class GenParams:
     clip_skip: int = 1
     blend: Blend | None = None  # mix a second prompt's embeddings in (prompt.Blend)
     vae: str | None = None  # VAE override from welcome.vaes
+    regions: tuple[RegionSpec, ...] = ()  # a prompt per area of the canvas (jobs.regions)
 
     def describe(self) -> dict[str, Any]:
-        out = asdict(self) | {"sampler": self.sampler.name, "schedule": self.sampler.schedule}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "regions"}
+        out |= {"sampler": self.sampler.name, "schedule": self.sampler.schedule}
         for key in ("blend", "vae"):  # optional features are only reported when used
             if out[key] is None:
                 del out[key]
+        if self.blend is not None:
+            out["blend"] = asdict(self.blend)
+        if self.regions:
+            out["regions"] = [r.describe() for r in self.regions]
         return out
 
 
@@ -91,6 +100,7 @@ class Diffusion:
 
     def __init__(self, ctx: JobContext, gen: GenParams) -> None:
         self.ctx, self.gen = ctx, gen
+        self._texts: dict[tuple[str, bool], list[PromptText]] = {}
 
     @cached_property
     def model(self) -> LoadedModel:
@@ -103,9 +113,46 @@ class Diffusion:
         return self.model
 
     def encode(self, networks: bool = True) -> tuple[Conditioning, Conditioning]:
-        """Positive/negative conditioning; `networks=False` strips `<lora:…>` tags without activating them."""
+        """Positive/negative conditioning; `networks=False` strips `<lora:…>` tags without activating them.
+
+        Activated LoRAs: the prompt's, and the UNet part of the regions' (one UNet serves every region)."""
         gen = self.gen
-        return encode_pair(self.model, gen.prompt, gen.negative, gen.clip_skip, blend=gen.blend, networks=networks)
+        extra = [t for r in gen.regions for t in region_unet_networks(r.prompt, r.loras)]
+        model = self.model
+        return encode_pair(
+            model, gen.prompt, gen.negative, gen.clip_skip, blend=gen.blend, networks=networks, extra_networks=extra
+        )
+
+    def guidance(self, width: int, height: int, place: Place | None = None, networks: bool = True) -> denoise.Guidance:
+        """The conditioning of a `width` x `height` sampling canvas, with the job's regions on it: `place`
+        maps a canvas-size region mask onto it (default: resized to it)."""
+        cond, uncond = self.encode(networks)
+        guidance = denoise.Guidance(self.model, cond, uncond, self.gen.cfg, width, height)
+        if self.gen.regions:
+            guidance.regions = self._regions(PromptText(cond, uncond), place or resized(width, height), networks)
+        return guidance
+
+    def _regions(self, background: PromptText, place: Place, networks: bool) -> RegionGuide | None:
+        model, gen = self.model, self.gen
+        key = (model.name, networks)
+        if key not in self._texts:  # each region's text once per model (batch images and passes reuse it)
+            self._texts[key] = [self._region_text(r, networks) for r in gen.regions]
+        masks = torch.from_numpy(np.stack([place(r.mask) for r in gen.regions]))
+        levels = len(model.unet.config.block_out_channels)
+        guide = RegionGuide.build(
+            background, self._texts[key], masks, [r.strength for r in gen.regions], levels, model.family.xl
+        )
+        if guide is not None:
+            regionattn.install(model)
+        return guide
+
+    def _region_text(self, region: RegionSpec, networks: bool) -> PromptText:
+        gen = self.gen
+        negative = gen.negative if region.negative is None else region.negative
+        loras = region.loras if networks else ()
+        text = region.prompt if networks else extract_networks(region.prompt)[0]
+        cond, uncond = encode_region(self.model, text, negative, gen.clip_skip, loras)
+        return PromptText(cond, uncond)
 
     def _with_vae(self, model: LoadedModel) -> LoadedModel:
         if self.gen.vae is None:

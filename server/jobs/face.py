@@ -26,7 +26,7 @@ from ..imaging.masks import denoise_mask
 from ..protocol import Fields, ImageRef
 from .base import JobContext, JobResult, ParseContext, ResultImage
 from .common import Diffusion, Progress
-from .masked import EditRequest, generate_masked, parse_edit, read_mask
+from .masked import EditRequest, crop_of, generate_masked, parse_edit, read_mask
 
 NO_FACES = "no faces found"
 
@@ -114,7 +114,13 @@ class FaceRerender:
                 seed = (image_seed + i) % 2**32  # batch image b repeats as a batch-1 job seeded image_seed
                 crop = face.plan.crop
                 out = generate_masked(
-                    sd, extract_crop(rgb, face.plan), face.strength_mask, req.strength, seed, progress.step(model)
+                    sd,
+                    extract_crop(rgb, face.plan),
+                    face.strength_mask,
+                    req.strength,
+                    seed,
+                    progress.step(model),
+                    crop_of(face.plan),
                 )
                 back = restore_crop(out, face.plan)
                 if req.color_match:

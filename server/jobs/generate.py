@@ -25,6 +25,7 @@ from ..pipelines import budget, denoise, tiled
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, Request, ResultImage
 from .common import Diffusion, GenParams, Progress, batch_seeds, parse_batch, parse_gen, parse_size, round8
+from .regions import with_regions
 
 # Built-in hires upscalers; any other name is looked up in welcome.upscalers (model upscalers).
 PIXEL_UPSCALERS = {
@@ -100,6 +101,9 @@ class Generate:
         init = ctx.decode("init", images["init"]) if "init" in images else None
         default = (init.shape[1], init.shape[0]) if init is not None else (entry.native, entry.native)
         width, height = parse_size(f, ctx, default)
+        # Region masks are the client's canvas: the init image, or the size asked (before rounding to 8).
+        asked = default if init is not None else (f.int("width", default[0]), f.int("height", default[1]))
+        gen = with_regions(gen, f, images, ctx, asked, (width, height))
         if init is not None:
             init = resize(init, width, height)
         refiner = f.str("refiner", None, max_len=512)
@@ -138,8 +142,7 @@ class Generate:
             ctx, req.batch * (first + (steps_run(req.hires.steps, req.hires.strength) if req.hires else 0))
         )
         init = denoise.encode_image(model, to_tensor(req.init)) if req.init is not None else None
-        cond, uncond = sd.encode()
-        guidance = denoise.Guidance(model, cond, uncond, gen.cfg, req.width, req.height)
+        guidance = sd.guidance(req.width, req.height)
         model_fn = _model_fn(guidance, req.strength if req.init is not None else 1.0, len(seeds), ctx)
         switch_at = int(round(first * req.refiner_switch)) if req.refiner else None
 
@@ -153,8 +156,7 @@ class Generate:
         if req.refiner is not None:
             # The refiner joins the base in the model cache (both stay loaded when they fit).
             model = sd.use_refiner(req.refiner)
-            rcond, runcond = sd.encode(networks=False)  # LoRAs are for the base's layers
-            rguide = denoise.Guidance(model, rcond, runcond, gen.cfg, req.width, req.height)
+            rguide = sd.guidance(req.width, req.height, networks=False)  # LoRAs are for the base's layers
             denoise.run(state, _model_fn(rguide, 1.0, len(seeds), None), on_step=progress.step(model, len(seeds)))
             params |= {"refiner": req.refiner, "refiner_switch": req.refiner_switch, "refiner_step": switch_at}
 
@@ -195,8 +197,7 @@ class Generate:
             init = F.interpolate(latents.float(), size=(lh, lw), mode=mode)
         else:
             init = torch.cat([denoise.encode_image(model, to_tensor(upscale(ctx, pix, hr))) for pix in pixels])
-        cond, uncond = sd.encode()  # same job: LoRAs stay as activated
-        guidance = denoise.Guidance(model, cond, uncond, gen.cfg, hr.width, hr.height)
+        guidance = sd.guidance(hr.width, hr.height)  # same job: LoRAs stay as activated
         extra = _extra(model, hr.width, hr.height)
         if self._tiled(model, hr):
             model_fn = _tiled_fn(guidance, hr.strength, extra, ctx)

@@ -25,7 +25,7 @@ from ..imaging.outpaint import prefill
 from ..protocol import Fields, ImageRef
 from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
 from .common import Diffusion, Progress
-from .masked import EditRequest, generate_masked, parse_edit, read_mask
+from .masked import EditRequest, crop_of, generate_masked, parse_edit, read_mask
 
 FILLS = ("original", "blur", "telea", "ns")
 
@@ -99,7 +99,7 @@ class Inpaint:
         ring = (grow(sel_crop, req.grow) > 0).astype(np.uint8)
         images = []
         for seed in req.seeds:
-            out = generate_masked(sd, init, strength_mask, req.strength, seed, progress.step(model))
+            out = generate_masked(sd, init, strength_mask, req.strength, seed, progress.step(model), crop_of(plan))
             back = restore_crop(out, plan)
             if req.color_match:
                 back = match_color(back, orig, ring)

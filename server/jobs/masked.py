@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from tiling.plan import overlap_for_strength, plan_tiles
 
 from ..images import to_gray
-from ..imaging.geometry import MaskError, check_mask
+from ..imaging.geometry import InpaintPlan, MaskError, check_mask, extract_crop
 from ..imaging.masks import latent_mask
 from ..imaging.tensors import to_pixels, to_tensor
 from ..models.loader import LoadedModel
@@ -33,6 +34,7 @@ from ..pipelines import tiled as tiled_pipe
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import ParseContext, Request, require_image
 from .common import Diffusion, GenParams, batch_seeds, parse_batch, parse_gen
+from .regions import Place, with_regions
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,9 +50,15 @@ class EditRequest(Request):
         return batch_seeds(self.gen.seed, self.batch)
 
 
-def parse_edit(f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> tuple[GenParams, np.ndarray, int]:
-    """The fields of an `EditRequest`: gen params (the prompt is optional), the `image`, the batch size."""
-    return parse_gen(f, ctx, prompt_required=False), require_image(images, "image", ctx), parse_batch(f, ctx)
+def parse_edit(
+    f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext, regions: bool = True
+) -> tuple[GenParams, np.ndarray, int]:
+    """The fields of an `EditRequest`: gen params (the prompt is optional; with `regions`, their masks
+    at the image's size), the `image`, the batch size."""
+    gen, image = parse_gen(f, ctx, prompt_required=False), require_image(images, "image", ctx)
+    if regions:
+        gen = with_regions(gen, f, images, ctx, (image.shape[1], image.shape[0]))
+    return gen, image, parse_batch(f, ctx)
 
 
 def _encode(model: LoadedModel, rgb: np.ndarray, tiled: bool) -> torch.Tensor:
@@ -71,8 +79,10 @@ def generate_masked(
     strength: float,
     seed: int,
     on_step: denoise.StepCallback | None = None,
+    place: Place | None = None,
 ) -> np.ndarray:
-    """Denoise `image` (HxWx3 uint8, sides multiples of 8) where `mask` (HxW float [0, 1]) allows.
+    """Denoise `image` (HxWx3 uint8, sides multiples of 8) where `mask` (HxW float [0, 1]) allows;
+    `place` puts the job's region masks onto this crop.
 
     Returns HxWx3 uint8 of the same size. Pixels with mask 0 come back as the VAE round trip of the
     original (the caller's blend mask keeps them out of the result anyway).
@@ -92,8 +102,7 @@ def generate_masked(
         masked_latents = tiled_pipe.encode(model, blanked) if tiled else denoise.encode_image(model, blanked)
         small = F.interpolate(hard, size=init.shape[-2:], mode="area").to(dev)
         extra = torch.cat([small, masked_latents.to(dev)], 1).to(model.dtype)
-    cond, uncond = sd.encode()
-    guidance = denoise.Guidance(model, cond, uncond, gen.cfg, w, h)
+    guidance = sd.guidance(w, h, place)
     if tiled:
         tile = tiled_pipe.native_tile(model)
         plan = plan_tiles(init.shape[-1], init.shape[-2], tile, overlap_for_strength(tile, strength))
@@ -103,6 +112,11 @@ def generate_masked(
     spec = denoise.Run(gen.sampler, gen.steps, *denoise.seeded([seed], tuple(init.shape)), init, strength)
     latents = denoise.sample(model, model_fn, spec, keep_mask=keep, on_step=on_step)
     return _decode(model, latents, tiled)
+
+
+def crop_of(plan: InpaintPlan) -> Place:
+    """Region masks onto an inpaint plan's crop at its processing size (as the image is cropped)."""
+    return lambda mask: extract_crop(mask, plan, cv2.INTER_AREA if plan.scale < 1 else cv2.INTER_LINEAR)
 
 
 def read_mask(

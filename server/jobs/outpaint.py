@@ -27,7 +27,8 @@ from ..pipelines.tiled import needs_tiling
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, ResultImage
 from .common import Diffusion, Progress
-from .masked import EditRequest, generate_masked, parse_edit, read_mask
+from .masked import EditRequest, crop_of, generate_masked, parse_edit, read_mask
+from .regions import with_regions
 
 PREFILLS = ("telea", "ns")
 
@@ -56,12 +57,12 @@ class Outpaint:
     kind = "outpaint"
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> OutpaintRequest:
-        gen, image, batch = parse_edit(f, images, ctx)
+        gen, image, batch = parse_edit(f, images, ctx, regions=False)
         entry = ctx.models.entry(gen.model)
         sides = Sides(*(f.int(k, 0, lo=0, hi=8192) for k in ("left", "top", "right", "bottom")))
         hole = None
+        w, h = image.shape[1] + sides.left + sides.right, image.shape[0] + sides.top + sides.bottom
         if sides.any:
-            w, h = image.shape[1] + sides.left + sides.right, image.shape[0] + sides.top + sides.bottom
             if w * h > ctx.limits.max_pixels:
                 raise ProtocolError(
                     "bad_field",
@@ -79,7 +80,7 @@ class Outpaint:
                 ctx.job_id,
             )
         return OutpaintRequest(
-            gen=gen,
+            gen=with_regions(gen, f, images, ctx, (w, h)),  # region masks are at the extended canvas
             image=image,
             batch=batch,
             sides=sides,
@@ -121,7 +122,9 @@ class Outpaint:
         ring = margin_ramp(hole[ip.crop.slices], req.margin) > 0
         images = []
         for seed in req.seeds:
-            out = generate_masked(sd, extract_crop(filled, ip), strength_mask, req.strength, seed, progress.step(model))
+            out = generate_masked(
+                sd, extract_crop(filled, ip), strength_mask, req.strength, seed, progress.step(model), crop_of(ip)
+            )
             back = restore_crop(out, ip)
             if req.color_match:
                 back = match_color(back, canvas[ip.crop.slices], ring)

@@ -112,7 +112,7 @@ def tile_kwargs(guidance: denoise.Guidance, refs: Sequence[TileRef]) -> dict[str
     (`guidance.width/height`), crop top-left = the tile's pixel offset, target size = the tile.
     That is what SDXL saw in training for crops, so a tile is not drawn as a complete picture.
     """
-    kw = guidance.unet_kwargs(len(refs))
+    kw = guidance.unet_kwargs(len(refs), rects=refs)
     fam = guidance.model.family
     if not fam.xl:
         return kw

@@ -83,16 +83,32 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], canvas: Canvas, max_pixels:
         # img2img from what the user sees inside the target (alpha forced opaque: no holes in init)
         init = canvas.image(opaque=True, rect=target) if strength is not None and strength < 1.0 else None
         strength = strength if init is not None else None
+        # txt2img may be drawn smaller (pixel limit): the regions shrink with it; img2img is the init's size
+        regions = canvas.region_list(rect=target, size=None if init is not None else (w, h))
         req = jobs.GenerateRequest(
-            result_format=RESULT_FORMAT, sampling=gen, strength=strength, width=w, height=h, batch=batch, init=init
+            result_format=RESULT_FORMAT,
+            sampling=gen,
+            strength=strength,
+            width=w,
+            height=h,
+            batch=batch,
+            init=init,
+            regions=regions,
         )
         return Plan(req, target=target, mask_result=sel is not None)
-    if kind == "inpaint":
-        _need_prompt(spec, values)
-        image = canvas.image()
+    if kind in ("inpaint", "face"):  # the same fields: the image, the selection (face: optional), regions
+        if kind == "inpaint":
+            _need_prompt(spec, values)
+        request = jobs.InpaintRequest if kind == "inpaint" else jobs.FaceRequest
         return Plan(
-            jobs.InpaintRequest(
-                result_format=RESULT_FORMAT, sampling=gen, strength=strength, batch=batch, image=image, mask=mask
+            request(
+                result_format=RESULT_FORMAT,
+                sampling=gen,
+                strength=strength,
+                batch=batch,
+                image=canvas.image(),
+                mask=mask,
+                regions=canvas.region_list(),
             )
         )
     if kind == "outpaint":
@@ -108,13 +124,7 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], canvas: Canvas, max_pixels:
                 **sides,
                 image=canvas.image(),
                 mask=hole,
-            )
-        )
-    if kind == "face":
-        image = canvas.image()
-        return Plan(
-            jobs.FaceRequest(
-                result_format=RESULT_FORMAT, sampling=gen, strength=strength, batch=batch, image=image, mask=mask
+                regions=canvas.region_list(pad=(sides["left"], sides["top"], sides["right"], sides["bottom"])),
             )
         )
     if kind == "restore":
@@ -139,9 +149,19 @@ def plan_job(spec: ProcSpec, values: dict[str, Any], canvas: Canvas, max_pixels:
                 upscaler=_opt_str(values, "upscaler"),
                 region=sel,
                 image=canvas.image(),
+                regions=canvas.region_list(),
             )
         )
     raise ActionError(f"unknown job kind {kind!r}")
+
+
+def regions_note(plan: Plan) -> str:
+    """' with 2 regions (a red barn; stormy sky)' for status lines; '' without regions."""
+    found = getattr(plan.request, "regions", ())
+    if not found:
+        return ""
+    names = "; ".join(r.prompt for r in found)
+    return f" with {len(found)} region{'s' if len(found) > 1 else ''} ({names})"
 
 
 def outpaint_sides(values: dict[str, Any], selection: Rect | None) -> dict[str, int]:
