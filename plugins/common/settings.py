@@ -49,6 +49,10 @@ class Settings:
     outpaint_bottom: int = 0
     restore_fidelity: float = 0.5
     restore_blend: float = 1.0
+    # Live painting (plugins/common/live.py): a preset name from live.PRESETS, strength, fixed seed.
+    live_preset: str = "LCM 6 steps"
+    live_strength: float = 0.5
+    live_seed: int = 1234
     # This installation's id on the server: its jobs belong to it (fetch/cancel, fair share), across
     # reconnects, server restarts and editor restarts. "" until `with_client_id` makes one.
     client_id: str = ""

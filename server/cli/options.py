@@ -47,6 +47,7 @@ def add_gen_args(p: argparse.ArgumentParser, prompt_required: bool = True) -> No
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--cfg", type=float, default=7.0)
     p.add_argument("--sampler", default="Euler a")
+    p.add_argument("--schedule", default="Automatic", help="schedule type: Automatic, Karras, SGM Uniform, …")
     add_output_args(p)
 
 
@@ -58,6 +59,7 @@ def gen_params(args: argparse.Namespace) -> dict[str, Any]:
         "steps": args.steps,
         "cfg": args.cfg,
         "sampler": args.sampler,
+        "schedule": args.schedule,
     }
     if args.model:
         params["model"] = args.model

@@ -18,7 +18,7 @@ from ..pipelines.preview import lazy_preview
 from ..pipelines.regions import PromptText, RegionGuide
 from ..prompt import Blend, Conditioning, encode_pair, encode_region, extract_networks, region_unet_networks, validate
 from ..protocol import Fields, ProtocolError
-from ..samplers import NAMES
+from ..samplers import NAMES, SCHEDULE_NAMES, Sampler, check
 from .base import JobContext, ParseContext
 from .regions import Place, RegionSpec, resized
 
@@ -31,7 +31,7 @@ class GenParams:
     seed: int
     steps: int
     cfg: float
-    sampler: str
+    sampler: Sampler
     clip_skip: int = 1
     blend: Blend | None = None  # mix a second prompt's embeddings in (prompt.Blend)
     vae: str | None = None  # VAE override from welcome.vaes
@@ -39,6 +39,7 @@ class GenParams:
 
     def describe(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "regions"}
+        out |= {"sampler": self.sampler.name, "schedule": self.sampler.schedule}
         for key in ("blend", "vae"):  # optional features are only reported when used
             if out[key] is None:
                 del out[key]
@@ -67,18 +68,29 @@ def parse_gen(f: Fields, ctx: ParseContext, prompt_required: bool = True) -> Gen
     vae = f.str("vae", None, max_len=512)
     if vae is not None:
         ctx.models.asset("vaes", vae)
+    steps = f.int("steps", 20, lo=1, hi=ctx.limits.max_steps)
+    sampler = parse_sampler(f, steps)
     return GenParams(
         prompt=prompt,
         negative=negative,
         model=model,
         seed=seed,
-        steps=f.int("steps", 20, lo=1, hi=ctx.limits.max_steps),
+        steps=steps,
         cfg=f.float("cfg", 7.0, lo=0.0, hi=30.0),
-        sampler=f.choice("sampler", NAMES, "Euler a"),
+        sampler=sampler,
         clip_skip=f.int("clip_skip", 1, lo=1, hi=12),
         blend=blend,
         vae=vae,
     )
+
+
+def parse_sampler(f: Fields, steps: int) -> Sampler:
+    """`sampler` + `schedule` (A1111's Schedule type), checked to go together and with `steps`."""
+    sampler = Sampler(f.choice("sampler", NAMES, "Euler a"), f.choice("schedule", SCHEDULE_NAMES, "Automatic"))
+    why = check(sampler, steps)
+    if why is not None:
+        raise ProtocolError("bad_field", f"{f.where}.{why}", f.job_id)
+    return sampler
 
 
 class Diffusion:

@@ -20,7 +20,7 @@ from tiling.steps import steps_run
 
 from ..models.loader import LoadedModel
 from ..prompt import Conditioning
-from ..samplers import make_scheduler
+from ..samplers import SamplerLike, make_scheduler
 from . import fastpath
 from .regions import RegionGuide
 
@@ -117,7 +117,7 @@ class Run:
     image's seed alone, so image i of a batch is the image a batch of one with its seed gives.
     """
 
-    sampler: str
+    sampler: SamplerLike
     steps: int
     noise: torch.Tensor
     generators: list[torch.Generator]

@@ -38,7 +38,7 @@ from tiling.vae import tiled_decode, tiled_encode
 from ..errors import Cancelled
 from ..imaging.tensors import to_pixels
 from ..models.loader import LoadedModel
-from ..samplers import STOCHASTIC, make_scheduler
+from ..samplers import SamplerLike, as_sampler, make_scheduler
 from . import budget, denoise
 from .preview import Preview, lazy_preview
 
@@ -142,7 +142,7 @@ class TiledSampler:
     model: LoadedModel
     guidance: denoise.Guidance
     plan: TilePlan
-    sampler: str
+    sampler: SamplerLike
     steps: int
     seed: int
     init: torch.Tensor | None = None
@@ -213,7 +213,7 @@ class TiledSampler:
         st = denoise.start(self.model, denoise.Run(self.sampler, self.steps, noise, [gen], init, self._strength))
         assert st.total == len(self.plans)
         scheduler, total = st.scheduler, self.unet_evals
-        stochastic = self.sampler in STOCHASTIC
+        stochastic = as_sampler(self.sampler).stochastic
         step_kw = st.step_kwargs() if stochastic else {}
         latents, init, noise = st.latents, st.init, st.noise
         keep = None if self.mask is None else self.mask[None, None]
