@@ -2,7 +2,7 @@
 
 A `StableDiffusionPipeline` / `StableDiffusionXLPipeline` is assembled from a `LoadedModel`'s UNet,
 VAE, text encoders and tokenizers with the Euler scheduler of the same config, and given what our
-`generate` gives its loop: the same starting noise (`seeded_noise(seed + i)`), the same generator and
+`generate` gives its loop: the same starting noise (`denoise.seeded([seed + i ...])`), the same generators and
 the same prompt embeddings (from our encoder, so both sides sample the same conditioning; diffusers is
 then timed without its text encoding, which favours it by a few milliseconds).
 """
@@ -13,11 +13,10 @@ import copy
 from typing import Any
 
 import numpy as np
-import torch
 
 from server.imaging.tensors import to_pixels
 from server.models.loader import LoadedModel
-from server.pipelines.denoise import seeded_noise
+from server.pipelines.denoise import seeded
 from server.prompt import encode_pair
 
 
@@ -67,7 +66,7 @@ class Baseline:
 
     def generate(self, seed: int, batch: int, px: int, steps: int, cfg: float) -> list[np.ndarray]:
         n = batch
-        latents = torch.cat([seeded_noise(seed + i, (1, 4, px // 8, px // 8)) for i in range(n)])
+        latents, gens = seeded([seed + i for i in range(n)], (1, 4, px // 8, px // 8))
         kw: dict[str, Any] = {
             "prompt_embeds": self.cond.embeds.to(self.model.device, self.model.dtype),
             "negative_prompt_embeds": self.uncond.embeds.to(self.model.device, self.model.dtype),
@@ -81,7 +80,7 @@ class Baseline:
             guidance_scale=cfg,
             num_images_per_prompt=n,
             latents=latents.to(self.model.device, self.model.dtype),  # as diffusers users pass them (fp16 on CUDA)
-            generator=torch.Generator("cpu").manual_seed(seed),
+            generator=gens,  # one per image, continuing after the starting noise as in our loop
             width=px,
             height=px,
             output_type="pt",

@@ -25,6 +25,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from . import __version__, images
 from .admission import Admission
 from .connection import WRITE_LIMIT, Connection, WireConnection
+from .imagestore import ImageStore
 from .intake import Intake
 from .jobs import KINDS
 from .limits import Limits
@@ -41,7 +42,7 @@ from .protocol import (
     unpack,
 )
 from .queue import Job, JobQueue, requeued_event
-from .samplers import NAMES
+from .samplers import NAMES, SCHEDULE_NAMES, schedules_for
 from .store import JobStore, StateDirError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ HELLO_TIMEOUT_S = 10
 STOP_JOB_S = 3.0  # how long a shutdown waits for the running job to reach its next step
 FLUSH_S = 2.0  # and then for connections to take their last events
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-TERMINAL = ("result", "error", "cancelled")
+TERMINAL = ("result", "error", "cancelled", "superseded")
+FEATURES = ("image_hash", "live")  # optional protocol features this server understands
 _conn_numbers = itertools.count(1)
 
 
@@ -83,7 +85,8 @@ class Server:
         self.admission = Admission(limits, allow_origins)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.queue = JobQueue(models, limits, self._publish)
-        self.intake = Intake(models, limits, self.queue, self.admission)
+        self.images = ImageStore(limits.image_cache_bytes)
+        self.intake = Intake(models, limits, self.queue, self.admission, self.images)
         self.subscribers: dict[str, set[Connection]] = {}
         self._accepting = asyncio.Event()  # set once the journal is read back and the worker runs
         self.connections: set[Connection] = set()
@@ -129,7 +132,10 @@ class Server:
             **{kind: sorted(found) for kind, found in self.models.assets.items()},
             **self.models.controls.welcome(),
             "jobs": sorted(KINDS),
+            "features": list(FEATURES),
             "samplers": list(NAMES),
+            "schedules": list(SCHEDULE_NAMES),
+            "sampler_schedules": {name: list(schedules_for(name)) for name in NAMES},
             "limits": self.limits.as_dict(),
         }
 

@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from .protocol import BlobAssembler, hello, pack, resolve_blobs, unpack
 
-TERMINAL = ("result", "error", "cancelled")
+TERMINAL = ("result", "error", "cancelled", "superseded")
 DEFAULT_URL = "ws://127.0.0.1:8765"
 
 
@@ -127,11 +127,18 @@ class Client:
         await self.ws.send(pack(msg))
 
     async def submit(
-        self, kind: str, params: dict[str, Any], images: dict[str, Any] | None = None, job_id: str | None = None
+        self,
+        kind: str,
+        params: dict[str, Any],
+        images: dict[str, Any] | None = None,
+        job_id: str | None = None,
+        live: bool = False,
     ) -> str:
+        """Send a job; `live` marks a live-painting frame (latest frame wins, see docs/protocol.md)."""
         job_id = job_id or uuid.uuid4().hex
         self._queue(job_id)
-        await self.send({"type": "job", "id": job_id, "kind": kind, "params": params, "images": images or {}})
+        msg = {"type": "job", "id": job_id, "kind": kind, "params": params, "images": images or {}}
+        await self.send(msg | ({"live": True} if live else {}))
         return job_id
 
     async def cancel(self, job_id: str) -> None:
@@ -157,10 +164,12 @@ class Client:
         images: dict[str, Any] | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         reconnect_s: float = 60.0,
+        job_id: str | None = None,
+        live: bool = False,
     ) -> dict[str, Any]:
         """Submit and wait; returns the `result` event or raises ServerError. A dropped connection or a
         server restart (`cancelled` with `requeued`) is followed for up to `reconnect_s` each time."""
-        job_id = await self.submit(kind, params, images)
+        job_id = await self.submit(kind, params, images, job_id=job_id, live=live)
         first: dict[str, Any] | None = None
         while True:
             ended = await self._follow(job_id, on_event, first)
@@ -177,7 +186,7 @@ class Client:
             first = await self._queue(job_id).get()
             if first["type"] == "error" and first.get("code") == "not_found":
                 # It never arrived (the socket dropped first), or a server without a state dir lost it.
-                await self.submit(kind, params, images, job_id)
+                await self.submit(kind, params, images, job_id, live=live)
                 first = None
 
     async def _follow(

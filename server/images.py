@@ -131,6 +131,7 @@ def a1111_parameters(p: dict) -> str:
     fields = [
         ("Steps", p.get("steps")),
         ("Sampler", p.get("sampler")),
+        ("Schedule type", p.get("schedule") if p.get("schedule") != "Automatic" else None),
         ("CFG scale", p.get("cfg")),
         ("Seed", p.get("seed")),
         ("Size", f"{p.get('width')}x{p.get('height')}" if p.get("width") else None),

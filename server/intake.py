@@ -13,16 +13,19 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from . import images
 from .admission import Admission
 from .errors import JobError
+from .imagestore import ImageStore
 from .jobs import KINDS
 from .jobs.base import ParseContext, Request, parse_request
 from .limits import Limits
+from .live import check_live, live_key
 from .models.registry import ModelManager
-from .protocol import BlobAssembler, Fields, ImageRef, ProtocolError, check_id, error_event, parse_image
+from .protocol import BlobAssembler, Fields, ImageRef, NeedImage, ProtocolError, check_id, error_event, parse_image
 from .queue import Job, JobQueue
 from .store import Accepted, JobStore
 
@@ -31,11 +34,14 @@ MAX_ATTEMPTS = 3  # runs a journaled job gets before a crash loop ends it with `
 
 
 class Intake:
-    def __init__(self, models: ModelManager, limits: Limits, queue: JobQueue, admission: Admission) -> None:
+    def __init__(
+        self, models: ModelManager, limits: Limits, queue: JobQueue, admission: Admission, store: ImageStore
+    ) -> None:
         self.models = models
         self.limits = limits
         self.queue = queue
         self.admission = admission
+        self.images = store  # uploads by content hash
 
     # --- from a connection (event loop) -------------------------------------------------------------
 
@@ -68,6 +74,7 @@ class Intake:
             )
         params = f.map("params", {})
         raw_images = f.map("images", {})
+        live = f.bool("live", False)
         self.queue.reserve(job_id, owner)
         try:
             self._take(frame_bytes, job_id)
@@ -81,6 +88,11 @@ class Intake:
                     before = blobs.size
                     blobs.drop(img["blob"])
                     self.admission.give_upload(before - blobs.size)
+            missing = self.images.missing(refs)
+            if missing:
+                raise NeedImage(missing, job_id)
+            if live:
+                check_live(kind, refs, job_id)
             accepted = Accepted(job_id, owner, kind, params, refs, preview_formats)
             request = await asyncio.to_thread(self._accept, accepted)
         except BaseException:
@@ -89,7 +101,8 @@ class Intake:
         finally:
             self.admission.give_upload(frame_bytes)
         subscribe(job_id)  # before `submit`, which announces the job's position
-        return Job(job_id, kind, request, owner, preview_formats=preview_formats)
+        key = live_key(kind, params, refs) if live else None
+        return Job(job_id, kind, request, owner, preview_formats=preview_formats, live=live, live_key=key)
 
     def _take(self, n: int, job_id: str | None = None) -> None:
         if not self.admission.take_upload(n):
@@ -103,14 +116,29 @@ class Intake:
         store = self.queue.store
         if store is not None:
             try:
-                store.add(job)
+                store.add(replace(job, images={n: self._whole(n, r, job.id) for n, r in job.images.items()}))
             except (OSError, sqlite3.Error) as exc:
                 raise ProtocolError("storage", f"cannot journal the job in the state dir: {exc}", job.id) from None
         return request
 
+    def _whole(self, name: str, ref: ImageRef, job_id: str) -> ImageRef:
+        """What the journal keeps of an image sent by hash or as a changed rectangle: the whole image
+        (after a restart the image store is empty)."""
+        if not ref.by_hash and ref.base is None:
+            return ref
+        assert ref.hash is not None
+        px = self.images.get(ref.hash)
+        if px is None:  # larger than the whole store: the client sends it in full
+            raise NeedImage([name], job_id)
+        h, w = px.shape[:2]
+        return ImageRef("gray8" if px.ndim == 2 else "rgba8", px.tobytes(), w, h)
+
     def _parse(self, job_id: str, kind: str, params: Mapping[str, Any], refs: Mapping[str, ImageRef]) -> Request:
-        def decode(name: str, ref: ImageRef) -> Any:
+        def pixels(name: str, ref: ImageRef) -> Any:
             return images.decode(ref, self.limits.max_image_pixels, name, job_id)
+
+        def decode(name: str, ref: ImageRef) -> Any:
+            return self.images.materialize(name, ref, pixels, job_id)
 
         pctx = ParseContext(self.models, self.limits, job_id, decode)
         try:

@@ -15,9 +15,14 @@ class Limits:
     max_steps: int = 150
     max_queued_per_client: int = 32  # per client id (token-scoped), over all its connections
     max_queued_total: int = 512  # all clients together
+    max_regions: int = 8  # regional prompts per job: each adds a text encoding and attention per cross-attention layer
     result_retention_s: int = 600
     max_retained_bytes: int = 1 << 30  # result files kept in the state dir for `fetch`
     chunk_bytes: int = 1 << 20
+    image_cache_bytes: int = 512 << 20  # uploaded images held by content hash (LRU beyond this)
+    # A running live frame is interrupted at its next step when a newer frame of its client waits and
+    # it is older than this; younger ones finish, so a steady stroke still gets pictures back.
+    live_interrupt_ms: int = 1500
     # Memory: what one connection may have waiting to be sent, and how long it may sit over that
     # without draining before it is disconnected (its jobs keep running and stay fetchable).
     max_outbox_bytes: int = 16 << 20

@@ -8,6 +8,7 @@ it never touches a socket.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ CHUNK_BYTES = 1 << 20
 IMAGE_FORMATS = ("png", "webp", "jpeg", "rgba8", "gray8")
 RAW_BPP = {"rgba8": 4, "gray8": 1}
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ProtocolError(Exception):
@@ -182,16 +184,58 @@ def check_id(value: Any) -> str:
 
 @dataclass(frozen=True)
 class ImageRef:
-    """An image as it arrived: format + bytes (+ size for raw formats). Decoding is the server's job."""
+    """An image as it arrived: format + bytes (+ size for raw formats). Decoding is the server's job.
+
+    Three forms (docs/protocol.md, "Image object"): the bytes, optionally with the content `hash`
+    the server verifies and keeps; only a `hash` (`format` is "", no bytes) naming an image the
+    server holds; or a patch: `data` is a rectangle of the held image `base` at (`x`, `y`), and
+    `hash` names the patched whole.
+    """
 
     format: str
     data: bytes
     w: int | None = None
     h: int | None = None
+    hash: str | None = None
+    base: str | None = None
+    x: int = 0
+    y: int = 0
+
+    @property
+    def by_hash(self) -> bool:
+        return self.format == ""
+
+
+class NeedImage(ProtocolError):
+    """Images referenced by a hash the server does not hold (any more): send them with their bytes."""
+
+    def __init__(self, names: list[str], job_id: str | None = None) -> None:
+        super().__init__("need_image", f"send images {', '.join(names)} with their bytes: not held here", job_id)
+        self.names = names
+
+    def event(self) -> dict[str, Any]:
+        return super().event() | {"images": self.names}
+
+
+def image_hash(layout: str, w: int, h: int, pixels: bytes | memoryview) -> str:
+    """The content hash images are referred to by: sha256 over the decoded pixels, row-major, in
+    `layout` `rgba8` (every encoded format decodes to straight RGBA) or `gray8` (gray8 stays gray)."""
+    digest = hashlib.sha256(f"{layout}:{w}x{h}:".encode())
+    digest.update(pixels)
+    return digest.hexdigest()
+
+
+def check_hash(value: Any, where: str, job_id: str | None = None) -> str:
+    if not isinstance(value, str) or not _HASH_RE.match(value):
+        raise ProtocolError("bad_field", f"{where}: expected a sha256 hex digest (64 of 0-9a-f)", job_id)
+    return value
 
 
 def parse_image(obj: Any, name: str, blobs: Mapping[str, bytes], job_id: str | None = None) -> ImageRef:
     f = Fields(obj, f"images.{name}", job_id)
+    digest = check_hash(f.data["hash"], f"images.{name}.hash", job_id) if "hash" in f.data else None
+    if digest is not None and "format" not in f.data and "base" not in f.data:
+        return ImageRef("", b"", hash=digest)
     fmt = f.choice("format", IMAGE_FORMATS)
     if "blob" in f.data:
         ref = f.str("blob", max_len=64)
@@ -210,7 +254,13 @@ def parse_image(obj: Any, name: str, blobs: Mapping[str, bytes], job_id: str | N
             raise ProtocolError(
                 "bad_image", f"images.{name}: {fmt} {w}x{h} needs {w * h * RAW_BPP[fmt]} bytes, got {len(data)}", job_id
             )
-    return ImageRef(fmt, bytes(data), w, h)
+    if "base" not in f.data:
+        return ImageRef(fmt, bytes(data), w, h, hash=digest)
+    base = check_hash(f.data["base"], f"images.{name}.base", job_id)
+    if digest is None:
+        raise ProtocolError("bad_field", f"images.{name}.hash: a patch needs the hash of the patched image", job_id)
+    x, y = f.int("x", lo=0, hi=1 << 16), f.int("y", lo=0, hi=1 << 16)
+    return ImageRef(fmt, bytes(data), w, h, hash=digest, base=base, x=x, y=y)
 
 
 # --- chunked blobs -----------------------------------------------------------------------------------
@@ -268,6 +318,12 @@ class BlobAssembler:
             self.size -= len(blob)
 
 
+def _event_images(event: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The image objects of an event (`need_image` lists names under `images`: not images)."""
+    images = event.get("images") or ([event["image"]] if isinstance(event.get("image"), dict) else [])
+    return [img for img in images if isinstance(img, dict)]
+
+
 def split_large_images(event: dict[str, Any], ref_prefix: str, chunk: int = CHUNK_BYTES) -> Iterator[dict[str, Any]]:
     """Frames to send for `event`: large image `data` moved into preceding blob frames.
 
@@ -292,7 +348,7 @@ def split_large_images(event: dict[str, Any], ref_prefix: str, chunk: int = CHUN
 
 def resolve_blobs(event: dict[str, Any], blobs: BlobAssembler) -> dict[str, Any]:
     """Client side: put assembled blob bytes back into an event's images."""
-    images = event.get("images") or ([event["image"]] if isinstance(event.get("image"), dict) else [])
+    images = _event_images(event)
     for img in images:
         ref = img.get("blob")
         if isinstance(ref, str) and ref in blobs.done:

@@ -4,6 +4,11 @@ The worker never talks to sockets: it hands events to `publish`, which the serve
 its event loop, so a slow or dead client can never stall the GPU or other clients. Every accepted job
 is in the store (`store.JobStore`) before the client hears `queued`, and its terminal event is
 written there before it is published, so a client that saw an event can fetch it after a crash.
+
+Live frames (docs/protocol.md, "Live frames"): at most one pending frame per client (a newer one
+takes its place in the fair turns and it ends `superseded`), a running frame stopped at its next step
+once a newer one waits and it is older than `limits.live_interrupt_ms`, and a frame whose inputs equal
+the client's last live result answered with that result.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +38,7 @@ log = logging.getLogger(__name__)
 Event = dict[str, Any]
 Publish = Callable[["Job", Event], None]
 PREVIEW_INTERVAL_S = 0.25
+LIVE_RESULTS = 16  # clients whose last live result is kept for reuse (one result each)
 REQUEUED = "the server is shutting down; the job stays queued and runs when it starts again"
 
 
@@ -50,6 +57,10 @@ class Job:
     position: int | None = None  # the last position announced
     last_preview: float = float("-inf")  # the first step always previews
     preview_formats: tuple[str, ...] = images.DEFAULT_PREVIEW_FORMATS  # the submitting client's choice
+    live: bool = False  # a live frame: latest frame wins
+    live_key: str | None = None  # content hash of its inputs (None: never reused)
+    submitted: float = field(default_factory=time.monotonic)
+    newer: str | None = None  # while running: the id of its client's newest live frame since
 
     @property
     def model(self) -> str | None:
@@ -66,6 +77,7 @@ class JobQueue:
         self.jobs: dict[str, Job] = {}
         self.running: Job | None = None
         self._pending: FairScheduler[Job] = FairScheduler()
+        self._live_results: OrderedDict[str, tuple[str, Event]] = OrderedDict()  # owner -> (key, result)
         self._reserved: dict[str, str] = {}  # job id -> owner, between accept checks and `submit`
         self._cond = threading.Condition()
         self._stop = False
@@ -129,7 +141,11 @@ class JobQueue:
         with self._cond:
             self._reserved.pop(job.id, None)
             self.jobs[job.id] = job
-            self._pending.add(job)
+            if job.live and self._reuse(job):
+                self._supersede_for(job, None)
+                return 0
+            if not (job.live and self._supersede_for(job, job)):
+                self._pending.add(job)
             order = self._order()
             job.position = order.index(job) + (1 if self.running else 0)
             self._cond.notify()
@@ -171,6 +187,47 @@ class JobQueue:
             log.exception("reading the result of %s failed", job.id)
             return None
 
+    # --- live frames (caller holds the lock) -----------------------------------------------------
+
+    def _supersede_for(self, job: Job, taking_place: Job | None) -> bool:
+        """`job` is its client's newest live frame: its pending frame ends (`taking_place`, when given,
+        takes its turn; → whether it did) and its running frame learns of it."""
+        replaced = False
+        for old in [j for j in self._pending if j.live and j.owner == job.owner]:
+            if taking_place is not None and not replaced:
+                replaced = self._pending.replace(old, taking_place)
+            else:
+                self._pending.remove(old)
+            old.cancel.set()
+            self._finish(old, {"type": "superseded", "id": old.id, "by": job.id})
+        running = self.running
+        if running is not None and running.live and running.owner == job.owner:
+            running.newer = job.id
+        return replaced
+
+    def _outdated(self, job: Job) -> bool:
+        """A running live frame to stop at this step: a newer frame exists and this one is too old."""
+        if job.newer is None:
+            return False
+        return (time.monotonic() - job.submitted) * 1000 >= self.limits.live_interrupt_ms
+
+    def _reuse(self, job: Job) -> bool:
+        """Answer `job` with its client's last live result when its inputs are the same."""
+        last = self._live_results.get(job.owner)
+        if job.live_key is None or last is None or last[0] != job.live_key:
+            return False
+        result = last[1]
+        self._finish(job, result | {"id": job.id, "params": result["params"] | {"reused": True}})
+        return True
+
+    def _remember(self, job: Job, event: Event) -> None:
+        if job.live and job.live_key is not None and event["type"] == "result":
+            with self._cond:
+                self._live_results[job.owner] = (job.live_key, event)
+                self._live_results.move_to_end(job.owner)
+                while len(self._live_results) > LIVE_RESULTS:
+                    self._live_results.popitem(last=False)
+
     # --- worker ----------------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -182,6 +239,8 @@ class JobQueue:
                     return
                 job = self._pending.pick(self.models.is_resident)
                 assert job is not None
+                if job.live and self._reuse(job):  # the same inputs finished while it waited
+                    continue
                 job.state = "running"
                 self.running = job
                 self._announce_positions()
@@ -198,7 +257,7 @@ class JobQueue:
             models=self.models,
             limits=self.limits,
             progress=lambda step, total, preview: self._progress(job, step, total, preview),
-            cancelled=job.cancel.is_set,
+            cancelled=lambda: job.cancel.is_set() or self._outdated(job),
             partial=lambda img: self.publish(job, {"type": "partial", "id": job.id, "image": rect_event(img, fmt)}),
             plan=lambda plan: self.publish(job, {"type": "plan", "id": job.id, **plan}),
         )
@@ -208,7 +267,10 @@ class JobQueue:
             result = KINDS[job.kind].run(job.request, ctx)
             event = result_event(job.id, result, fmt)
         except Cancelled:
-            event = {"type": "cancelled", "id": job.id}
+            stale = job.newer is not None and not job.cancel.is_set()
+            event = (
+                {"type": "superseded", "id": job.id, "by": job.newer} if stale else {"type": "cancelled", "id": job.id}
+            )
         except (ProtocolError, JobError) as exc:
             event = error_event(exc.code, exc.message, job.id)
         except Exception as exc:  # a job failure must never take the worker down
@@ -219,6 +281,7 @@ class JobQueue:
             self.publish(job, requeued_event(job.id))
             self.requeued(job)
             return
+        self._remember(job, event)
         self._finish(job, event)
 
     def _progress(self, job: Job, step: int, total: int, preview: Preview) -> None:

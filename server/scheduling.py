@@ -56,6 +56,14 @@ class FairScheduler(Generic[J]):
             self._drop(job.owner)
         return True
 
+    def replace(self, old: J, new: J) -> bool:
+        """Put `new` in `old`'s place (same client): a live frame superseding the pending one keeps its turn."""
+        queue = self._queues.get(old.owner)
+        if queue is None or old not in queue or new.owner != old.owner:
+            return False
+        queue[queue.index(old)] = new
+        return True
+
     def count(self, owner: str) -> int:
         return len(self._queues.get(owner, ()))
 

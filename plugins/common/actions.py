@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import choices, geometry, pixels
+from . import choices, geometry, pixels, regions
 from .geometry import Rect
 from .jobs import (
     Control,
@@ -20,6 +20,7 @@ from .jobs import (
     InpaintRequest,
     JobRequest,
     OutpaintRequest,
+    Region,
     RestoreRequest,
     Sampling,
     UpscaleRequest,
@@ -41,6 +42,17 @@ class Canvas:
     h: int
     rgba: bytes = field(repr=False)
     selection: bytes | None = field(default=None, repr=False)  # gray8 w*h, None = no selection
+    regions: tuple[regions.RegionLayer, ...] = ()  # region layers (prompt + coverage), see regions.py
+
+    def region_list(
+        self, rect: Rect | None = None, pad: regions.Pad = (0, 0, 0, 0), size: tuple[int, int] | None = None
+    ) -> tuple[Region, ...]:
+        """The regions of a job drawing `rect` of the canvas (default: all), grown by `pad` (outpaint),
+        at `size` (default: as large as that part of the canvas)."""
+        empty = regions.empty_prompts(self.regions)
+        if empty:
+            raise ActionError(f"region layer {empty[0]!r} has no prompt: name it 'region: what to draw there'")
+        return regions.fit(self.regions, self.w, self.h, rect, pad, size)
 
     def image(self, opaque: bool = False, rect: Rect | None = None) -> WireImage:
         """The canvas (or the `rect` cut out of it); `opaque` forces alpha to 255 (img2img inits)."""
@@ -150,7 +162,12 @@ def plan_generate(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = 
     if canvas.selection_bounds() is not None:
         require_kind("inpaint", welcome)
         return InpaintRequest(
-            sampling=common, strength=strength, batch=s.batch, image=canvas.image(), mask=canvas.mask()
+            sampling=common,
+            strength=strength,
+            batch=s.batch,
+            image=canvas.image(),
+            mask=canvas.mask(),
+            regions=canvas.region_list(),
         )
     if canvas.selection is not None:
         raise ActionError("the selection is empty")
@@ -158,8 +175,10 @@ def plan_generate(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = 
     if s.strength >= 1.0:
         w, h = (s.width or canvas.w), (s.height or canvas.h)
         w, h = geometry.fit_size(w, h, max_pixels(welcome))
-        return GenerateRequest(sampling=common, width=w, height=h, batch=s.batch)
-    return GenerateRequest(sampling=common, strength=strength, batch=s.batch, init=canvas.image(opaque=True))
+        regions = canvas.region_list(size=(w, h))  # the regions stretch with the canvas to the size drawn
+        return GenerateRequest(sampling=common, width=w, height=h, batch=s.batch, regions=regions)
+    init = canvas.image(opaque=True)
+    return GenerateRequest(sampling=common, strength=strength, batch=s.batch, init=init, regions=canvas.region_list())
 
 
 def plan_outpaint(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = None) -> OutpaintRequest:
@@ -170,14 +189,21 @@ def plan_outpaint(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = 
     if sel is not None:
         if not geometry.touching_sides(sel, canvas.w, canvas.h):
             raise ActionError("the selection touches no canvas edge: use Generate to inpaint it, or deselect")
-        return OutpaintRequest(sampling=sampling(s, welcome), batch=s.batch, image=canvas.image(), mask=canvas.mask())
+        return OutpaintRequest(
+            sampling=sampling(s, welcome),
+            batch=s.batch,
+            image=canvas.image(),
+            mask=canvas.mask(),
+            regions=canvas.region_list(),
+        )
     side, amount = s.outpaint_side, s.outpaint_pixels
     if side not in geometry.SIDES:
         raise ActionError(f"outpaint_side must be one of {', '.join(geometry.SIDES)}, not {side!r}")
     if amount <= 0:
         raise ActionError("outpaint_pixels must be positive")
     ext = geometry.extend_amounts(side, amount)  # type: ignore[arg-type]
-    return OutpaintRequest(sampling=sampling(s, welcome), batch=s.batch, **ext, image=canvas.image())
+    regions = canvas.region_list(pad=(ext["left"], ext["top"], ext["right"], ext["bottom"]))
+    return OutpaintRequest(sampling=sampling(s, welcome), batch=s.batch, **ext, image=canvas.image(), regions=regions)
 
 
 def _selection_mask(canvas: Canvas) -> WireImage | None:
@@ -192,6 +218,7 @@ def plan_face(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = None
         batch=s.batch,
         image=canvas.image(),
         mask=_selection_mask(canvas),
+        regions=canvas.region_list(),
     )
 
 
@@ -212,6 +239,7 @@ def plan_upscale(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = N
         upscaler=s.upscaler or None,
         region=canvas.selection_bounds(),
         image=canvas.image(),
+        regions=canvas.region_list(),
     )
 
 

@@ -27,6 +27,7 @@ from ._wire import protocol
 from .jobs import JobRequest
 from .jobstate import JOB_EVENTS, Event, JobState, RestartWatch, event_type, latest_progress
 from .settings import DEFAULT_URL
+from .uploads import Uploads
 
 # Errors after which retrying the same connection cannot help: stop and tell the user.
 FATAL_CODES = ("auth", "protocol_version", "handshake")
@@ -75,6 +76,7 @@ class Client:
         self._stopping = False
         self._wake: asyncio.Event | None = None
         self._blob_seq = itertools.count()
+        self._uploads: Uploads | None = None  # this connection's upload de-duplication
         self._instance: str | None = None  # the server process we last talked to
         self._restart: RestartWatch | None = None
 
@@ -300,6 +302,8 @@ class Client:
             self.welcome = first
             self.fatal = None
             self._ws = ws
+            # Images go by content hash where the server takes them; what it holds is learnt afresh.
+            self._uploads = Uploads() if "image_hash" in (first.get("features") or ()) else None
             self._changed.notify_all()
         self._emit(Event("connected", data=first))
         await self._resume(restarted)
@@ -345,6 +349,8 @@ class Client:
             if job is not None and kind in JOB_EVENTS:
                 resend = job.apply(msg)
                 self._restart_answered(job_id, resend)
+            if resend and msg.get("code") == "need_image" and self._uploads is not None:
+                self._uploads.forget()
             self._changed.notify_all()
         if resend and job_id:
             self._send_job(job_id)
@@ -367,7 +373,8 @@ class Client:
             request = job.request
             job.status = "sent"
         chunk = int(((self.welcome or {}).get("limits") or {}).get("chunk_bytes") or protocol.CHUNK_BYTES)
-        frames = request.frames(job_id, chunk, self._blob_seq)
+        uploads = self._uploads
+        frames = request.frames(job_id, chunk, self._blob_seq, None if uploads is None else uploads.wire)
         for frame in frames:
             if not await self._send_async(frame):
                 with self._lock:

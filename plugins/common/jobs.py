@@ -13,12 +13,14 @@ the frame's `images` map.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
 from ._wire import protocol
 from .geometry import Rect
+
+WireFn = Callable[[str, "WireImage"], dict[str, Any]]  # (name, image) -> the image object to send
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class Sampling:
     steps: int | None = None
     cfg: float | None = None
     sampler: str | None = None
+    schedule: str | None = None  # A1111's schedule type (welcome.sampler_schedules)
     vae: str | None = None  # a name from welcome.vaes; None = the checkpoint's own
 
 
@@ -86,6 +89,28 @@ class Control:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Region:
+    """One of `params.regions`: `prompt` for the white part of `mask` (gray8 at the job's canvas size)."""
+
+    prompt: str
+    mask: WireImage
+    negative: str | None = None
+    strength: float | None = None
+
+    def params(self, mask_name: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"prompt": self.prompt, "mask": mask_name}
+        if self.negative is not None:
+            out["negative"] = self.negative
+        if self.strength is not None:
+            out["strength"] = self.strength
+        return out
+
+
+def _region_name(i: int) -> str:
+    return f"region-{i + 1}"
+
+
 def _image(name: str) -> Any:
     return field(default=None, metadata={"image": name})
 
@@ -95,9 +120,11 @@ def _params(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
-        if value is None or "image" in f.metadata:
+        if value is None or "image" in f.metadata or "frame" in f.metadata or value == ():
             continue
-        if isinstance(value, Sampling):
+        if f.name == "regions":  # masks travel in the images map, as region-1, region-2, …
+            out["regions"] = [r.params(_region_name(i)) for i, r in enumerate(value)]
+        elif isinstance(value, Sampling):
             out.update(_params(value))
         elif f.name == "controls":
             if value:
@@ -115,6 +142,7 @@ class JobRequest:
 
     kind: ClassVar[str] = ""
     result_format: str | None = None  # png (server default) / rgba8 / webp
+    live: bool = field(default=False, metadata={"frame": True})  # a live-painting frame (latest wins)
 
     @property
     def prompt(self) -> str:
@@ -125,30 +153,37 @@ class JobRequest:
         return _params(self)
 
     def images(self) -> dict[str, WireImage]:
-        imgs = {
+        out = {
             f.metadata["image"]: getattr(self, f.name)
             for f in fields(self)
             if "image" in f.metadata and getattr(self, f.name) is not None
         }
+        for i, region in enumerate(getattr(self, "regions", ())):
+            out[_region_name(i)] = region.mask
         for i, control in enumerate(getattr(self, "controls", ())):
-            imgs[f"control{i}"] = control.image
-        return imgs
+            out[f"control{i}"] = control.image
+        return out
 
-    def message(self, job_id: str) -> dict[str, Any]:
-        """The `job` frame with every image inline."""
+    def message(self, job_id: str, wire: WireFn | None = None) -> dict[str, Any]:
+        """The `job` frame with every image inline, or as `wire(name, image)` makes it (upload
+        de-duplication: a hash or a changed rectangle)."""
         msg: dict[str, Any] = {"type": "job", "id": job_id, "kind": self.kind, "params": self.params()}
+        if self.live:
+            msg["live"] = True
         imgs = self.images()
         if imgs:
-            msg["images"] = {name: img.to_wire() for name, img in imgs.items()}
+            msg["images"] = {name: img.to_wire() if wire is None else wire(name, img) for name, img in imgs.items()}
         return msg
 
-    def frames(self, job_id: str, chunk_bytes: int, refs: Iterator[int]) -> list[dict[str, Any]]:
+    def frames(
+        self, job_id: str, chunk_bytes: int, refs: Iterator[int], wire: WireFn | None = None
+    ) -> list[dict[str, Any]]:
         """The frames to send: images over `chunk_bytes` go first as `blob` frames (named with numbers
         from `refs`, unique per connection), then the `job` frame that refers to them."""
-        msg = self.message(job_id)
+        msg = self.message(job_id, wire)
         frames: list[dict[str, Any]] = []
         for name, img in (msg.get("images") or {}).items():
-            data = img["data"]
+            data = img.get("data", b"")  # a hash-only image has none
             if len(data) > chunk_bytes:
                 ref = f"up{next(refs)}.{name}"
                 frames.extend(protocol.blob_frames(ref, data, chunk_bytes))
@@ -165,6 +200,7 @@ class SamplingRequest(JobRequest):
     sampling: Sampling = Sampling()
     strength: float | None = None
     controls: tuple[Control, ...] = ()  # ControlNet / IP-Adapter layers
+    regions: tuple[Region, ...] = ()  # a prompt per area of the canvas (docs/protocol.md, Regions)
 
     @property
     def prompt(self) -> str:

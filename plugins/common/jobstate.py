@@ -12,7 +12,7 @@ from typing import Any
 
 from .jobs import JobRequest
 
-TERMINAL = ("result", "error", "cancelled")
+TERMINAL = ("result", "error", "cancelled", "superseded")  # superseded: a live frame a newer one replaced
 JOB_EVENTS = ("queued", "started", "plan", "progress", "partial", *TERMINAL)
 
 
@@ -35,7 +35,7 @@ class JobState:
 
     id: str
     request: JobRequest
-    status: str = "pending"  # pending -> sent -> queued -> started -> result|error|cancelled
+    status: str = "pending"  # pending -> sent -> queued -> started -> result|error|cancelled|superseded
     position: int | None = None
     step: int = 0
     total: int = 0
@@ -70,8 +70,13 @@ class JobState:
         elif kind == "cancelled":
             # A server that stops gracefully requeues the running job: it runs again after the restart.
             self.status = "sent" if msg.get("requeued") else "cancelled"
+        elif kind == "superseded":
+            self.status = kind
         elif kind == "error":
-            if msg.get("code") == "not_found" and self.status == "sent" and not self.cancel_requested:
+            # not_found: the socket dropped before the server saw it; need_image: it lacks an image
+            # sent by hash (the caller forgets its uploads, so the job goes again in full).
+            resend = msg.get("code") in ("not_found", "need_image")
+            if resend and self.status == "sent" and not self.cancel_requested:
                 self.status = "pending"
                 return True
             self.status, self.error = "error", msg

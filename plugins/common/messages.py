@@ -114,8 +114,8 @@ def failed(kind: str, code: str, message: str) -> str:
 
 
 def server_restarted(data: dict[str, Any]) -> str:
-    # The count's key is the client's business: take the number it carries.
-    n = next((v for v in data.values() if isinstance(v, int) and not isinstance(v, bool)), None)
+    # data: {instance, resubmitted, jobs} (plugins/common/jobstate.py)
+    n = data.get("resubmitted")
     return (
         f"Server restarted, re-sending {n} job{'s' if n != 1 else ''}"
         if isinstance(n, int) and n

@@ -53,6 +53,10 @@ class Settings:
     control_model: str = ""  # "" = no control
     control_strength: float = 1.0
     control_preprocess: str = "none"
+    # Live painting (plugins/common/live.py): a preset name from live.PRESETS, strength, fixed seed.
+    live_preset: str = "LCM 6 steps"
+    live_strength: float = 0.5
+    live_seed: int = 1234
     # This installation's id on the server: its jobs belong to it (fetch/cancel, fair share), across
     # reconnects, server restarts and editor restarts. "" until `with_client_id` makes one.
     client_id: str = ""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..client import Client, ServerError
-from .options import add_command, add_connection_args, add_gen_args, gen_params
+from .options import add_command, add_connection_args, add_gen_args, add_region_args, gen_params, region_params
 from .run import control_images, read_image, run_job
 
 
@@ -70,6 +70,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.init:
         imgs["init"] = read_image(args.init)
         params["strength"] = args.strength
+    if region_params(args, params, imgs, read_image) is not None:
+        raise SystemExit("error: generate takes --region PROMPT:MASK.png (a rectangle is for upscale)")
     return run_job(args, "generate", params, imgs, None)
 
 
@@ -105,6 +107,7 @@ def register(sub: Any) -> None:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--init", type=Path, help="init image for img2img")
     p.add_argument("--strength", type=float, default=0.75)
+    add_region_args(p)
     add_feature_args(p)
     p.set_defaults(func=cmd_generate)
     p = add_command(sub, "models", "list the server's models")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,7 @@ def add_gen_args(p: argparse.ArgumentParser, prompt_required: bool = True) -> No
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--cfg", type=float, default=7.0)
     p.add_argument("--sampler", default="Euler a")
+    p.add_argument("--schedule", default="Automatic", help="schedule type: Automatic, Karras, SGM Uniform, …")
     add_control_args(p)
     add_output_args(p)
 
@@ -116,6 +119,7 @@ def gen_params(args: argparse.Namespace) -> dict[str, Any]:
         "steps": args.steps,
         "cfg": args.cfg,
         "sampler": args.sampler,
+        "schedule": args.schedule,
     }
     if args.model:
         params["model"] = args.model
@@ -132,3 +136,53 @@ def set_params(params: dict[str, Any], args: argparse.Namespace, names: tuple[st
         if value is not None:
             params[name] = value
     return params
+
+
+@dataclass(frozen=True)
+class PromptRegion:
+    """`--region PROMPT:MASK.png`: PROMPT for the white part of MASK (soft edges ok)."""
+
+    prompt: str
+    mask: Path
+
+
+_RECT = re.compile(r"^-?\d+,-?\d+,\d+,\d+$")
+
+
+def region_arg(text: str) -> PromptRegion | dict[str, int]:
+    """`PROMPT:MASK.png` (the last `:` splits), or `X,Y,W,H` (a source rectangle: `upscale` only)."""
+    if _RECT.match(text.strip()):
+        x, y, w, h = (int(v) for v in text.split(","))
+        return {"x": x, "y": y, "w": w, "h": h}
+    prompt, sep, mask = text.rpartition(":")
+    if not sep or not prompt.strip() or not mask:
+        raise argparse.ArgumentTypeError(f"expected PROMPT:MASK.png, got {text!r}")
+    if not Path(mask).is_file():
+        raise argparse.ArgumentTypeError(f"region mask {mask!r}: no such file")
+    return PromptRegion(prompt, Path(mask))
+
+
+def add_region_args(p: argparse.ArgumentParser, rect: bool = False) -> None:
+    """`--region PROMPT:MASK.png`, repeatable: a prompt per area; the main prompt covers the rest."""
+    what = "PROMPT:MASK.png" + (" | X,Y,W,H" if rect else "")
+    why = "a prompt for the white area of MASK.png (repeatable; the main prompt is the background)"
+    if rect:
+        why += "; X,Y,W,H (source px): regenerate only this rectangle"
+    p.add_argument("--region", action="append", type=region_arg, default=[], metavar=what, help=why)
+
+
+def region_params(
+    args: argparse.Namespace, params: dict[str, Any], images: dict[str, Any], read: Any
+) -> dict[str, Any] | None:
+    """Put the `--region` prompts into `params`/`images` (masks read with `read`); returns the
+    rectangle given as X,Y,W,H, if any (one at most)."""
+    rects = [r for r in args.region if isinstance(r, dict)]
+    if len(rects) > 1:
+        raise SystemExit("error: give at most one --region X,Y,W,H rectangle")
+    prompts = [r for r in args.region if isinstance(r, PromptRegion)]
+    if prompts:
+        params["regions"] = []
+        for i, r in enumerate(prompts):
+            images[f"region-{i + 1}"] = read(r.mask)
+            params["regions"].append({"prompt": r.prompt, "mask": f"region-{i + 1}"})
+    return rects[0] if rects else None

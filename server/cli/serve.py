@@ -67,7 +67,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         on_load=preparer(fast),
         on_release=release,
     )
-    limits = Limits(max_pixels=args.max_pixels, max_message_bytes=args.max_message_mb << 20)
+    limits = Limits(
+        max_pixels=args.max_pixels,
+        max_message_bytes=args.max_message_mb << 20,
+        image_cache_bytes=args.image_cache_mb << 20,
+        live_interrupt_ms=args.live_interrupt_ms,
+    )
     state_dir = args.state_dir or home() / "state"
     server = Server(manager, limits, token=args.token, state_dir=state_dir, allow_origins=args.allow_origin)
     cache = manager.cache
@@ -164,6 +169,15 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--max-pixels", type=int, default=4096 * 4096)
     p.add_argument("--max-message-mb", type=int, default=256)
+    p.add_argument(
+        "--image-cache-mb", type=int, default=Limits.image_cache_bytes >> 20, help="uploads held by content hash"
+    )
+    p.add_argument(
+        "--live-interrupt-ms",
+        type=int,
+        default=Limits.live_interrupt_ms,
+        help="a running live frame this old stops at its next step when a newer frame of its client waits",
+    )
     p.add_argument(
         "--state-dir",
         type=Path,

@@ -1,8 +1,9 @@
 """`sdbridge upscale`: upscale an image (upscaler model or Lanczos) and refine it with the fused tiler.
 
 Writes the full composited image: the server is asked for `output: "full"`, so with `--mask` or
-`--region` the regenerated area comes back already blended into the server's upscale (pixels
-outside the blend region are the upscaler's, bit for bit).
+`--region X,Y,W,H` the regenerated area comes back already blended into the server's upscale (pixels
+outside the blend region are the upscaler's, bit for bit). `--region PROMPT:MASK.png` (repeatable)
+gives the refine a prompt per area.
 """
 
 from __future__ import annotations
@@ -10,24 +11,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .options import add_command, add_gen_args, add_image_args, gen_params, set_params
-from .run import input_images, run_job
-
-
-def _region(text: str) -> dict[str, int]:
-    try:
-        x, y, w, h = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected X,Y,W,H in source pixels") from None
-    return {"x": x, "y": y, "w": w, "h": h}
+from .options import add_command, add_gen_args, add_image_args, add_region_args, gen_params, region_params, set_params
+from .run import input_images, read_image, run_job
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
     params = gen_params(args) | {"scale": args.scale, "output": "full"}
-    set_params(params, args, ("strength", "tile", "upscaler", "region", "tiler"))
+    set_params(params, args, ("strength", "tile", "upscaler", "tiler"))
     if args.no_anchor:
         params["anchor"] = False
-    return run_job(args, "upscale", params, input_images(args), None)
+    images = input_images(args)
+    rect = region_params(args, params, images, read_image)
+    if rect is not None:
+        params["region"] = rect
+    return run_job(args, "upscale", params, images, None)
 
 
 def register(sub: Any) -> None:
@@ -38,7 +35,7 @@ def register(sub: Any) -> None:
     p.add_argument("--strength", type=float, help="refine strength (default 0.35; 0 = upscaler only)")
     p.add_argument("--tile", type=int, help="UNet tile in output px, multiple of 64 (default: the model's native)")
     p.add_argument("--upscaler", help="upscaler model from the server's upscalers list (default: Lanczos)")
-    p.add_argument("--region", type=_region, metavar="X,Y,W,H", help="regenerate only this source rectangle")
+    add_region_args(p, rect=True)
     p.add_argument("--no-anchor", action="store_true", help="no low-frequency colour anchoring to the upscale")
     p.add_argument("--tiler", choices=("fused", "naive"), help=argparse.SUPPRESS)  # naive: comparisons only
     p.set_defaults(func=cmd_upscale)

@@ -9,17 +9,20 @@ from dataclasses import asdict, dataclass, fields
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import Cancelled
 from ..models.loader import LoadedModel
-from ..pipelines import denoise
+from ..pipelines import denoise, regionattn
 from ..pipelines.preview import lazy_preview
-from ..prompt import Blend, Conditioning, encode_pair, validate
+from ..pipelines.regions import PromptText, RegionGuide
+from ..prompt import Blend, Conditioning, encode_pair, encode_region, extract_networks, region_unet_networks, validate
 from ..protocol import Fields, ImageRef, ProtocolError
-from ..samplers import NAMES
+from ..samplers import NAMES, SCHEDULE_NAMES, Sampler, check
 from .base import JobContext, ParseContext
 from .controls import ControlSpec, JobControls, parse_controls
+from .regions import Place, RegionSpec, resized
 
 
 @dataclass(frozen=True)
@@ -30,21 +33,25 @@ class GenParams:
     seed: int
     steps: int
     cfg: float
-    sampler: str
+    sampler: Sampler
     clip_skip: int = 1
     blend: Blend | None = None  # mix a second prompt's embeddings in (prompt.Blend)
     vae: str | None = None  # VAE override from welcome.vaes
     controls: tuple[ControlSpec, ...] = ()  # ControlNets / IP-Adapters (jobs.controls)
+    regions: tuple[RegionSpec, ...] = ()  # a prompt per area of the canvas (jobs.regions)
 
     def describe(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "controls"}
-        if self.blend is not None:
-            out["blend"] = asdict(self.blend)
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("controls", "regions")}
+        out |= {"sampler": self.sampler.name, "schedule": self.sampler.schedule}
         for key in ("blend", "vae"):  # optional features are only reported when used
             if out[key] is None:
                 del out[key]
+        if self.blend is not None:
+            out["blend"] = asdict(self.blend)
         if self.controls:
             out["controls"] = [c.describe() for c in self.controls]
+        if self.regions:
+            out["regions"] = [r.describe() for r in self.regions]
         return out
 
 
@@ -70,19 +77,30 @@ def parse_gen(
     vae = f.str("vae", None, max_len=512)
     if vae is not None:
         ctx.models.asset("vaes", vae)
+    steps = f.int("steps", 20, lo=1, hi=ctx.limits.max_steps)
+    sampler = parse_sampler(f, steps)
     return GenParams(
         prompt=prompt,
         negative=negative,
         model=model,
         seed=seed,
-        steps=f.int("steps", 20, lo=1, hi=ctx.limits.max_steps),
+        steps=steps,
         cfg=f.float("cfg", 7.0, lo=0.0, hi=30.0),
-        sampler=f.choice("sampler", NAMES, "Euler a"),
+        sampler=sampler,
         clip_skip=f.int("clip_skip", 1, lo=1, hi=12),
         blend=blend,
         vae=vae,
         controls=parse_controls(f, images or {}, ctx, entry.family),
     )
+
+
+def parse_sampler(f: Fields, steps: int) -> Sampler:
+    """`sampler` + `schedule` (A1111's Schedule type), checked to go together and with `steps`."""
+    sampler = Sampler(f.choice("sampler", NAMES, "Euler a"), f.choice("schedule", SCHEDULE_NAMES, "Automatic"))
+    why = check(sampler, steps)
+    if why is not None:
+        raise ProtocolError("bad_field", f"{f.where}.{why}", f.job_id)
+    return sampler
 
 
 class Diffusion:
@@ -92,6 +110,7 @@ class Diffusion:
 
     def __init__(self, ctx: JobContext, gen: GenParams) -> None:
         self.ctx, self.gen = ctx, gen
+        self._texts: dict[tuple[str, bool], list[PromptText]] = {}
 
     @cached_property
     def model(self) -> LoadedModel:
@@ -104,9 +123,37 @@ class Diffusion:
         return self.model
 
     def encode(self, networks: bool = True) -> tuple[Conditioning, Conditioning]:
-        """Positive/negative conditioning; `networks=False` strips `<lora:…>` tags without activating them."""
+        """Positive/negative conditioning; `networks=False` strips `<lora:…>` tags without activating them.
+
+        Activated LoRAs: the prompt's, and the UNet part of the regions' (one UNet serves every region)."""
         gen = self.gen
-        return encode_pair(self.model, gen.prompt, gen.negative, gen.clip_skip, blend=gen.blend, networks=networks)
+        extra = [t for r in gen.regions for t in region_unet_networks(r.prompt, r.loras)]
+        model = self.model
+        return encode_pair(
+            model, gen.prompt, gen.negative, gen.clip_skip, blend=gen.blend, networks=networks, extra_networks=extra
+        )
+
+    def _regions(self, background: PromptText, place: Place, networks: bool) -> RegionGuide | None:
+        model, gen = self.model, self.gen
+        key = (model.name, networks)
+        if key not in self._texts:  # each region's text once per model (batch images and passes reuse it)
+            self._texts[key] = [self._region_text(r, networks) for r in gen.regions]
+        masks = torch.from_numpy(np.stack([place(r.mask) for r in gen.regions]))
+        levels = len(model.unet.config.block_out_channels)
+        guide = RegionGuide.build(
+            background, self._texts[key], masks, [r.strength for r in gen.regions], levels, model.family.xl
+        )
+        if guide is not None:
+            regionattn.install(model)
+        return guide
+
+    def _region_text(self, region: RegionSpec, networks: bool) -> PromptText:
+        gen = self.gen
+        negative = gen.negative if region.negative is None else region.negative
+        loras = region.loras if networks else ()
+        text = region.prompt if networks else extract_networks(region.prompt)[0]
+        cond, uncond = encode_region(self.model, text, negative, gen.clip_skip, loras)
+        return PromptText(cond, uncond)
 
     @cached_property
     def controls(self) -> JobControls | None:
@@ -115,14 +162,26 @@ class Diffusion:
             return None
         return JobControls(self.ctx, self.model, self.gen.controls, self.gen.cfg != 1.0)
 
-    def guidance(self, width: int, height: int, maps: list[Any] | None = None) -> denoise.Guidance:
-        """The guidance of a pass over a `width` x `height` canvas with the job's controls as hooks: `maps`
-        are the ControlNet images in that canvas's geometry (`JobControls.maps`; None: no ControlNets)."""
-        cond, uncond = self.encode()
+    def guidance(
+        self,
+        width: int,
+        height: int,
+        maps: list[Any] | None = None,
+        place: Place | None = None,
+        networks: bool = True,
+    ) -> denoise.Guidance:
+        """The guidance of a pass over a `width` x `height` canvas: the job's controls as hooks (`maps`: the
+        ControlNet images in that canvas's geometry, `JobControls.maps`; None: no ControlNets) and its
+        regions on it (`place` maps a canvas-size region mask onto it; default: resized to it)."""
+        cond, uncond = self.encode(networks)
+        # Controls first: their IP-Adapter processors go into the UNet before the regions' wrappers wrap them.
         ctl = self.controls
         # A refiner finishing the picture takes no controls: they are made for the base model's UNet.
         hooks = ctl.hooks(maps) if ctl is not None and ctl.model is self.model else []
-        return denoise.Guidance(self.model, cond, uncond, self.gen.cfg, width, height, hooks)
+        guidance = denoise.Guidance(self.model, cond, uncond, self.gen.cfg, width, height, hooks)
+        if self.gen.regions:
+            guidance.regions = self._regions(PromptText(cond, uncond), place or resized(width, height), networks)
+        return guidance
 
     def _with_vae(self, model: LoadedModel) -> LoadedModel:
         if self.gen.vae is None:

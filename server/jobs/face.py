@@ -26,7 +26,7 @@ from ..imaging.masks import denoise_mask
 from ..protocol import Fields, ImageRef
 from .base import JobContext, JobResult, ParseContext, ResultImage
 from .common import Diffusion, Progress
-from .masked import EditRequest, crop_maps, generate_masked, parse_edit, read_mask
+from .masked import EditRequest, crop_maps, crop_of, generate_masked, parse_edit, read_mask
 
 NO_FACES = "no faces found"
 
@@ -116,7 +116,9 @@ class FaceRerender:
                 crop = face.plan.crop
                 image = extract_crop(rgb, face.plan)
                 on_step, face_maps = progress.step(model), crop_maps(maps, face.plan)
-                out = generate_masked(sd, image, face.strength_mask, req.strength, seed, on_step, face_maps)
+                out = generate_masked(
+                    sd, image, face.strength_mask, req.strength, seed, on_step, face_maps, crop_of(face.plan)
+                )
                 back = restore_crop(out, face.plan)
                 if req.color_match:
                     back = match_color(back, rgb[crop.slices], (face.paste > 0).astype(np.uint8))

@@ -26,6 +26,7 @@ from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, Request, ResultImage
 from .common import Diffusion, GenParams, Progress, batch_seeds, parse_batch, parse_gen, parse_size, round8
 from .controls import fit_sizes
+from .regions import with_regions
 
 # Built-in hires upscalers; any other name is looked up in welcome.upscalers (model upscalers).
 PIXEL_UPSCALERS = {
@@ -105,7 +106,11 @@ class Generate:
         gen = parse_gen(f, ctx, images=images)
         entry = ctx.models.entry(gen.model)
         init = ctx.decode("init", images["init"]) if "init" in images else None
-        width, height = parse_size(f, ctx, _default_size(init, gen, entry.native))
+        default = _default_size(init, gen, entry.native)
+        width, height = parse_size(f, ctx, default)
+        # Region masks are the client's canvas: the init image, or the size asked (before rounding to 8).
+        canvas = default if init is not None else (f.int("width", default[0]), f.int("height", default[1]))
+        gen = with_regions(gen, f, images, ctx, canvas, (width, height))
         if init is not None:
             init = resize(init, width, height)
         # The size as asked (before rounding to 8) matches too: the editor's layer has that size.
@@ -164,8 +169,7 @@ class Generate:
         if req.refiner is not None:
             # The refiner joins the base in the model cache (both stay loaded when they fit).
             model = sd.use_refiner(req.refiner)
-            rcond, runcond = sd.encode(networks=False)  # LoRAs are for the base's layers
-            rguide = denoise.Guidance(model, rcond, runcond, gen.cfg, req.width, req.height)
+            rguide = sd.guidance(req.width, req.height, networks=False)  # LoRAs are for the base's layers
             denoise.run(state, _model_fn(rguide, 1.0, len(seeds), None), on_step=progress.step(model, len(seeds)))
             params |= {"refiner": req.refiner, "refiner_switch": req.refiner_switch, "refiner_step": switch_at}
 

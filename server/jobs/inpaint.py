@@ -25,7 +25,7 @@ from ..imaging.outpaint import prefill
 from ..protocol import Fields, ImageRef
 from .base import JobContext, JobResult, ParseContext, ResultImage, require_image
 from .common import Diffusion, Progress
-from .masked import EditRequest, crop_maps, generate_masked, parse_edit, read_mask
+from .masked import EditRequest, crop_maps, crop_of, generate_masked, parse_edit, read_mask
 
 FILLS = ("original", "blur", "telea", "ns")
 
@@ -100,7 +100,8 @@ class Inpaint:
         maps = crop_maps(sd.controls.at((w, h), req.mask) if sd.controls is not None else None, plan)
         images = []
         for seed in req.seeds:
-            out = generate_masked(sd, init, strength_mask, req.strength, seed, progress.step(model), maps)
+            on_step = progress.step(model)
+            out = generate_masked(sd, init, strength_mask, req.strength, seed, on_step, maps, crop_of(plan))
             back = restore_crop(out, plan)
             if req.color_match:
                 back = match_color(back, orig, ring)

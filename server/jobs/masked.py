@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,7 @@ from ..protocol import Fields, ImageRef, ProtocolError
 from .base import ParseContext, Request, require_image
 from .common import Diffusion, GenParams, batch_seeds, parse_batch, parse_gen
 from .controls import fit_sizes
+from .regions import Place, with_regions
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,15 +53,16 @@ class EditRequest(Request):
 
 
 def parse_edit(
-    f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext, fit: bool = True
+    f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext, own_canvas: bool = True
 ) -> tuple[GenParams, np.ndarray, int]:
     """The fields of an `EditRequest`: gen params (the prompt is optional), the `image`, the batch size.
-    `fit`: the control images must fit the image (a job with other canvases fits them itself)."""
+    `own_canvas`: the control images must fit the image and the region masks are taken at its size (a job
+    with other canvases, as outpaint, fits both itself)."""
     gen, image = parse_gen(f, ctx, prompt_required=False, images=images), require_image(images, "image", ctx)
-    if fit:
-        gen = replace(
-            gen, controls=fit_sizes(gen.controls, [(image.shape[1], image.shape[0])], "the image", ctx.job_id)
-        )
+    if own_canvas:
+        size = (image.shape[1], image.shape[0])
+        gen = replace(gen, controls=fit_sizes(gen.controls, [size], "the image", ctx.job_id))
+        gen = with_regions(gen, f, images, ctx, size)
     return gen, image, parse_batch(f, ctx)
 
 
@@ -82,9 +85,11 @@ def generate_masked(
     seed: int,
     on_step: denoise.StepCallback | None = None,
     maps: list[np.ndarray | None] | None = None,
+    place: Place | None = None,
 ) -> np.ndarray:
     """Denoise `image` (HxWx3 uint8, sides multiples of 8) where `mask` (HxW float [0, 1]) allows;
-    `maps`: the job's ControlNet images at the image's size (`crop_maps`).
+    `maps`: the job's ControlNet images at the image's size (`crop_maps`); `place` puts the job's region
+    masks onto this crop.
 
     Returns HxWx3 uint8 of the same size. Pixels with mask 0 come back as the VAE round trip of the
     original (the caller's blend mask keeps them out of the result anyway).
@@ -104,7 +109,7 @@ def generate_masked(
         masked_latents = tiled_pipe.encode(model, blanked) if tiled else denoise.encode_image(model, blanked)
         small = F.interpolate(hard, size=init.shape[-2:], mode="area").to(dev)
         extra = torch.cat([small, masked_latents.to(dev)], 1).to(model.dtype)
-    guidance = sd.guidance(w, h, maps)
+    guidance = sd.guidance(w, h, maps, place)
     if tiled:
         tile = tiled_pipe.native_tile(model)
         plan = plan_tiles(init.shape[-1], init.shape[-2], tile, overlap_for_strength(tile, strength))
@@ -121,6 +126,11 @@ def crop_maps(maps: list[np.ndarray | None] | None, plan: InpaintPlan) -> list[n
     if maps is None:
         return None
     return [None if m is None else cimg.resample(m, lambda a, i: extract_crop(a, plan, i)) for m in maps]
+
+
+def crop_of(plan: InpaintPlan) -> Place:
+    """Region masks onto an inpaint plan's crop at its processing size (as the image is cropped)."""
+    return lambda mask: extract_crop(mask, plan, cv2.INTER_AREA if plan.scale < 1 else cv2.INTER_LINEAR)
 
 
 def read_mask(

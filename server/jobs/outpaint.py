@@ -29,7 +29,8 @@ from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, ResultImage
 from .common import Diffusion, Progress
 from .controls import fit_sizes
-from .masked import EditRequest, crop_maps, generate_masked, parse_edit, read_mask
+from .masked import EditRequest, crop_maps, crop_of, generate_masked, parse_edit, read_mask
+from .regions import with_regions
 
 PREFILLS = ("telea", "ns")
 
@@ -58,13 +59,13 @@ class Outpaint:
     kind = "outpaint"
 
     def parse(self, f: Fields, images: Mapping[str, ImageRef], ctx: ParseContext) -> OutpaintRequest:
-        gen, image, batch = parse_edit(f, images, ctx, fit=False)
+        gen, image, batch = parse_edit(f, images, ctx, own_canvas=False)
         entry = ctx.models.entry(gen.model)
         sides = Sides(*(f.int(k, 0, lo=0, hi=8192) for k in ("left", "top", "right", "bottom")))
         hole = None
         sizes = [(image.shape[1], image.shape[0])]
+        w, h = image.shape[1] + sides.left + sides.right, image.shape[0] + sides.top + sides.bottom
         if sides.any:
-            w, h = image.shape[1] + sides.left + sides.right, image.shape[0] + sides.top + sides.bottom
             sizes.append((w, h))
             if w * h > ctx.limits.max_pixels:
                 raise ProtocolError(
@@ -84,7 +85,7 @@ class Outpaint:
             )
         gen = replace(gen, controls=fit_sizes(gen.controls, sizes, "the image or the extended canvas", ctx.job_id))
         return OutpaintRequest(
-            gen=gen,
+            gen=with_regions(gen, f, images, ctx, (w, h)),  # region masks are at the extended canvas
             image=image,
             batch=batch,
             sides=sides,
@@ -127,8 +128,8 @@ class Outpaint:
         maps = crop_maps(_maps(sd, req, (rgb.shape[1], rgb.shape[0]), hole), ip)
         images = []
         for seed in req.seeds:
-            on_step = progress.step(model)
-            out = generate_masked(sd, extract_crop(filled, ip), strength_mask, req.strength, seed, on_step, maps)
+            crop = extract_crop(filled, ip)
+            out = generate_masked(sd, crop, strength_mask, req.strength, seed, progress.step(model), maps, crop_of(ip))
             back = restore_crop(out, ip)
             if req.color_match:
                 back = match_color(back, canvas[ip.crop.slices], ring)

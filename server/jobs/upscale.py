@@ -35,6 +35,7 @@ from .base import JobContext, JobResult, ParseContext, Request, ResultImage, req
 from .common import Diffusion, GenParams, parse_gen
 from .controls import fit_sizes
 from .masked import read_mask
+from .regions import resized, with_regions
 
 DEFAULT_STRENGTH = 0.35
 GROW_PX, FEATHER_PX = 16, 16  # selection → denoise mask / blend alpha, in output pixels
@@ -78,6 +79,7 @@ class Upscale:
             )
         image = require_image(images, "image", ctx)
         h, w = image.shape[:2]
+        gen = with_regions(gen, f, images, ctx, (w, h))  # region masks at the source size
         scale = f.float("scale", 2.0, lo=1.0, hi=8.0)
         ow, oh = max(8, round(w * scale)), max(8, round(h * scale))
         if ow * oh > ctx.limits.max_pixels:
@@ -217,6 +219,11 @@ class Refine:
         # Replicate the edge up to a multiple of 8 for the VAE; the padding is cropped at the end.
         self.padded = np.pad(big, ((0, self.ph - req.height), (0, self.pw - req.width), (0, 0)), mode="edge")
 
+    def _place(self, mask: np.ndarray) -> np.ndarray:
+        """A source-size region mask on the output canvas, edge-replicated to the padded size."""
+        big = resized(self.req.width, self.req.height)(mask)
+        return np.pad(big, ((0, self.ph - self.req.height), (0, self.pw - self.req.width)), mode="edge")
+
     def run(self, params: dict[str, Any]) -> list[ResultImage]:
         req, ctx = self.req, self.ctx
         gen = req.gen
@@ -231,7 +238,7 @@ class Refine:
             keep = torch.from_numpy(latent_mask(denoise_mask(sel, GROW_PX, FEATHER_PX)))
             blend = blend_mask(sel, GROW_PX, FEATHER_PX)[: req.height, : req.width]
         plan = tiled.plan_for(model, lw, lh, req.strength, None if req.tile is None else req.tile // 8)
-        guidance = sd.guidance(self.pw, self.ph, self._maps(sd))
+        guidance = sd.guidance(self.pw, self.ph, self._maps(sd), self._place)
         ts = tiled.TiledSampler(
             model, guidance, plan, gen.sampler, gen.steps, gen.seed, strength=req.strength, mask=keep
         )

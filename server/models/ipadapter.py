@@ -140,5 +140,6 @@ def install(unet: Any, states: list[dict[str, dict[str, torch.Tensor]]]) -> Call
 def set_scales(unet: Any, scales: list[float]) -> None:
     """Per-adapter scales of the installed processors (0 = that adapter is skipped for this call)."""
     for proc in unet.attn_processors.values():
+        proc = getattr(proc, "inner", proc)  # regional prompts wrap the processors (pipelines.regionattn)
         if hasattr(proc, "to_k_ip"):
             proc.scale = list(scales)

@@ -15,13 +15,15 @@ from typing import Any
 
 import torch
 
+from tiling.geometry import Rect
 from tiling.steps import steps_run
 
 from ..models.loader import LoadedModel
 from ..prompt import Conditioning
-from ..samplers import make_scheduler
+from ..samplers import SamplerLike, make_scheduler
 from . import fastpath
 from .control import Hook, UNetCall, apply_hooks
+from .regions import RegionGuide
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 StepCallback = Callable[[int, int, torch.Tensor], None]
@@ -48,9 +50,13 @@ class Guidance:
     height: int
     hooks: Sequence[Hook] = ()
     clock: Clock = field(default_factory=Clock)
+    regions: RegionGuide | None = None  # regional prompts over this canvas (pipelines.regions)
 
-    def unet_kwargs(self, n: int, crop: tuple[int, int] = (0, 0)) -> dict[str, Any]:
-        """UNet keyword args for `n` latents per guidance branch (CFG doubles them)."""
+    def unet_kwargs(
+        self, n: int, crop: tuple[int, int] = (0, 0), rects: Sequence[Rect] | None = None
+    ) -> dict[str, Any]:
+        """UNet keyword args for `n` latents per guidance branch (CFG doubles them); `rects`: the latent
+        rectangle of the canvas each latent is (tiles), None = the whole canvas."""
         parts = [self.uncond, self.cond] if self.use_cfg else [self.cond]
         dtype, dev = self.model.dtype, self.model.device
         hidden = torch.cat([p.embeds.expand(n, -1, -1) for p in parts]).to(dev, dtype)
@@ -69,6 +75,8 @@ class Guidance:
                 row = [self.height, self.width, crop[0], crop[1], self.height, self.width]
                 ids = torch.tensor(row, dtype=dtype).expand(pooled.shape[0], -1)
             kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": ids.to(dev)}
+        if self.regions is not None:
+            kwargs = self.regions.apply(kwargs, n, 2 if self.use_cfg else 1, rects)
         return kwargs
 
     @property
@@ -135,7 +143,7 @@ class Run:
     image's seed alone, so image i of a batch is the image a batch of one with its seed gives.
     """
 
-    sampler: str
+    sampler: SamplerLike
     steps: int
     noise: torch.Tensor
     generators: list[torch.Generator]

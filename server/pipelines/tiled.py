@@ -38,7 +38,7 @@ from tiling.vae import tiled_decode, tiled_encode
 from ..errors import Cancelled
 from ..imaging.tensors import to_pixels
 from ..models.loader import LoadedModel
-from ..samplers import STOCHASTIC, make_scheduler
+from ..samplers import SamplerLike, as_sampler, make_scheduler
 from . import budget, denoise
 from .preview import Preview, lazy_preview
 
@@ -112,7 +112,7 @@ def tile_kwargs(guidance: denoise.Guidance, refs: Sequence[TileRef]) -> dict[str
     (`guidance.width/height`), crop top-left = the tile's pixel offset, target size = the tile.
     That is what SDXL saw in training for crops, so a tile is not drawn as a complete picture.
     """
-    kw = guidance.unet_kwargs(len(refs))
+    kw = guidance.unet_kwargs(len(refs), rects=refs)
     fam = guidance.model.family
     if not fam.xl:
         return kw
@@ -142,7 +142,7 @@ class TiledSampler:
     model: LoadedModel
     guidance: denoise.Guidance
     plan: TilePlan
-    sampler: str
+    sampler: SamplerLike
     steps: int
     seed: int
     init: torch.Tensor | None = None
@@ -213,7 +213,7 @@ class TiledSampler:
         st = denoise.start(self.model, denoise.Run(self.sampler, self.steps, noise, [gen], init, self._strength))
         assert st.total == len(self.plans)
         scheduler, total = st.scheduler, self.unet_evals
-        stochastic = self.sampler in STOCHASTIC
+        stochastic = as_sampler(self.sampler).stochastic
         step_kw = st.step_kwargs() if stochastic else {}
         latents, init, noise = st.latents, st.init, st.noise
         keep = None if self.mask is None else self.mask[None, None]

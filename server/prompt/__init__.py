@@ -17,8 +17,8 @@ Syntax (A1111 habits, plus compel's `++`/`--`):
   (and SDXL pooled vectors) of the prompt and the blend prompt: (1-ratio)·a + ratio·b.
 """
 
-from .encode import Blend, Conditioning, encode, encode_pair, n_chunks_for
-from .networks import activate_networks, validate
+from .encode import Blend, Conditioning, encode, encode_pair, encode_region, n_chunks_for, region_unet_networks
+from .networks import activate_networks, text_loras, validate
 from .syntax import BREAK, CHUNK, NetworkTag, explicit_embeddings, extract_networks, parse_weights
 
 __all__ = [
@@ -30,9 +30,12 @@ __all__ = [
     "activate_networks",
     "encode",
     "encode_pair",
+    "encode_region",
     "explicit_embeddings",
     "extract_networks",
     "n_chunks_for",
     "parse_weights",
+    "region_unet_networks",
+    "text_loras",
     "validate",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +12,8 @@ import torch
 
 from ..errors import ModelLoadError, UnknownModel
 from ..models import embeddings
-from .networks import activate_networks
-from .syntax import BREAK, CHUNK, explicit_embeddings, extract_networks, parse_weights
+from .networks import activate_networks, text_loras
+from .syntax import BREAK, CHUNK, NetworkTag, explicit_embeddings, extract_networks, parse_weights
 
 
 @dataclass(frozen=True)
@@ -213,18 +213,19 @@ def encode_pair(
     *,
     blend: Blend | None = None,
     networks: bool = True,
+    extra_networks: Sequence[NetworkTag] = (),
 ) -> tuple[Conditioning, Conditioning]:
     """Positive and negative with equal chunk counts (CFG batches them together).
 
-    Also activates the prompt's `<lora:…>` tags on `model` for the rest of the job
-    (`networks=False` only strips them); the queue reverts them when the job ends.
+    Also activates the prompt's `<lora:…>` tags, plus `extra_networks`, on `model` for the rest of
+    the job (`networks=False` only strips them); the queue reverts them when the job ends.
     """
     prompt, tags = extract_networks(prompt)
     negative, _ = extract_networks(negative)
     if blend is not None:
         blend = Blend(extract_networks(blend.prompt)[0], blend.ratio)
     if networks:
-        activate_networks(model, tags)
+        activate_networks(model, [*tags, *extra_networks])
     texts = [prompt, negative] + ([blend.prompt] if blend is not None and blend.ratio != 0 else [])
     n = max(n_chunks_for(tok, t, model) for tok in model.tokenizers for t in texts)
     cond = encode(model, prompt, n, clip_skip)
@@ -232,3 +233,21 @@ def encode_pair(
         assert blend is not None
         cond = _lerp(cond, encode(model, blend.prompt, n, clip_skip), blend.ratio)
     return cond, encode(model, negative, n, clip_skip)
+
+
+def encode_region(
+    model: Any, prompt: str, negative: str, clip_skip: int = 1, loras: Sequence[NetworkTag] = ()
+) -> tuple[Conditioning, Conditioning]:
+    """A region's positive and negative, its LoRAs' text-encoder part applied while it is encoded.
+
+    The region's `<lora:…>` tags count as `loras`; their UNet part is not applied here (the UNet is
+    shared by every region: `region_unet_networks` lists what the job activates for the whole canvas).
+    """
+    _, tags = extract_networks(prompt)
+    with text_loras(model, [*tags, *loras]):
+        return encode_pair(model, prompt, negative, clip_skip, networks=False)
+
+
+def region_unet_networks(prompt: str, loras: Sequence[NetworkTag] = ()) -> list[NetworkTag]:
+    """The UNet part of a region's LoRAs (its tags and `loras`), for the job's global activation."""
+    return [NetworkTag(t.name, t.unet, 0.0) for t in [*extract_networks(prompt)[1], *loras] if t.unet != 0]

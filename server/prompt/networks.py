@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from ..errors import ModelLoadError, UnknownModel
@@ -32,14 +34,7 @@ def activate_networks(model: Any, tags: list[NetworkTag]) -> None:
         active[1]()  # a different set within the same job: back to the checkpoint first
     if not tags:
         return
-    manager = model.extras.get("manager")
-    if manager is None:
-        raise UnknownModel(f"LoRA {tags[0].name!r}: this model has no models folder to look in")
-    specs = [(t.name, manager.asset("loras", t.name), t.unet, t.te) for t in tags]
-    try:
-        _, restore = lora.apply_loras(model, specs)
-    except lora.BadLora as exc:
-        raise ModelLoadError(str(exc)) from exc
+    restore = _patch(model, [(t.name, t.unet, t.te) for t in tags])
 
     def undo() -> None:
         restore()
@@ -47,3 +42,28 @@ def activate_networks(model: Any, tags: list[NetworkTag]) -> None:
 
     model.push_undo(undo)
     model.extras["lora_active"] = (key, undo)
+
+
+@contextmanager
+def text_loras(model: Any, tags: Sequence[NetworkTag]) -> Iterator[None]:
+    """Only the text-encoder part of `tags`, for what runs inside (one region's prompt encoding)."""
+    tags = [t for t in tags if t.te != 0]
+    restore = _patch(model, [(t.name, 0.0, t.te) for t in tags]) if tags else None
+    try:
+        yield
+    finally:
+        if restore is not None:
+            restore()
+
+
+def _patch(model: Any, weights: list[tuple[str, float, float]]) -> Callable[[], None]:
+    """Patch (name, UNet weight, text-encoder weight) LoRAs into `model`; returns their undo."""
+    manager = model.extras.get("manager")
+    if manager is None:
+        raise UnknownModel(f"LoRA {weights[0][0]!r}: this model has no models folder to look in")
+    specs = [(name, manager.asset("loras", name), unet, te) for name, unet, te in weights]
+    try:
+        _, restore = lora.apply_loras(model, specs)
+    except lora.BadLora as exc:
+        raise ModelLoadError(str(exc)) from exc
+    return restore

@@ -34,6 +34,7 @@ KEYS = [
     "steps",
     "cfg",
     "sampler",
+    "schedule",
     "width",
     "height",
     "batch",
@@ -42,7 +43,9 @@ KEYS = [
     "clip_skip",
 ]
 params = st.dictionaries(
-    st.sampled_from(KEYS), values | st.integers(-5, 70) | st.sampled_from(["tiny-sd15", "Euler"]), max_size=8
+    st.sampled_from(KEYS),
+    values | st.integers(-5, 70) | st.sampled_from(["tiny-sd15", "Euler", "LCM", "Karras"]),
+    max_size=8,
 )
 image = st.fixed_dictionaries(
     {"format": st.sampled_from(["png", "webp", "rgba8", "gray8", "jpeg", "gif", 3])},

@@ -15,12 +15,24 @@ try:
         geometry,
         jobs,
         jobstate,
+        regions,
         results,
         settings,
     )
 except ImportError:  # repository checkout
-    from plugins.common import actions, choices, client, geometry, jobs, jobstate, results, settings
+    from plugins.common import actions, choices, client, geometry, jobs, jobstate, regions, results, settings
 
 ActionError = actions.ActionError  # the user-facing error: its message is shown to the user as-is
 
-__all__ = ["ActionError", "actions", "choices", "client", "geometry", "jobs", "jobstate", "results", "settings"]
+__all__ = [
+    "ActionError",
+    "actions",
+    "choices",
+    "client",
+    "geometry",
+    "jobs",
+    "jobstate",
+    "regions",
+    "results",
+    "settings",
+]

@@ -15,7 +15,7 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp  # noqa: E402
 
 from . import logic  # noqa: E402
-from ._common import ActionError, results  # noqa: E402
+from ._common import ActionError, regions, results  # noqa: E402
 from .procs import ProcSpec  # noqa: E402
 
 RGBA = "R'G'B'A u8"  # non-linear 8-bit RGBA: what the wire's rgba8 means
@@ -23,19 +23,80 @@ GRAY = "Y u8"
 
 
 def read_canvas(image: Gimp.Image) -> logic.Canvas:
-    """The visible canvas (what the user sees) and the selection mask, straight from GEGL buffers."""
+    """The visible canvas (what the user sees, region layers left out), the selection mask and the
+    visible region layers, straight from GEGL buffers."""
     w, h = image.get_width(), image.get_height()
     rect = Gegl.Rectangle.new(0, 0, w, h)
-    visible = Gimp.Layer.new_from_visible(image, image, "sdbridge source")
+    marked = region_layers(image)
+    shown = [layer for layer in marked if _shown(layer)]
+    layers = [(layer.get_name(), _at_canvas(image, layer), layer.get_opacity() / 100.0) for layer in shown]
+    image.undo_freeze()  # hiding the region layers for a moment is no edit of the user's
+    try:
+        for layer in shown:
+            layer.set_visible(False)
+        visible = Gimp.Layer.new_from_visible(image, image, "sdbridge source")
+    finally:
+        for layer in shown:
+            layer.set_visible(True)
+        image.undo_thaw()
     try:
         rgba = bytes(visible.get_buffer().get(rect, 1.0, RGBA, Gegl.AbyssPolicy.NONE))
     finally:
         visible.delete()  # never inserted: just drop it
+    found = regions.from_layers(layers)
     _ok, non_empty, *_bounds = Gimp.Selection.bounds(image)  # Canvas derives the bounds from the mask
     if not non_empty:
-        return logic.Canvas(w, h, rgba)
+        return logic.Canvas(w, h, rgba, regions=found)
     mask = bytes(image.get_selection().get_buffer().get(rect, 1.0, GRAY, Gegl.AbyssPolicy.NONE))
-    return logic.Canvas(w, h, rgba, mask)
+    return logic.Canvas(w, h, rgba, mask, regions=found)
+
+
+def region_layers(image: Gimp.Image) -> list[Gimp.Layer]:
+    """Layers (or layer groups) named with the region marker, `region: a red barn`, top first; a
+    region group's own members are its pixels, not regions of their own."""
+    out: list[Gimp.Layer] = []
+
+    def walk(layers: list[Gimp.Layer]) -> None:
+        for layer in layers:
+            if regions.layer_prompt(layer.get_name()) is not None:
+                out.append(layer)
+            elif layer.is_group():
+                walk(layer.get_children())
+
+    walk(image.get_layers())
+    return out
+
+
+def _spot(image: Gimp.Image) -> tuple[Gimp.Layer | None, int]:
+    """(parent, position) of a new result layer: above the active layer ((None, -1)), but never inside
+    a region group (its members are the region's pixels): right above that group instead."""
+    for layer in image.get_selected_layers():
+        item, outer = layer, None
+        while item is not None:
+            if regions.layer_prompt(item.get_name()) is not None:
+                outer = item
+            item = item.get_parent()
+        if outer is not None:
+            return outer.get_parent(), image.get_item_position(outer)
+    return None, -1
+
+
+def _shown(layer: Gimp.Layer) -> bool:
+    """Visible, and so are the groups it is in (a hidden region is switched off)."""
+    item: Gimp.Item | None = layer
+    while item is not None:
+        if not item.get_visible():
+            return False
+        item = item.get_parent()
+    return True
+
+
+def _at_canvas(image: Gimp.Image, layer: Gimp.Layer) -> bytes:
+    """A layer's straight RGBA at the canvas's size and place (transparent where it does not reach)."""
+    _ok, x, y = layer.get_offsets()
+    # In the layer's own coordinates the canvas starts at (-x, -y); outside the layer GEGL gives zeros.
+    rect = Gegl.Rectangle.new(-x, -y, image.get_width(), image.get_height())
+    return bytes(layer.get_buffer().get(rect, 1.0, RGBA, Gegl.AbyssPolicy.NONE))
 
 
 def _all_layers(layers: list[Gimp.Layer]) -> list[Gimp.Layer]:
@@ -85,8 +146,11 @@ def add_layer(
     layer = Gimp.Layer.new(
         image, name, place.src_w, place.src_h, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL
     )
-    # -1 at the top level: above the active layer; in a batch group: below the layers before it
-    image.insert_layer(layer, parent, -1 if parent is None else len(parent.get_children()))
+    # At the top level: above the active layer; in a batch group: below the layers before it
+    if parent is None:
+        image.insert_layer(layer, *_spot(image))
+    else:
+        image.insert_layer(layer, parent, len(parent.get_children()))
     buf = layer.get_buffer()
     buf.set(Gegl.Rectangle.new(0, 0, place.src_w, place.src_h), RGBA, rgba)
     buf.flush()
@@ -136,7 +200,7 @@ def apply_result(
         group = None
         if len(groups) > 1:
             group = Gimp.GroupLayer.new(image, results.batch_group_name(prompt, spec.kind, seeds, logic.LAYER_NAME_MAX))
-            image.insert_layer(group, None, -1)
+            image.insert_layer(group, *_spot(image))
         layers = []
         for n, members in enumerate(groups):
             first = images[members[0]]

@@ -213,7 +213,7 @@ class DialogRun:
         self.form.set_running(True, can_start=True)
         self.form.show_progress("Sending…", None)
         Gimp.progress_init(f"sdbridge: {self.spec.title}")
-        self._status(f"Running {self.spec.title}…")
+        self._status(f"Running {self.spec.title}{logic.regions_note(plan)}…")
         self._emit("started", {"job": self.job})
 
     def _end_job(self) -> None:

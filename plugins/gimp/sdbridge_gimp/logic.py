@@ -105,6 +105,8 @@ def plan_job(
         # img2img from what the user sees inside the target (alpha forced opaque: no holes in init)
         init = canvas.image(opaque=True, rect=target) if strength is not None and strength < 1.0 else None
         strength = strength if init is not None else None
+        # txt2img may be drawn smaller (pixel limit): the regions shrink with it; img2img is the init's size
+        regions = canvas.region_list(rect=target, size=None if init is not None else (w, h))
         req = jobs.GenerateRequest(
             result_format=RESULT_FORMAT,
             sampling=gen,
@@ -114,20 +116,23 @@ def plan_job(
             batch=batch,
             init=init,
             controls=ctl,
+            regions=regions,
         )
         return Plan(req, target=target, mask_result=sel is not None)
     edit: dict[str, Any] = {"result_format": RESULT_FORMAT, "sampling": gen, "strength": strength, "batch": batch,
                             "controls": ctl}  # fmt: skip
-    if kind in ("inpaint", "face"):
+    if kind in ("inpaint", "face"):  # the same fields: the image, the selection (face: optional), regions
         if kind == "inpaint":
             _need_prompt(spec, values)
         cls = jobs.InpaintRequest if kind == "inpaint" else jobs.FaceRequest
-        return Plan(cls(**edit, image=canvas.image(), mask=mask))
+        return Plan(cls(**edit, image=canvas.image(), mask=mask, regions=canvas.region_list()))
     if kind == "outpaint":
         sides = outpaint_sides(values, sel)
         in_canvas = not any(sides.values())  # the server's mask form: fill the selection, canvas unchanged
         hole = mask if in_canvas else None
-        return Plan(jobs.OutpaintRequest(**edit, **sides, image=canvas.image(), mask=hole))
+        pad = (sides["left"], sides["top"], sides["right"], sides["bottom"])
+        regions = canvas.region_list(pad=pad)
+        return Plan(jobs.OutpaintRequest(**edit, **sides, image=canvas.image(), mask=hole, regions=regions))
     if kind == "restore":
         fidelity, blend = values.get("fidelity"), values.get("blend")
         return Plan(
@@ -151,9 +156,19 @@ def plan_job(
                 region=sel,
                 image=canvas.image(),
                 controls=ctl,
+                regions=canvas.region_list(),
             )
         )
     raise ActionError(f"unknown job kind {kind!r}")
+
+
+def regions_note(plan: Plan) -> str:
+    """' with 2 regions (a red barn; stormy sky)' for status lines; '' without regions."""
+    found = getattr(plan.request, "regions", ())
+    if not found:
+        return ""
+    names = "; ".join(r.prompt for r in found)
+    return f" with {len(found)} region{'s' if len(found) > 1 else ''} ({names})"
 
 
 def outpaint_sides(values: dict[str, Any], selection: Rect | None) -> dict[str, int]:

@@ -67,5 +67,7 @@ def test_no_face_and_failures_in_words() -> None:
     assert messages.failed("generate", "bad_field", "params.steps: 0 is below the minimum 1") == (
         "generate failed: params.steps: 0 is below the minimum 1"
     )
-    assert messages.server_restarted({"resent": 2}) == "Server restarted, re-sending 2 jobs"
+    assert messages.server_restarted({"instance": "b", "resubmitted": 2, "jobs": ["x", "y"]}) == (
+        "Server restarted, re-sending 2 jobs"
+    )
     assert messages.server_restarted({}) == "Server restarted, re-sending"

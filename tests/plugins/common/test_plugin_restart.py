@@ -28,9 +28,9 @@ class Served:
         self.models, self.log = tiny_models, tmp_path / "serve.log"
         self.srv = start_serve(self.models, self.log)
         self.client = Client(self.srv.url, backoff=(0.2, 1.0)).start()
-        self.client.wait_connected(30)
+        self.client.wait_connected(120)
         self.job = self.client.submit(job)
-        wait_status(self.client, self.job, ("started",))
+        wait_status(self.client, self.job, ("started",), timeout=300)  # a fresh server loads its model first
 
     def start_again(self, *extra: str) -> None:
         self.srv = start_serve(self.models, self.log, *extra, port=self.srv.port)
@@ -52,9 +52,9 @@ def test_a_job_survives_kill_9_and_the_client_hears_of_the_restart(tiny_models: 
     with Served(tiny_models, tmp_path, long_job(seed=3)) as s:
         c = s.client
         queued = c.submit(GenerateRequest(sampling=Sampling(prompt="q", seed=4, steps=2), width=64, height=64))
-        wait_status(c, queued, ("queued",))  # accepted: in the journal
+        wait_status(c, queued, ("queued",), timeout=120)  # accepted: in the journal
         s.crash_and_restart()
-        assert c.wait(s.job, 300).status == "result" and c.wait(queued, 300).status == "result"
+        assert c.wait(s.job, 600).status == "result" and c.wait(queued, 600).status == "result"
         assert restarted(c.poll()) == [{"instance": c.welcome["instance"], "resubmitted": 0, "jobs": []}]
 
 

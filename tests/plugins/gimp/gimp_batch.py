@@ -4,6 +4,7 @@
 # For each scenario: make an image with a known pattern, optionally select a rectangle, call our
 # procedure NON-INTERACTIVELY through the PDB, and record layers, canvas and before/after pixels.
 # Runs in GIMP's own Python (3.13 in the chroot): no project imports, stdlib + gi only.
+import base64
 import json
 import os
 import time
@@ -45,10 +46,14 @@ def _make_image(sc):
     bg = Gimp.Layer.new(image, "background", w, h, Gimp.ImageType.RGB_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
     image.insert_layer(bg, None, 0)
     buf = bg.get_buffer()
-    buf.set(Gegl.Rectangle.new(0, 0, w, h), "R'G'B'A u8", _pattern(w, h))
+    # the scenario's own background (base64 RGBA, e.g. a photo) or the gradient
+    pixels = base64.b64decode(sc["rgba"]) if sc.get("rgba") else _pattern(w, h)
+    buf.set(Gegl.Rectangle.new(0, 0, w, h), "R'G'B'A u8", pixels)
     buf.flush()
     if sc.get("control_layer"):
         image.insert_layer(_sketch(image, w, h), None, 0)
+    for spec in reversed(sc.get("layers") or []):  # region layers, listed top first: a colour over a rectangle
+        _add_region_layer(image, spec)
     if sc.get("selection"):
         x, y, sw, sh = sc["selection"]
         image.select_rectangle(Gimp.ChannelOps.REPLACE, x, y, sw, sh)
@@ -72,6 +77,25 @@ def _sketch(image, w, h):
     buf.flush()
     layer.set_visible(False)
     return layer
+
+
+def _add_region_layer(image, spec):
+    w, h = image.get_width(), image.get_height()
+    x, y, rw, rh = spec["rect"]
+    layer = Gimp.Layer.new(image, spec["name"], w, h, Gimp.ImageType.RGBA_IMAGE, 100.0, Gimp.LayerMode.NORMAL)
+    parent = None
+    if spec.get("group"):  # a region layer group: its members are the region's pixels
+        parent = Gimp.GroupLayer.new(image, spec["group"])
+        image.insert_layer(parent, None, 0)
+    image.insert_layer(layer, parent, 0)
+    px = bytes(spec.get("rgba") or (255, 0, 0, 255))
+    data = bytearray(w * h * 4)
+    for row in range(y, y + rh):
+        data[(row * w + x) * 4 : (row * w + x + rw) * 4] = px * rw
+    buf = layer.get_buffer()
+    buf.set(Gegl.Rectangle.new(0, 0, w, h), "R'G'B'A u8", bytes(data))
+    buf.flush()
+    (parent or layer).set_visible(spec.get("visible", True))
 
 
 def _layer_info(layer):
@@ -125,7 +149,7 @@ def _run(sc):
     interactive = sc.get("dialog") is not None
     cfg.set_property("run-mode", Gimp.RunMode.INTERACTIVE if interactive else Gimp.RunMode.NONINTERACTIVE)
     cfg.set_property("image", image)
-    cfg.set_core_object_array("drawables", [image.get_layers()[0]])
+    cfg.set_core_object_array("drawables", [image.get_layers()[-1]])  # the background, below any region layers
     for k, v in sc["args"].items():
         cfg.set_property(k, v)
     if sc.get("control_layer"):
@@ -139,6 +163,12 @@ def _run(sc):
     else:
         returned = r.index(1)
         res["returned_layer"] = returned.get_name() if returned is not None else None
+        if returned is not None and not returned.is_group():  # the result's own pixels
+            rw, rh = returned.get_width(), returned.get_height()
+            rect = Gegl.Rectangle.new(0, 0, rw, rh)
+            with open(os.path.join(_out, sc["id"] + ".result.rgba"), "wb") as fh:
+                fh.write(bytes(returned.get_buffer().get(rect, 1.0, "R'G'B'A u8", Gegl.AbyssPolicy.NONE)))
+            res["result_size"] = [rw, rh]
     if hook and os.path.exists(hook + ".out.json"):
         with open(hook + ".out.json") as fh:
             res["dialog"] = json.load(fh)

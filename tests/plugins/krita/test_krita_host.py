@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from krita_harness import HOSTS, Host, KritaRun, build_zip, fresh_profile, prepare_template, require, run_krita
+from krita_harness import HOSTS, Host, KritaRun, build_zip, fresh_profile, prepare_template, require, run_scenarios
 
 from tests.servers import ServeProcess
 
@@ -50,7 +50,7 @@ def krita(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     plugin_zip = build_zip(base / "build")
     template, importer, notes = prepare_template(host, base, plugin_zip)
     home = fresh_profile(template, base / "home")
-    run = run_krita(host, base, home, base / "out", SCENARIOS, serve.url, timeout=900)
+    run = run_scenarios(host, base, home, base / "out", SCENARIOS, serve.url, notes)
     return Session(host, run, importer, notes, base)
 
 

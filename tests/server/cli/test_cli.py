@@ -44,6 +44,16 @@ def test_generate_writes_png_with_parameters_and_is_repeatable(served) -> None:
     assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_schedule_type_reaches_the_server_and_the_png_text(served) -> None:
+    url, out = served
+    cmd = ["generate", "a cat", "--seed", "1", "--steps", "2", "--size", "64x64", "--url", url]
+    res = sdbridge(*cmd, "--sampler", "DPM++ 2M", "--schedule", "Karras", "--out", str(out / "k.png"))
+    assert res.returncode == 0, res.stderr
+    assert "Sampler: DPM++ 2M, Schedule type: Karras," in Image.open(out / "k.png").info["parameters"]
+    bad = sdbridge(*cmd, "--sampler", "LCM", "--schedule", "Karras", "--out", str(out / "x.png"))
+    assert bad.returncode != 0 and "params.schedule" in bad.stderr
+
+
 def test_models_lists_the_checkpoint_and_whether_it_is_loaded(served) -> None:
     url, out = served
     made = sdbridge("generate", "x", "--steps", "1", "--size", "64x64", "--url", url, "--out", str(out / "m.png"))

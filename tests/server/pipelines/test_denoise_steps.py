@@ -7,14 +7,18 @@ import torch
 
 from server.models.arch import REAL
 from server.pipelines.denoise import timesteps_for
-from server.samplers import make_scheduler
+from server.samplers import Sampler, SamplerLike, make_scheduler
 from tiling.steps import steps_run
 
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize("sampler", ["Euler", "Euler a", "DPM++ 2M Karras", "DDIM", "UniPC"])
-def test_timesteps_for_keeps_steps_run(sampler: str) -> None:
+SAMPLERS: list[SamplerLike] = ["Euler", "Euler a", "DPM++ 2M Karras", "DDIM", "UniPC", "LCM", "TCD"]
+SAMPLERS += [Sampler("Euler", "SGM Uniform"), Sampler("DPM++ 2M", "Exponential"), Sampler("DDIM", "Uniform")]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS, ids=str)
+def test_timesteps_for_keeps_steps_run(sampler: SamplerLike) -> None:
     sched = make_scheduler(sampler, REAL["sd15"].configs["scheduler"])
     assert len(timesteps_for(sched, 20, 0.38, CPU)) == steps_run(20, 0.38) == 8
     for steps in (1, 2, 7, 20, 33, 50):
