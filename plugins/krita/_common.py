@@ -13,11 +13,35 @@ try:
         history,
         messages,
         pixels,
+        regions,
         results,
         settings,
     )
 except ImportError:  # repository checkout
-    from plugins.common import actions, choices, client, geometry, history, messages, pixels, results, settings
+    from plugins.common import (
+        actions,
+        choices,
+        client,
+        geometry,
+        history,
+        messages,
+        pixels,
+        regions,
+        results,
+        settings,
+    )
 
 Option = choices.Option
-__all__ = ["Option", "actions", "choices", "client", "geometry", "history", "messages", "pixels", "results", "settings"]
+__all__ = [
+    "Option",
+    "actions",
+    "choices",
+    "client",
+    "geometry",
+    "history",
+    "messages",
+    "pixels",
+    "regions",
+    "results",
+    "settings",
+]
