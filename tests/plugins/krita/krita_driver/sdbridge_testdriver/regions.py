@@ -67,14 +67,14 @@ def sc_regions(res):
                 paint(doc, doc.rootNode(), *spec[:3], **spec[3])
         doc.refreshProjection()
         doc.waitForDone()
-        sent = []
-        if c.client is not None:  # what the plugin sends (the client exists after the first job)
+        sent, wrapped = [], c.client
+        if wrapped is not None:  # what the plugin sends (the client exists after the first job)
             submit = c.client.submit
             c.client.submit = lambda req, *a, _s=submit, _l=sent: (_l.append(req), _s(req, *a))[1]
         out = {}
         yield from kit.run_action(out, "sdbridge_generate", doc)
-        if c.client is not None:
-            del c.client.submit  # the instance attribute goes, the method is back
+        if wrapped is not None:
+            del wrapped.submit  # the instance attribute goes, the method is back
         import sdbridge.document as document
 
         preview = kit.node(doc, document.PREVIEW_NAME)
