@@ -69,6 +69,7 @@ def change(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_two_region_layers_change_their_own_quarters(regions_run: KritaRun) -> None:
     # top layer first: the right one was added last
     assert sent(regions_run, "ref") == [["a dog", None, SIZE, SIZE], ["a cat", None, SIZE, SIZE]]
+    assert any(m.endswith("(2 regions)") for m in variant(regions_run, "ref")["messages"])
     ref = picture(regions_run, "ref")
     left, right = np.zeros((SIZE, SIZE), bool), np.zeros((SIZE, SIZE), bool)
     left[:, : SIZE // 4], right[:, SIZE - SIZE // 4 :] = True, True
