@@ -13,11 +13,13 @@ try:
         history,
         messages,
         pixels,
+        regions,
         results,
         settings,
     )
 except ImportError:  # repository checkout
-    from plugins.common import actions, choices, client, geometry, history, messages, pixels, results, settings
+    from plugins.common import actions, choices, client, geometry, history, messages, pixels, regions, results, settings  # noqa: E501
 
 Option = choices.Option
-__all__ = ["Option", "actions", "choices", "client", "geometry", "history", "messages", "pixels", "results", "settings"]
+__all__ = ["Option", "actions", "choices", "client", "geometry", "history", "messages", "pixels", "regions"]
+__all__ += ["results", "settings"]  # two lines: the formatter would put one name a line
