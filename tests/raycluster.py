@@ -10,7 +10,6 @@ starts them there with `unshare`). The GPU node declares fake GPUs (`--num-gpus`
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
@@ -157,13 +156,11 @@ def local_cluster(gpus: int = 2, gpu_node_cpus: int = 2) -> Iterator[LocalRayClu
         yield cluster
     finally:
         left = cluster.stop()
+        for pid in left:
+            kill_tree(pid)
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        with contextlib.suppress(Exception):
-            for pid in left:
-                kill_tree(pid)
-        if left:
-            raise AssertionError(f"ray processes outlived their nodes: {left}")
+    assert not left, f"ray processes outlived their nodes: {left}"
