@@ -123,6 +123,7 @@ class Server:
             "vram": vram,
             "models": [e.describe() for e in self.models.entries.values()],
             "model": self.models.resident_name,
+            "resident": self.models.resident(),
             **{kind: sorted(found) for kind, found in self.models.assets.items()},
             "jobs": sorted(KINDS),
             "samplers": list(NAMES),

@@ -13,7 +13,7 @@ import torch
 from .app import Server
 from .limits import Limits
 from .models.registry import ModelManager
-from .pipelines.fastpath import FastOptions, preparer
+from .pipelines.fastpath import FastOptions, preparer, release
 
 
 @dataclass
@@ -42,7 +42,7 @@ def start_server(
     `fast`: the UNet fast path (`sdbridge serve --fast`); None runs the UNet eager."""
     dev = device or torch.device("cpu")
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
-    manager = ModelManager(models, dev, dtype, on_load=preparer(fast) if fast is not None else None)
+    manager = ModelManager(models, dev, dtype, on_load=preparer(fast) if fast is not None else None, on_release=release)
     server = Server(manager, limits or Limits(), token=token)
     ready = threading.Event()
     box: dict[str, Any] = {}

@@ -85,9 +85,14 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"error: cannot reach the server at {args.url}: {exc}", file=sys.stderr)
         return 3
     print(f"{welcome['server']} on {welcome['device']}; jobs: {', '.join(welcome['jobs'])}")
+    loaded = {r["name"]: r["where"] for r in welcome.get("resident", []) if not r.get("refiner")}
     for m in welcome["models"]:
         mark = "*" if m["name"] == welcome.get("model") else " "
-        print(f"{mark} {m['name']:40s} {m['family']:14s} native {m['native']}")
+        where = f"  loaded ({loaded[m['name']]})" if m["name"] in loaded else ""
+        print(f"{mark} {m['name']:40s} {m['family']:14s} native {m['native']}{where}")
+    for r in welcome.get("resident", []):
+        if r.get("refiner"):
+            print(f"  {r['name']:40s} {'refiner':14s} loaded ({r['where']})")
     return 0
 
 

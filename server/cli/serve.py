@@ -1,4 +1,4 @@
-"""`sdbridge serve` (the websocket server) and `sdbridge make-test-model` (tiny random-weight files)."""
+"""`sdbridge serve` (the websocket server) and `sdbridge make-test-model` (random-weight files: tiny, or full-size)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ import torch
 
 from ..app import Server, StartupError
 from ..limits import Limits
+from ..models.fullsize import FULL_SIZE_ARCHS, write_full_size
 from ..models.loader import default_device
 from ..models.registry import ModelManager
 from ..models.testmodels import ARCHS, write_sd_checkpoint
-from ..pipelines.fastpath import MODES, FastOptions, preparer, resolve
+from ..pipelines.fastpath import MODES, FastOptions, preparer, release, resolve
 from .options import add_command
 
 
@@ -49,11 +50,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    manager = ModelManager(models_dir, device, dtype, allow_pickle=args.allow_pickle, on_load=preparer(fast))
+    gib = 1 << 30
+    manager = ModelManager(
+        models_dir,
+        device,
+        dtype,
+        allow_pickle=args.allow_pickle,
+        vram_budget=None if args.vram_budget is None else int(args.vram_budget * gib),
+        ram_budget=None if args.ram_cache_gb is None else int(args.ram_cache_gb * gib),
+        on_load=preparer(fast),
+        on_release=release,
+    )
     limits = Limits(max_pixels=args.max_pixels, max_message_bytes=args.max_message_mb << 20)
     server = Server(manager, limits, token=args.token)
+    cache = manager.cache
     print(
-        f"sdbridge: {len(manager.entries)} model(s) in {models_dir}; device {device}; UNet {mode}; "
+        f"sdbridge: {len(manager.entries)} model(s) in {models_dir}; device {device}; UNet {mode}; model cache "
+        f"{cache.device_budget / gib:.1f} GB on the device, {cache.ram_budget / gib:.1f} GB in RAM; "
         f"listening on ws://{args.host}:{args.port}",
         file=sys.stderr,
     )
@@ -68,7 +81,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_make_test_model(args: argparse.Namespace) -> int:
-    path = ARCHS[args.arch](args.dir, args.name, args.seed)
+    if args.full_size:
+        if args.arch not in FULL_SIZE_ARCHS:
+            print(f"error: --full-size makes {', '.join(FULL_SIZE_ARCHS)}, not {args.arch}", file=sys.stderr)
+            return 2
+        path = write_full_size(args.dir, args.arch, args.name, args.seed)
+    else:
+        path = ARCHS[args.arch](args.dir, args.name, args.seed)
     print(path)
     return 0
 
@@ -98,6 +117,18 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--vae-bf16", action="store_true", help="lossy: run SDXL-type VAEs in bf16 instead of fp32 (CUDA, faster)"
     )
+    p.add_argument(
+        "--vram-budget",
+        type=float,
+        metavar="GB",
+        help="memory for loaded models on the device (default: free VRAM less a reserve; on the CPU half the RAM)",
+    )
+    p.add_argument(
+        "--ram-cache-gb",
+        type=float,
+        metavar="GB",
+        help="RAM for models pushed out of VRAM (default: a quarter of the RAM beside a GPU, 0 on the CPU)",
+    )
     p.add_argument("--max-pixels", type=int, default=4096 * 4096)
     p.add_argument("--max-message-mb", type=int, default=256)
     p.set_defaults(func=cmd_serve)
@@ -107,4 +138,9 @@ def register(sub: Any) -> None:
     p.add_argument("--arch", choices=sorted(ARCHS), default="sd15")
     p.add_argument("--name", help="file name without suffix (default tiny-ARCH)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--full-size",
+        action="store_true",
+        help="the real size (sd15 2.1 GB, sdxl 6.9 GB, sdxl-refiner 6.1 GB, fp16; for benchmarks)",
+    )
     p.set_defaults(func=cmd_make_test_model)

@@ -87,7 +87,7 @@ class Diffusion:
         return self._with_vae(self.ctx.models.get(self.gen.model))
 
     def use_refiner(self, name: str) -> LoadedModel:
-        """Swap the SDXL refiner in for the base (one resident model), with the same VAE override."""
+        """Continue with the SDXL refiner (cached beside the base when both fit), with the same VAE override."""
         self.model = self._with_vae(self.ctx.models.get_refiner(name))
         return self.model
 
@@ -110,17 +110,19 @@ class Diffusion:
 
 
 class Progress:
-    """One progress bar over every sampler step of a job (all passes, stages and batch images);
-    cancel is checked at each step."""
+    """One progress bar over every sampler step of every image of a job (all passes, stages and
+    batch images); cancel is checked at each step."""
 
     def __init__(self, ctx: JobContext, total: int) -> None:
         self.ctx, self.total, self.done = ctx, max(total, 1), 0
 
-    def step(self, model: LoadedModel) -> denoise.StepCallback:
+    def step(self, model: LoadedModel, images: int = 1) -> denoise.StepCallback:
+        """The callback for a run of `images` images sampled together (each step advances all of them)."""
+
         def on_step(_step: int, _total: int, latents: torch.Tensor) -> None:
             if self.ctx.cancelled():
                 raise Cancelled
-            self.done += 1
+            self.done += images
             self.ctx.progress(min(self.done, self.total), self.total, lazy_preview(latents, model.family.xl))
 
         return on_step

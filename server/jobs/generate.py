@@ -21,7 +21,7 @@ from tiling.steps import steps_run
 
 from ..imaging.tensors import to_pixels, to_tensor
 from ..models.loader import LoadedModel
-from ..pipelines import denoise, tiled
+from ..pipelines import budget, denoise, tiled
 from ..protocol import Fields, ImageRef, ProtocolError
 from .base import JobContext, JobResult, ParseContext, Request, ResultImage
 from .common import Diffusion, GenParams, Progress, batch_seeds, parse_batch, parse_gen, parse_size, round8
@@ -33,7 +33,6 @@ PIXEL_UPSCALERS = {
     "nearest": Image.Resampling.NEAREST,
 }
 LATENT_UPSCALERS = ("latent", "latent-nearest")
-TILE_BATCH = 2
 
 
 @dataclass(frozen=True)
@@ -128,6 +127,8 @@ class Generate:
         )
 
     def run(self, req: GenerateRequest, ctx: JobContext) -> JobResult:
+        """The whole batch is sampled together: one UNet call per step for all its images (memory
+        permitting, `budget.per_call`), each image from its own seed, as a batch of one would draw it."""
         gen = req.gen
         sd = Diffusion(ctx, gen)
         model = sd.model
@@ -136,50 +137,31 @@ class Generate:
         progress = Progress(
             ctx, req.batch * (first + (steps_run(req.hires.steps, req.hires.strength) if req.hires else 0))
         )
-        latent_shape = (1, 4, req.height // 8, req.width // 8)
         init = denoise.encode_image(model, to_tensor(req.init)) if req.init is not None else None
         cond, uncond = sd.encode()
         guidance = denoise.Guidance(model, cond, uncond, gen.cfg, req.width, req.height)
-        extra = _extra(model, req.width, req.height)
-        if _large(model, req.width, req.height):  # beyond one pass: the fused tiler (server.pipelines.tiled)
-            model_fn = _tiled_fn(guidance, req.strength if req.init is not None else 1.0, extra, ctx)
-        else:
-            model_fn = guidance.model_fn(extra)
+        model_fn = _model_fn(guidance, req.strength if req.init is not None else 1.0, len(seeds), ctx)
         switch_at = int(round(first * req.refiner_switch)) if req.refiner else None
 
-        states = []
-        for seed in seeds:
-            state = denoise.start(
-                model,
-                gen.sampler,
-                gen.steps,
-                denoise.seeded_noise(seed, latent_shape),
-                torch.Generator("cpu").manual_seed(seed),
-                init=init,
-                strength=req.strength,
-            )
-            states.append(denoise.run(state, model_fn, until=switch_at, on_step=progress.step(model)))
+        noise = denoise.seeded(seeds, (1, 4, req.height // 8, req.width // 8))
+        state = denoise.start(model, denoise.Run(gen.sampler, gen.steps, *noise, init, req.strength))
+        denoise.run(state, model_fn, until=switch_at, on_step=progress.step(model, len(seeds)))
         params: dict[str, Any] = gen.describe() | {"width": req.width, "height": req.height, "seeds": seeds}
         if req.init is not None:
             params["strength"] = req.strength
 
         if req.refiner is not None:
-            # One model resident by design: the refiner replaces the base (which the next base job reloads).
+            # The refiner joins the base in the model cache (both stay loaded when they fit).
             model = sd.use_refiner(req.refiner)
             rcond, runcond = sd.encode(networks=False)  # LoRAs are for the base's layers
             rguide = denoise.Guidance(model, rcond, runcond, gen.cfg, req.width, req.height)
-            rfn = _tiled_fn(rguide, 1.0, None, None) if _large(model, req.width, req.height) else rguide.model_fn()
-            for state in states:
-                denoise.run(state, rfn, on_step=progress.step(model))
+            denoise.run(state, _model_fn(rguide, 1.0, len(seeds), None), on_step=progress.step(model, len(seeds)))
             params |= {"refiner": req.refiner, "refiner_switch": req.refiner_switch, "refiner_step": switch_at}
 
-        images = [to_pixels(denoise.decode_latents(model, s.latents)[0], signed=False) for s in states]
+        images = _decode(model, state.latents)
         if req.hires is not None:
             hr = req.hires
-            images = [
-                self._hires(sd, hr, pix, s.latents, seed, progress)
-                for pix, s, seed in zip(images, states, seeds, strict=True)
-            ]
+            images = self._hires(sd, hr, images, state.latents, seeds, progress)
             params |= {
                 "width": hr.width,
                 "height": hr.height,
@@ -197,32 +179,31 @@ class Generate:
         return hr.width * hr.height > 4 * model.family.native**2
 
     def _hires(
-        self, sd: Diffusion, hr: Hires, pixels: np.ndarray, latents: torch.Tensor, seed: int, progress: Progress
-    ) -> np.ndarray:
+        self,
+        sd: Diffusion,
+        hr: Hires,
+        pixels: list[np.ndarray],
+        latents: torch.Tensor,
+        seeds: list[int],
+        progress: Progress,
+    ) -> list[np.ndarray]:
+        """The second pass for the whole batch at once (image i from `pixels[i]`/`latents[i]`, seed `seeds[i]`)."""
         model, gen, ctx = sd.model, sd.gen, sd.ctx
         lw, lh = hr.width // 8, hr.height // 8
         if hr.upscaler in LATENT_UPSCALERS:
             mode = "nearest" if hr.upscaler == "latent-nearest" else "bilinear"
             init = F.interpolate(latents.float(), size=(lh, lw), mode=mode)
         else:
-            init = denoise.encode_image(model, to_tensor(upscale(ctx, pixels, hr)))
+            init = torch.cat([denoise.encode_image(model, to_tensor(upscale(ctx, pix, hr))) for pix in pixels])
         cond, uncond = sd.encode()  # same job: LoRAs stay as activated
         guidance = denoise.Guidance(model, cond, uncond, gen.cfg, hr.width, hr.height)
         extra = _extra(model, hr.width, hr.height)
-        tiled_ = self._tiled(model, hr)
-        model_fn = _tiled_fn(guidance, hr.strength, extra, ctx) if tiled_ else guidance.model_fn(extra)
-        out = denoise.sample(
-            model,
-            model_fn,
-            gen.sampler,
-            hr.steps,
-            denoise.seeded_noise(seed, (1, 4, lh, lw)),
-            torch.Generator("cpu").manual_seed(seed),
-            init=init,
-            strength=hr.strength,
-            on_step=progress.step(model),
-        )
-        return to_pixels(denoise.decode_latents(model, out)[0], signed=False)
+        if self._tiled(model, hr):
+            model_fn = _tiled_fn(guidance, hr.strength, extra, ctx)
+        else:
+            model_fn = guidance.model_fn(extra, budget.per_call(model, lw, lh, cap=len(seeds)))
+        spec = denoise.Run(gen.sampler, hr.steps, *denoise.seeded(seeds, (1, 4, lh, lw)), init, hr.strength)
+        return _decode(model, denoise.sample(model, model_fn, spec, on_step=progress.step(model, len(seeds))))
 
 
 def upscale(ctx: JobContext, pixels: np.ndarray, hr: Hires) -> np.ndarray:
@@ -239,17 +220,27 @@ def _large(model: LoadedModel, width: int, height: int) -> bool:
     return tiled.needs_tiling(model, width, height, factor=2.0)
 
 
+def _model_fn(guidance: denoise.Guidance, strength: float, images: int, ctx: JobContext | None) -> denoise.ModelFn:
+    """The batch's model call over the guidance's canvas: fused tiles beyond one pass, else whole images."""
+    model, width, height = guidance.model, guidance.width, guidance.height
+    extra = _extra(model, width, height)
+    if _large(model, width, height):  # beyond one pass: the fused tiler (server.pipelines.tiled)
+        return _tiled_fn(guidance, strength, extra, ctx)
+    return guidance.model_fn(extra, budget.per_call(model, width // 8, height // 8, cap=images))
+
+
 def _tiled_fn(
     guidance: denoise.Guidance, strength: float, extra: torch.Tensor | None, ctx: JobContext | None
 ) -> denoise.ModelFn:
     """Fused tiled model call over the guidance's canvas (one whole-canvas scheduler step per step,
-    tiles blended; SDXL tiles conditioned with their crop offset in the canvas)."""
+    tiles blended; SDXL tiles conditioned with their crop offset in the canvas), as many tiles per
+    UNet call as memory holds."""
     model = guidance.model
     lw, lh = guidance.width // 8, guidance.height // 8
     plan = tiled.plan_for(model, lw, lh, strength)
     if ctx is not None:
         ctx.plan({"tiles": len(plan), "tile": [plan.tile_w * 8, plan.tile_h * 8], "canvas": [lw * 8, lh * 8]})
-    return tiled.model_fn(guidance, plan, extra=extra, batch=TILE_BATCH)
+    return tiled.model_fn(guidance, plan, extra=extra)
 
 
 def _extra(model: LoadedModel, width: int, height: int) -> torch.Tensor | None:
@@ -259,3 +250,8 @@ def _extra(model: LoadedModel, width: int, height: int) -> torch.Tensor | None:
     blank = denoise.encode_image(model, torch.zeros(1, 3, height, width))
     mask = torch.ones(1, 1, height // 8, width // 8)
     return torch.cat([mask, blank.cpu()], 1).to(model.device, model.dtype)
+
+
+def _decode(model: LoadedModel, latents: torch.Tensor) -> list[np.ndarray]:
+    """Each image of the batch through the VAE on its own (VAE memory stays that of one image)."""
+    return [to_pixels(denoise.decode_latents(model, latents[i : i + 1])[0], signed=False) for i in range(len(latents))]

@@ -100,18 +100,8 @@ def generate_masked(
         model_fn = tiled_pipe.model_fn(guidance, plan, extra=extra, region=keep[0, 0])
     else:
         model_fn = guidance.model_fn(extra)
-    latents = denoise.sample(
-        model,
-        model_fn,
-        gen.sampler,
-        gen.steps,
-        denoise.seeded_noise(seed, tuple(init.shape)),
-        torch.Generator("cpu").manual_seed(seed),
-        init=init,
-        strength=strength,
-        keep_mask=keep,
-        on_step=on_step,
-    )
+    spec = denoise.Run(gen.sampler, gen.steps, *denoise.seeded([seed], tuple(init.shape)), init, strength)
+    latents = denoise.sample(model, model_fn, spec, keep_mask=keep, on_step=on_step)
     return _decode(model, latents, tiled)
 
 

@@ -1,13 +1,15 @@
-"""Load a checkpoint into resident torch modules, offline.
+"""Load a checkpoint into resident torch modules, offline, in the dtype and on the device it runs on.
 
-Single-file `.safetensors` go through diffusers' `from_single_file` with a config folder written
-from `arch` (never the hub); diffusers folders through `from_pretrained(local_files_only=True)`.
+Single-file checkpoints: `checkpoint.read_checkpoint` streams each tensor into its component's dtype
+on the device; the components are built empty (meta device) from the configs in `arch` (never the
+hub) and take the tensors as they are (`assign`), after diffusers' own LDM → diffusers key
+conversion. No float32 round trip, no second copy. Diffusers folders go through
+`from_pretrained(local_files_only=True)` in the target dtype.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,9 @@ from typing import Any
 import torch
 
 from . import arch, detect
+from .batchinv import make_batch_invariant
+from .checkpoint import read_checkpoint, read_header
+from .testnets import from_config, text_model
 from .tokenizer import clip_tokenizer
 
 
@@ -54,73 +59,113 @@ class LoadedModel:
             undo.pop()()
 
 
-def _read_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - not a dict
-        return shapes, dict(f.metadata() or {})
-
-
-def _write_config_dir(family: arch.Family, root: Path) -> None:
-    cfg = family.configs
-    index: dict[str, Any] = {
-        "_class_name": family.pipeline_class,
-        "scheduler": ["diffusers", cfg["scheduler"]["_class_name"]],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-    }
-    if family.refiner:  # bigG only, no CLIP-L
-        index |= {"text_encoder": [None, None], "tokenizer": [None, None], "requires_aesthetics_score": True}
-    if family.xl:
-        index |= {
-            "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
-            "tokenizer_2": ["transformers", "CLIPTokenizer"],
-            "force_zeros_for_empty_prompt": True,
-        }
-    else:
-        index |= {"safety_checker": [None, None], "feature_extractor": [None, None], "requires_safety_checker": False}
-    (root / "model_index.json").write_text(json.dumps(index))
-    for comp, conf in cfg.items():
-        (root / comp).mkdir()
-        fname = "scheduler_config.json" if comp == "scheduler" else "config.json"
-        (root / comp / fname).write_text(json.dumps(conf))
-
-
 def default_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-def _place(model: LoadedModel) -> LoadedModel:
-    model.unet.to(model.device, model.dtype)
-    for te in model.text_encoders:
-        te.to(model.device, model.dtype)
-    # SDXL's VAE overflows in fp16 (NaN → black images): keep it in fp32 when the config says so.
-    upcast = bool(model.vae.config.get("force_upcast", False)) and model.dtype == torch.float16
-    model.vae_dtype = torch.float32 if upcast else model.dtype
-    model.vae.to(model.device, model.vae_dtype)
+def vae_dtype_for(vae_config: dict[str, Any], dtype: torch.dtype) -> torch.dtype:
+    """SDXL's VAE overflows in fp16 (NaN → black images): it runs in fp32 when its config says so."""
+    return torch.float32 if vae_config.get("force_upcast", False) and dtype == torch.float16 else dtype
+
+
+def _ready(model: LoadedModel) -> LoadedModel:
+    """Inference mode, and the batch-invariant UNet (`batchinv`) every sampling path relies on."""
     for m in (model.unet, model.vae, *model.text_encoders):
         m.eval().requires_grad_(False)
+    make_batch_invariant(model.unet)
     return model
 
 
-def _components(pipe: Any, name: str, family: arch.Family, device: torch.device, dtype: torch.dtype) -> LoadedModel:
+def _tokenizers(family: arch.Family) -> list[Any]:
     if family.refiner:
-        tes, toks = [pipe.text_encoder_2], [clip_tokenizer("!")]
-    else:
-        tes = [pipe.text_encoder] + ([pipe.text_encoder_2] if family.xl else [])
-        toks = [clip_tokenizer()] + ([clip_tokenizer("!")] if family.xl else [])
-    sched = dict(pipe.scheduler.config)
-    return _place(LoadedModel(name, family, device, dtype, pipe.unet, pipe.vae, tes, toks, sched))
+        return [clip_tokenizer("!")]
+    return [clip_tokenizer()] + ([clip_tokenizer("!")] if family.xl else [])
+
+
+def _scheduler_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The scheduler config as diffusers fills it in (defaults included), as a pipeline would hold it."""
+    import diffusers
+
+    return dict(getattr(diffusers, config["_class_name"]).from_config(config).config)
+
+
+# LDM prefixes the components are read from; anything else in a file (EMA weights, …) is skipped.
+_VAE_PREFIX = "first_stage_model."
+_USED = ("model.diffusion_model.", _VAE_PREFIX, "cond_stage_model.", "conditioner.embedders.")
+
+
+def _empty(build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    from accelerate import init_empty_weights
+
+    with init_empty_weights():  # parameters on the meta device: nothing allocated, nothing initialised
+        return build()
+
+
+def _fill(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> torch.nn.Module:
+    """Give an empty module the loaded tensors themselves (no copy); every parameter must be there."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    if missing:
+        raise ValueError(f"the checkpoint has no {what} weights for {missing[:3]} ({len(missing)} missing)")
+    bad = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    if bad:
+        k = bad[0]
+        shapes = f"{tuple(state[k].shape)} in the file, {tuple(own[k].shape)} in the model"
+        raise ValueError(f"{what} weight {k} is {shapes}")
+    module.load_state_dict({k: state[k] for k in own}, strict=True, assign=True)
+    return module
+
+
+def _text_encoders(sd: dict[str, torch.Tensor], family: arch.Family) -> list[Any]:
+    from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
+
+    def clip(config: dict[str, Any]) -> Any:
+        model = _empty(lambda: text_model(config))
+        state = convert_ldm_clip_checkpoint(sd)
+        if not hasattr(model, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel
+            state = {k.removeprefix("text_model."): v for k, v in state.items()}
+        return _fill(model, state, "text encoder")
+
+    def open_clip(config: dict[str, Any], prefix: str) -> Any:
+        model = _empty(lambda: text_model(config))
+        return _fill(model, convert_open_clip_checkpoint(model, sd, prefix=prefix), "text encoder")
+
+    cfg = family.configs
+    if family.refiner:
+        return [open_clip(cfg["text_encoder_2"], "conditioner.embedders.0.model.")]
+    if family.xl:
+        return [clip(cfg["text_encoder"]), open_clip(cfg["text_encoder_2"], "conditioner.embedders.1.model.")]
+    if family.name == "sd2":
+        return [open_clip(cfg["text_encoder"], "cond_stage_model.model.")]
+    return [clip(cfg["text_encoder"])]
+
+
+def build(
+    sd: dict[str, torch.Tensor], name: str, family: arch.Family, device: torch.device, dtype: torch.dtype
+) -> LoadedModel:
+    """A model from an LDM-layout state dict whose tensors are already on `device` in their dtypes."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+
+    cfg = family.configs
+    unet = _fill(
+        _empty(lambda: from_config(UNet2DConditionModel, cfg["unet"])),
+        convert_ldm_unet_checkpoint(sd, cfg["unet"]),
+        "UNet",
+    )
+    vae = _fill(
+        _empty(lambda: from_config(AutoencoderKL, cfg["vae"])), convert_ldm_vae_checkpoint(sd, cfg["vae"]), "VAE"
+    )
+    tes = _text_encoders(sd, family)
+    sched = _scheduler_config(cfg["scheduler"])
+    model = LoadedModel(name, family, device, dtype, unet, vae, tes, _tokenizers(family), sched)
+    model.vae_dtype = vae_dtype_for(cfg["vae"], dtype)
+    return _ready(model)  # already on the device in its dtypes: the tensors were read there
 
 
 def load_single_file(
     path: Path, name: str, device: torch.device, dtype: torch.dtype, allow_pickle: bool
 ) -> LoadedModel:
-    import diffusers
-
     if path.suffix.lower() in (".ckpt", ".pt", ".pth", ".bin"):
         if not allow_pickle:
             raise PickleRefused(
@@ -128,32 +173,53 @@ def load_single_file(
                 "Convert it to .safetensors or start the server with --allow-pickle."
             )
         raw = torch.load(str(path), map_location="cpu", weights_only=False)
-        state = raw.get("state_dict", raw)
-        family = detect.family_for({k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}, None)
-        source: Any = state
-    else:
-        shapes, meta = _read_header(path)
-        family = detect.family_for(shapes, meta)
-        source = str(path)
-    cls = getattr(diffusers, family.pipeline_class)
-    toks: dict[str, Any] = {"tokenizer": None if family.refiner else clip_tokenizer()}
-    if family.refiner:
-        toks |= {"text_encoder": None, "requires_aesthetics_score": True}
-    if family.xl:
-        toks["tokenizer_2"] = clip_tokenizer("!")
-    else:
-        toks |= {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
-    with tempfile.TemporaryDirectory(prefix="sdbridge-cfg-") as tmp:
-        _write_config_dir(family, Path(tmp))
-        if isinstance(source, dict):
-            # from_single_file wants a path; a pickled checkpoint is re-saved as safetensors in the tmp dir.
-            from safetensors.torch import save_file
+        state = {k: v for k, v in raw.get("state_dict", raw).items() if isinstance(v, torch.Tensor)}
+        family = detect.family_for({k: tuple(v.shape) for k, v in state.items()}, None)
+        vdt = vae_dtype_for(family.configs["vae"], dtype)
+        sd = {
+            k: v.to(device, vdt if k.startswith(_VAE_PREFIX) else dtype) if v.is_floating_point() else v.to(device)
+            for k, v in state.items()
+            if k.startswith(_USED)
+        }
+        return build(sd, name, family, device, dtype)
+    shapes, meta = read_header(path)
+    family = detect.family_for(shapes, meta)
+    vdt = vae_dtype_for(family.configs["vae"], dtype)
 
-            tmp_file = Path(tmp) / "converted.safetensors"
-            save_file({k: v.contiguous() for k, v in source.items() if isinstance(v, torch.Tensor)}, str(tmp_file))
-            source = str(tmp_file)
-        pipe = cls.from_single_file(source, config=tmp, local_files_only=True, torch_dtype=torch.float32, **toks)
-    return _components(pipe, name, family, device, dtype)
+    def dtype_for(key: str) -> torch.dtype | None:
+        if key.startswith(_VAE_PREFIX):
+            return vdt
+        return dtype if key.startswith(_USED) else None
+
+    return build(read_checkpoint(path, device, dtype_for), name, family, device, dtype)
+
+
+def _weight_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file())
+
+
+def file_stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """What identifies the loaded contents: size and mtime of the file (of a folder's index and weights)."""
+    files = [path] if path.is_file() else [path / "model_index.json", *_weight_files(path)]
+    return tuple((str(p), (st := p.stat()).st_size, st.st_mtime_ns) for p in files)
+
+
+def estimate_bytes(path: Path, dtype: torch.dtype) -> int:
+    """Memory the loaded model will take, known before loading it (from a safetensors header: exactly)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in _weight_files(path))
+    if path.suffix.lower() != ".safetensors":
+        return path.stat().st_size
+    shapes, meta = read_header(path)
+    vdt = vae_dtype_for(detect.family_for(shapes, meta).configs["vae"], dtype)
+    total = 0
+    for key, shape in shapes.items():
+        if key.startswith(_USED):
+            n = 1
+            for d in shape:
+                n *= d
+            total += n * (vdt if key.startswith(_VAE_PREFIX) else dtype).itemsize
+    return total
 
 
 def load_diffusers_folder(path: Path, name: str, device: torch.device, dtype: torch.dtype) -> LoadedModel:
@@ -170,5 +236,15 @@ def load_diffusers_folder(path: Path, name: str, device: torch.device, dtype: to
     family = arch.Family(fam_name, xl, inpaint, native, {})
     cls = getattr(diffusers, family.pipeline_class)
     extra: dict[str, Any] = {} if xl else {"safety_checker": None, "requires_safety_checker": False}
-    pipe = cls.from_pretrained(str(path), local_files_only=True, torch_dtype=torch.float32, **extra)
-    return _components(pipe, name, family, device, dtype)
+    vdt = vae_dtype_for(json.loads((path / "vae" / "config.json").read_text()), dtype)
+    dtypes = {"default": dtype, "vae": vdt}  # read in the dtypes they run in: no float32 round trip
+    pipe = cls.from_pretrained(str(path), local_files_only=True, torch_dtype=dtypes, **extra)
+    tes = [pipe.text_encoder] + ([pipe.text_encoder_2] if xl else [])
+    sched = dict(pipe.scheduler.config)
+    model = LoadedModel(name, family, device, dtype, pipe.unet, pipe.vae, tes, _tokenizers(family), sched)
+    model.vae_dtype = vdt
+    for te in tes:
+        te.to(device)
+    pipe.unet.to(device)
+    pipe.vae.to(device)
+    return _ready(model)

@@ -1,11 +1,9 @@
 """Checkpoint discovery in a models folder (plain, A1111 or ComfyUI layout), the other model files found
-there, and the model manager: one resident checkpoint plus a byte-bounded cache of upscalers/restorers."""
+there, and the model manager: cached checkpoints (`residency`) plus a byte-bounded cache of upscalers/restorers."""
 
 from __future__ import annotations
 
-import gc
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +14,12 @@ import torch
 from ..errors import ModelLoadError, UnknownModel
 from . import detect, loader
 from .cache import FileCache, module_bytes
+from .checkpoint import read_header
 from .embeddings import discover_embeddings
 from .files import check_name, walk
 from .lora import discover_loras
+from .memory import auto_device_budget, auto_ram_budget
+from .residency import ModelCache
 from .restorer import discover_restorers, load_restorer
 from .upscaler import find_upscalers, load_upscaler
 from .vae import discover_vaes
@@ -63,7 +64,7 @@ def _entry_for(path: Path, name: str) -> ModelEntry | None:
     if suffix not in SINGLE_FILE:
         return None
     try:
-        shapes, meta = loader._read_header(path)
+        shapes, meta = read_header(path)
         fam = detect.family_for(shapes, meta)
     except Exception as exc:  # not an SD checkpoint (a LoRA, a VAE, a corrupt file): skip it, say why
         log.info("skipping %s: %s", path, exc)
@@ -103,7 +104,7 @@ def discover_refiners(root: Path) -> dict[str, Path]:
     for name, path in _checkpoint_files(root):
         if path.is_file() and path.suffix.lower() in SINGLE_FILE:
             try:
-                shapes, meta = loader._read_header(path)
+                shapes, meta = read_header(path)
                 if detect.family_for(shapes, meta).refiner:
                     found[name] = path
             except Exception:  # noqa: S112 - not a checkpoint; discover() logs these
@@ -122,10 +123,13 @@ ASSET_KINDS: dict[str, Callable[[Path], dict[str, Path]]] = {
 }
 # Loaded upscalers and face restorers kept for the next job (a 4x ESRGAN is ~64 MB, GFPGAN ~350 MB).
 AUX_CACHE_BYTES = 1 << 30
+REFINER = "refiner:"  # cache key prefix: a refiner may share a checkpoint's name
 
 
 class ModelManager:
-    """Keeps one model resident; asking for another unloads the old one first (VRAM is finite).
+    """Checkpoints by name, loaded on demand and kept in a two-tier cache (`residency.ModelCache`): the
+    device tier within `vram_budget` bytes, models pushed out of it in RAM within `ram_budget` bytes
+    (None: automatic, see `memory`).
 
     Upscalers and face restorers are small next to a checkpoint: they are kept loaded beside it in
     `aux`, least recently used dropped past `aux_cache_bytes`."""
@@ -137,30 +141,48 @@ class ModelManager:
         dtype: torch.dtype,
         allow_pickle: bool = False,
         aux_cache_bytes: int = AUX_CACHE_BYTES,
+        vram_budget: int | None = None,
+        ram_budget: int | None = None,
         on_load: Callable[[loader.LoadedModel], None] | None = None,
+        on_release: Callable[[loader.LoadedModel], None] | None = None,
     ):
         self.root = root
-        # Run on every checkpoint loaded (the server's fast-path set-up); models/ knows nothing of it.
+        # Run on every checkpoint loaded, and before one leaves the device (the server's fast-path
+        # set-up and the release of its CUDA graphs' memory); models/ knows nothing of it.
         self.on_load = on_load
         self.device = device
         self.dtype = dtype
         self.allow_pickle = allow_pickle
         self.entries: dict[str, ModelEntry] = discover(root) if root else {}
         self.assets: dict[str, dict[str, Path]] = {k: (find(root) if root else {}) for k, find in ASSET_KINDS.items()}
-        self._resident: loader.LoadedModel | None = None
-        self._lock = threading.Lock()
+        vram = auto_device_budget(device) if vram_budget is None else vram_budget
+        ram = auto_ram_budget(device) if ram_budget is None else ram_budget
+        self.cache = ModelCache(device, vram, ram, on_release=on_release)
         # Upscalers and restorers stay loaded beside the checkpoint (by file), within a byte budget.
         self.aux: FileCache[Any] = FileCache(aux_cache_bytes, lambda desc: module_bytes(desc.model))
 
     @property
     def resident_name(self) -> str | None:
-        # A resident refiner is not a selectable model: report none rather than a name clients can't use.
-        return self._resident.name if self._resident and self._resident.name in self.entries else None
+        """The most recently used checkpoint still loaded (refiners are not selectable models)."""
+        return next((key for key, _ in self.cache.resident() if key in self.entries), None)
+
+    def is_resident(self, name: str) -> bool:
+        """Whether a job on checkpoint `name` would start without loading or copying it (cheap, any thread)."""
+        return self.cache.on_device(name)
+
+    def resident(self) -> list[dict[str, Any]]:
+        """`welcome.resident`: every loaded model, most recently used first, and where it is."""
+        out: list[dict[str, Any]] = []
+        for key, tier in self.cache.resident():
+            where = "vram" if tier == "device" and self.device.type == "cuda" else "ram"
+            refiner = key.startswith(REFINER)
+            out.append({"name": key.removeprefix(REFINER), "where": where} | ({"refiner": True} if refiner else {}))
+        return out
 
     def entry(self, name: str | None) -> ModelEntry:
         if name is None:
-            if self._resident is not None and self._resident.name in self.entries:
-                return self.entries[self._resident.name]
+            if self.resident_name is not None:
+                return self.entries[self.resident_name]
             if not self.entries:
                 raise UnknownModel("the server has no models: start it with --models DIR")
             return next(iter(self.entries.values()))
@@ -175,48 +197,42 @@ class ModelManager:
 
     def get(self, name: str | None) -> loader.LoadedModel:
         entry = self.entry(name)
-        with self._lock:
-            if self._resident is not None and self._resident.name == entry.name:
-                return self._resident
-            self.unload()
-            try:
-                if entry.path.is_dir():
-                    model = loader.load_diffusers_folder(entry.path, entry.name, self.device, self.dtype)
-                else:
-                    model = loader.load_single_file(entry.path, entry.name, self.device, self.dtype, self.allow_pickle)
-            except Exception as exc:
-                log.exception("loading %s failed", entry.path)
-                raise ModelLoadError(f"cannot load model {entry.name!r}: {exc}") from exc
-            return self._made_resident(model)
+        return self._cached(entry.name, entry.path, self.allow_pickle, "model")
 
     def get_refiner(self, name: str) -> loader.LoadedModel:
-        """Load an SDXL refiner into the single resident slot (the base is unloaded: one model in memory).
+        """An SDXL refiner, cached beside the base: a base+refiner job that fits loads each once."""
+        return self._cached(REFINER + name, self.asset("refiners", name), False, "refiner")
 
-        A base+refiner job therefore loads two checkpoints, and the next base job reloads its base."""
-        path = self.asset("refiners", name)
-        key = f"refiner:{name}"
-        with self._lock:
-            if self._resident is not None and self._resident.name == key:
-                return self._resident
-            self.unload()
+    def _cached(self, key: str, path: Path, allow_pickle: bool, what: str) -> loader.LoadedModel:
+        def load() -> loader.LoadedModel:
             try:
-                model = loader.load_single_file(path, key, self.device, self.dtype, False)
+                if path.is_dir():
+                    model = loader.load_diffusers_folder(path, key, self.device, self.dtype)
+                else:
+                    model = loader.load_single_file(path, key, self.device, self.dtype, allow_pickle)
             except Exception as exc:
-                log.exception("loading refiner %s failed", path)
-                raise ModelLoadError(f"cannot load refiner {name!r}: {exc}") from exc
-            return self._made_resident(model)
+                log.exception("loading %s failed", path)
+                raise ModelLoadError(f"cannot load {what} {key.removeprefix(REFINER)!r}: {exc}") from exc
+            model.extras["manager"] = self  # prompt features (LoRA, embeddings) resolve names through it
+            if self.on_load is not None:
+                self.on_load(model)
+            return model
 
-    def _made_resident(self, model: loader.LoadedModel) -> loader.LoadedModel:
-        model.extras["manager"] = self  # prompt features (LoRA, embeddings) resolve names through it
-        if self.on_load is not None:
-            self.on_load(model)
-        self._resident = model
-        return model
+        def estimate() -> int:
+            try:
+                return loader.estimate_bytes(path, self.dtype)
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(f"cannot load {what} {key.removeprefix(REFINER)!r}: {exc}") from exc
+
+        try:
+            stamp = loader.file_stamp(path)
+        except OSError as exc:
+            raise ModelLoadError(f"cannot load {what} {key.removeprefix(REFINER)!r}: {exc}") from exc
+        return self.cache.get(key, stamp, load, estimate)
 
     def end_job(self) -> None:
-        """Revert per-job changes (LoRA patches, VAE override) so the next job sees the checkpoint as loaded."""
-        if self._resident is not None:
-            self._resident.undo_job_changes()
+        """Revert per-job changes (LoRA patches, VAE override) on every model the job used."""
+        self.cache.end_job()
 
     def asset(self, kind: str, name: str) -> Path:
         """A named file of another kind (restorer, upscaler, LoRA…) from the discovered lists only."""
@@ -241,9 +257,3 @@ class ModelManager:
             return self.aux.get(path, lambda p: load_restorer(p, self.device))
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"cannot load face restorer {path.name}: {exc}") from exc
-
-    def unload(self) -> None:
-        self._resident = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()

@@ -53,14 +53,18 @@ def write_sd_checkpoint(out_dir: Path, arch_name: str, name: str | None = None, 
     family = arch.TINY[arch_name]
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name or 'tiny-' + arch_name}.safetensors"
-    meta = {
+    save_file(build_state_dict(family, seed), str(path), metadata=header_metadata(family))
+    return path
+
+
+def header_metadata(family: arch.Family) -> dict[str, str]:
+    """What a tiny checkpoint records in its header so the loader uses its small configs."""
+    return {
         "sdbridge.family": family.name,
         "sdbridge.native": str(family.native),
         "sdbridge.configs": json.dumps(family.configs),
         "sdbridge.note": "random weights from sdbridge make-test-model: produces noise",
     }
-    save_file(build_state_dict(family, seed), str(path), metadata=meta)
-    return path
 
 
 Writer = Callable[[Path, "str | None", int], Path]

@@ -1,4 +1,5 @@
-"""Random-weight diffusers / transformers components built from a family's configs, for the tiny test files."""
+"""Diffusers / transformers components built from a family's configs: random weights for the test files, or
+empty (meta device, under `accelerate.init_empty_weights`) for the loader to fill."""
 
 from __future__ import annotations
 

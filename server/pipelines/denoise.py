@@ -63,17 +63,25 @@ class Guidance:
     def use_cfg(self) -> bool:
         return self.cfg != 1.0
 
-    def model_fn(self, extra: torch.Tensor | None = None) -> ModelFn:
-        """Plain whole-canvas model call; `extra` is concatenated on channels (9-channel inpaint UNets)."""
+    def model_fn(self, extra: torch.Tensor | None = None, per_call: int | None = None) -> ModelFn:
+        """Plain whole-canvas model call; `extra` is concatenated on channels (9-channel inpaint UNets).
+
+        A batch goes through the UNet in one call, or in calls of `per_call` images when memory is
+        short (the UNet is batch-invariant: the split changes no result)."""
 
         def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return self.guided(x, t, extra, self.unet_kwargs(x.shape[0]))
+            n = x.shape[0] if per_call is None else per_call
+            parts = [x[i : i + n] for i in range(0, x.shape[0], n)]
+            outs = [self.guided(p, t, extra, self.unet_kwargs(p.shape[0])) for p in parts]
+            return outs[0] if len(outs) == 1 else torch.cat(outs)
 
         return call
 
     def guided(self, x: torch.Tensor, t: torch.Tensor, extra: torch.Tensor | None, kw: dict[str, Any]) -> torch.Tensor:
+        """One UNet call on `x` (both CFG branches in one batch), guided."""
         xin = torch.cat([x, x]) if self.use_cfg else x
         if extra is not None:
+            extra = extra.expand(x.shape[0], -1, -1, -1)  # one conditioning image for the whole batch
             xin = torch.cat([xin, torch.cat([extra, extra]) if self.use_cfg else extra], dim=1)
         out = fastpath.for_model(self.model)(xin.to(self.model.dtype), t, **kw).to(x.dtype)
         if not self.use_cfg:
@@ -91,11 +99,39 @@ def timesteps_for(scheduler: Any, steps: int, strength: float, device: torch.dev
     return scheduler.timesteps[start:]
 
 
+@dataclass(frozen=True)
+class Run:
+    """What a denoising run is, before any model call: the sampler and steps, the starting noise of
+    each image with that image's own generator (for the per-step noise of ancestral samplers), and
+    for img2img the init latents and strength.
+
+    A batch is N images in one tensor ([N, C, h, w]); every per-image value is drawn from that
+    image's seed alone, so image i of a batch is the image a batch of one with its seed gives.
+    """
+
+    sampler: str
+    steps: int
+    noise: torch.Tensor
+    generators: list[torch.Generator]
+    init: torch.Tensor | None = None  # [1 or N, C, h, w] scaled latents
+    strength: float = 1.0
+
+
+def seeded(seeds: list[int], shape: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Generator]]:
+    """`Run.noise` and `Run.generators` for images seeded `seeds`, each latent of `shape` ([1, C, h, w]).
+
+    As in diffusers' pipelines, each image's generator draws its starting noise and then, continuing,
+    the per-step noise of ancestral samplers. CPU generators: the same seed gives the same picture
+    on any device."""
+    gens = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+    return torch.cat([torch.randn(shape, generator=g, dtype=torch.float32) for g in gens]), gens
+
+
 @dataclass
 class SamplerState:
     """A denoising run that can stop part-way and be continued, e.g. by a refiner.
 
-    The scheduler (with its step index and multistep history), latents and generator travel
+    The scheduler (with its step index and multistep history), latents and generators travel
     together, so continuing gives the same schedule a single uninterrupted run would have.
     """
 
@@ -104,7 +140,7 @@ class SamplerState:
     latents: torch.Tensor
     noise: torch.Tensor
     init: torch.Tensor | None
-    generator: torch.Generator
+    generators: list[torch.Generator]
     index: int = 0
 
     @property
@@ -115,28 +151,25 @@ class SamplerState:
     def done(self) -> bool:
         return self.index >= self.total
 
+    def step_kwargs(self) -> dict[str, Any]:
+        """The generator argument for `scheduler.step` when it takes one: one generator per image."""
+        if "generator" not in inspect.signature(self.scheduler.step).parameters:
+            return {}
+        return {"generator": self.generators[0] if len(self.generators) == 1 else self.generators}
 
-def start(
-    model: LoadedModel,
-    sampler: str,
-    steps: int,
-    noise: torch.Tensor,
-    generator: torch.Generator,
-    init: torch.Tensor | None = None,
-    strength: float = 1.0,
-) -> SamplerState:
+
+def start(model: LoadedModel, spec: Run) -> SamplerState:
     """Set up a run (scheduler, starting latents) without taking any step."""
-    scheduler = make_scheduler(sampler, model.scheduler_config)
-    timesteps = timesteps_for(scheduler, steps, strength if init is not None else 1.0, model.device)
-    noise = noise.to(model.device, torch.float32)
-    if init is None:
-        latents = noise * scheduler.init_noise_sigma
+    scheduler = make_scheduler(spec.sampler, model.scheduler_config)
+    img2img = spec.init is not None
+    timesteps = timesteps_for(scheduler, spec.steps, spec.strength if img2img else 1.0, model.device)
+    noise = spec.noise.to(model.device, torch.float32)
+    init = None if spec.init is None else spec.init.to(model.device, torch.float32).expand(noise.shape[0], -1, -1, -1)
+    if init is not None and spec.strength < 1.0:
+        latents = scheduler.add_noise(init, noise, timesteps[:1])
     else:
-        init = init.to(model.device, torch.float32)
-        latents = (
-            scheduler.add_noise(init, noise, timesteps[:1]) if strength < 1.0 else noise * scheduler.init_noise_sigma
-        )
-    return SamplerState(scheduler, timesteps, latents, noise, init, generator)
+        latents = noise * scheduler.init_noise_sigma
+    return SamplerState(scheduler, timesteps, latents, noise, init, spec.generators)
 
 
 def run(
@@ -146,10 +179,13 @@ def run(
     keep_mask: torch.Tensor | None = None,
     on_step: StepCallback | None = None,
 ) -> SamplerState:
-    """Take steps `state.index … until-1` (default: to the end); the state is updated in place."""
+    """Take steps `state.index … until-1` (default: to the end); the state is updated in place.
+
+    Nothing here reads a tensor back to the host: the only sync is a preview that `on_step`'s
+    receiver decides to send."""
     scheduler, timesteps = state.scheduler, state.timesteps
     stop = state.total if until is None else min(until, state.total)
-    step_kw = {"generator": state.generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+    step_kw = state.step_kwargs()
     latents, init, noise = state.latents, state.init, state.noise
     for i in range(state.index, stop):
         t = timesteps[i]
@@ -169,22 +205,16 @@ def run(
 def sample(
     model: LoadedModel,
     model_fn: ModelFn,
-    sampler: str,
-    steps: int,
-    noise: torch.Tensor,
-    generator: torch.Generator,
-    init: torch.Tensor | None = None,
-    strength: float = 1.0,
+    spec: Run,
     keep_mask: torch.Tensor | None = None,
     on_step: StepCallback | None = None,
 ) -> torch.Tensor:
-    """Denoise and return latents. With `init`, start from it noised to `strength`.
+    """Denoise `spec` and return its latents.
 
     `keep_mask` (latent resolution, 1 = denoise freely, 0 = keep `init`) re-imposes the original
     outside the selection after every step — latent masking for regular checkpoints.
     """
-    state = start(model, sampler, steps, noise, generator, init=init, strength=strength)
-    return run(state, model_fn, keep_mask=keep_mask, on_step=on_step).latents
+    return run(start(model, spec), model_fn, keep_mask=keep_mask, on_step=on_step).latents
 
 
 @torch.no_grad()
@@ -199,8 +229,3 @@ def decode_latents(model: LoadedModel, latents: torch.Tensor) -> torch.Tensor:
     """Scaled latents → [B,3,H,W] in [0,1]."""
     x = (latents / model.vae_scale).to(model.device, model.vae_dtype)
     return (model.vae.decode(x).sample.float() / 2 + 0.5).clamp(0, 1)
-
-
-def seeded_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """Noise from a CPU generator, so the same seed gives the same picture on any device."""
-    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed), dtype=torch.float32)

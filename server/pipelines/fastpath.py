@@ -328,6 +328,13 @@ def prepare(model: LoadedModel, options: FastOptions) -> UnetStep:
     return step
 
 
+def release(model: LoadedModel) -> None:
+    """The `ModelManager(on_release=…)` hook: a model leaving the device gives back its graphs' memory."""
+    step = model.extras.get(EXTRAS_KEY)
+    if isinstance(step, UnetStep):
+        step.release()
+
+
 def preparer(options: FastOptions) -> Callable[[LoadedModel], None]:
     """The `ModelManager(on_load=…)` hook for `options`."""
 

@@ -39,11 +39,10 @@ from ..errors import Cancelled
 from ..imaging.tensors import to_pixels
 from ..models.loader import LoadedModel
 from ..samplers import STOCHASTIC, make_scheduler
-from . import denoise
+from . import budget, denoise
 from .preview import Preview, lazy_preview
 
 LATENT = 8  # VAE downscale factor of every SD family
-TILE_BATCH = 4  # tiles per UNet call (CFG doubles the batch inside it)
 JITTER_MIN_STEPS = 6  # below this few steps a moving grid has nothing to spread seams over
 # A canvas is tiled once a side exceeds this many native passes (tiling costs overlap, so a
 # slightly larger canvas is cheaper in one pass; beyond ~2x native models also repeat subjects).
@@ -150,13 +149,15 @@ class TiledSampler:
     strength: float = 1.0
     mask: torch.Tensor | None = None
     extra: torch.Tensor | None = None
-    batch: int = TILE_BATCH
+    batch: int | None = None  # tiles per UNet call (CFG doubles it); None: what free memory holds
     jitter: bool | None = None  # None: on when the run has >= JITTER_MIN_STEPS steps
     img2img: bool = True  # False: txt2img (init is ignored, all steps run)
     plans: list[TilePlan] = field(init=False)
     active: list[tuple[int, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.batch is None:
+            self.batch = budget.per_call(self.model, self.plan.tile_w, self.plan.tile_h)
         # The schedule is known before the init latents are: callers use `work_rect` to encode
         # only the part of the canvas the selected tiles read, then set `init` and `run`.
         scheduler = make_scheduler(self.sampler, self.model.scheduler_config)
@@ -207,19 +208,13 @@ class TiledSampler:
             raise ValueError(f"img2img needs init latents of the plan's size {(h, w)}")
         noise = keyed_noise(self.seed, 4, (h, w))[None]
         gen = torch.Generator("cpu").manual_seed(self.seed)
-        st = denoise.start(
-            self.model,
-            self.sampler,
-            self.steps,
-            noise,
-            gen,
-            init=self.init if self.img2img else None,
-            strength=self._strength,
-        )
+        init = self.init if self.img2img else None
+        batch = self.batch or 1
+        st = denoise.start(self.model, denoise.Run(self.sampler, self.steps, noise, [gen], init, self._strength))
         assert st.total == len(self.plans)
         scheduler, total = st.scheduler, self.unet_evals
         stochastic = self.sampler in STOCHASTIC
-        step_kw = {"generator": st.generator} if stochastic else {}
+        step_kw = st.step_kwargs() if stochastic else {}
         latents, init, noise = st.latents, st.init, st.noise
         keep = None if self.mask is None else self.mask[None, None]
         done = 0
@@ -240,7 +235,7 @@ class TiledSampler:
                     progress(min(done, total), total, None)
                 return out
 
-            eps = fused_model_output(x, per_tile, self.plans[i], self.batch, region_weights=self.mask)
+            eps = fused_model_output(x, per_tile, self.plans[i], batch, region_weights=self.mask)
             if stochastic:
                 shape = tuple(latents.shape[-2:])
                 step_noise = keyed_noise(self.seed, latents.shape[1], shape, stream=step_stream(i))
@@ -281,18 +276,8 @@ def naive_sample(
             if progress is not None:
                 progress(min(done, total), total, lazy_preview(latents, ts.model.family.xl))
 
-        noise = denoise.seeded_noise(ts.seed, tuple(tile.shape))
-        return denoise.sample(
-            ts.model,
-            g.model_fn(),
-            ts.sampler,
-            ts.steps,
-            noise,
-            torch.Generator("cpu").manual_seed(ts.seed),
-            init=tile,
-            strength=ts.strength,
-            on_step=on_step,
-        )
+        spec = denoise.Run(ts.sampler, ts.steps, *denoise.seeded([ts.seed], tuple(tile.shape)), tile, ts.strength)
+        return denoise.sample(ts.model, g.model_fn(), spec, on_step=on_step)
 
     return naive_paste(ts.init, one, ts.plan).to(ts.init.device)
 
@@ -311,7 +296,7 @@ def model_fn(
     plan: TilePlan,
     *,
     extra: torch.Tensor | None = None,
-    batch: int = TILE_BATCH,
+    batch: int | None = None,
     on_tiles: Callable[[int], None] | None = None,
     region: torch.Tensor | None = None,
 ) -> denoise.ModelFn:
@@ -319,8 +304,10 @@ def model_fn(
 
     For callers that keep their own loop (`denoise.sample` / `denoise.run`); `on_tiles(n)` is told
     how many tiles each UNet batch evaluated. With `region` (latent-resolution mask [h, w]), only
-    tiles touching it are evaluated (the caller's keep mask pins everything else).
+    tiles touching it are evaluated (the caller's keep mask pins everything else). `batch`: tiles per
+    UNet call (None: as many as free memory holds).
     """
+    per_call = budget.per_call(guidance.model, plan.tile_w, plan.tile_h) if batch is None else batch
 
     def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         def per_tile(tiles: torch.Tensor, refs: Sequence[TileRef]) -> torch.Tensor:
@@ -330,7 +317,7 @@ def model_fn(
                 on_tiles(len(refs))
             return out
 
-        return fused_model_output(x, per_tile, plan, batch, region_weights=region)
+        return fused_model_output(x, per_tile, plan, per_call, region_weights=region)
 
     return call
 

@@ -23,7 +23,9 @@ def served(request, tmp_path_factory) -> Iterator[tuple[str, Path]]:
     made = sdbridge("make-test-model", str(models), "--arch", request.param)
     assert made.returncode == 0, made.stderr
     assert Path(made.stdout.strip()).suffix == ".safetensors"
-    with start_serve(models, tmp_path_factory.mktemp("serve") / "serve.log") as srv:
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with start_serve(models, log, "--vram-budget", "1.5", "--ram-cache-gb", "0.5") as srv:
+        assert "model cache 1.5 GB on the device, 0.5 GB in RAM" in log.read_text()
         yield srv.url, tmp_path_factory.mktemp("out")
 
 
@@ -42,10 +44,13 @@ def test_generate_writes_png_with_parameters_and_is_repeatable(served) -> None:
     assert np.array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_models_lists_the_checkpoint(served) -> None:
-    url, _ = served
+def test_models_lists_the_checkpoint_and_whether_it_is_loaded(served) -> None:
+    url, out = served
+    made = sdbridge("generate", "x", "--steps", "1", "--size", "64x64", "--url", url, "--out", str(out / "m.png"))
+    assert made.returncode == 0, made.stderr
     res = sdbridge("models", "--url", url)
     assert res.returncode == 0 and "tiny-" in res.stdout and "native" in res.stdout
+    assert "loaded (ram)" in res.stdout  # a CPU server: its device memory is RAM
 
 
 def test_img2img_and_batch_from_the_cli(served) -> None:

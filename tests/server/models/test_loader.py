@@ -131,12 +131,12 @@ def test_diffusers_folder_loads(tmp_path: Path, models_dir: Path) -> None:
     assert torch.equal(loaded.unet.state_dict()["conv_in.weight"], m.unet.state_dict()["conv_in.weight"])
 
 
-def test_switching_models_keeps_one_resident(models_dir: Path) -> None:
+def test_switching_models_keeps_both_when_they_fit(models_dir: Path) -> None:
     mm = ModelManager(models_dir, CPU, torch.float32)
     a = mm.get("tiny-sd15")
     assert mm.get("tiny-sd15") is a  # cached
     mm.get("tiny-sdxl")
-    assert mm.resident_name == "tiny-sdxl"
+    assert mm.resident_name == "tiny-sdxl" and mm.get("tiny-sd15") is a and mm.cache.loads == 2
 
 
 @pytest.mark.parametrize("name", ["../x", "/abs/path", "a/../../b", "C:\\x", "~/x", "", "a\x00b"])

@@ -38,7 +38,7 @@ def test_batch_size_does_not_change_the_result(manager: ModelManager, sampler: s
     seen: list[tuple[int, int]] = []
     out_a = a.run(lambda step, total, _p: seen.append((step, total)))
     out_b = b.run()
-    torch.testing.assert_close(out_a, out_b, atol=1e-4, rtol=1e-4)
+    assert torch.equal(out_a, out_b)  # the UNet is batch-invariant (models.batchinv): same bits
     assert seen[-1] == (a.unet_evals, a.unet_evals)
 
 
