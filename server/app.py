@@ -36,6 +36,8 @@ from .protocol import (
 )
 from .queue import Job, JobQueue
 from .samplers import NAMES
+from .workers.local import LocalWorker
+from .workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT_S = 10
@@ -86,12 +88,18 @@ class Connection:
 
 
 class Server:
-    def __init__(self, models: ModelManager, limits: Limits, token: str | None = None) -> None:
+    """`models` lists and checks model names; jobs run on `pool`'s workers (default: one local worker on
+    `models` itself, the single-device server)."""
+
+    def __init__(
+        self, models: ModelManager, limits: Limits, token: str | None = None, pool: WorkerPool | None = None
+    ) -> None:
         self.models = models
         self.limits = limits
         self.token = token
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.queue = JobQueue(models, limits, self._publish)
+        self.pool = pool if pool is not None else WorkerPool([LocalWorker(models, limits)])
+        self.queue = JobQueue(self.pool, limits, self._publish)
         self.subscribers: dict[str, set[Connection]] = {}
         self.connections: set[Connection] = set()
 
@@ -110,11 +118,14 @@ class Server:
     # --- handshake --------------------------------------------------------------------------------
 
     def welcome(self) -> dict[str, Any]:
+        workers = self.pool.describe()
         dev = self.models.device
         name, vram = str(dev), None
         if dev.type == "cuda":
             props = torch.cuda.get_device_properties(dev)
             name, vram = f"{dev} {props.name}", int(props.total_memory)
+        if self.pool.remote or len(workers) > 1:  # the gateway's own device runs no job
+            name = ", ".join(dict.fromkeys(w["device"] for w in workers)) or "no worker yet"
         return {
             "type": "welcome",
             "protocol": PROTOCOL_VERSION,
@@ -122,8 +133,9 @@ class Server:
             "device": name,
             "vram": vram,
             "models": [e.describe() for e in self.models.entries.values()],
-            "model": self.models.resident_name,
-            "resident": self.models.resident(),
+            "model": self.models.resident_name if len(workers) == 1 else _first_resident(workers),
+            "resident": self.models.resident() if len(workers) == 1 else _resident(workers),
+            "workers": workers,
             **{kind: sorted(found) for kind, found in self.models.assets.items()},
             "jobs": sorted(KINDS),
             "samplers": list(NAMES),
@@ -193,6 +205,8 @@ class Server:
             self._cancel(conn, check_id(msg.get("id")))
         elif kind == "fetch":
             self._fetch(conn, check_id(msg.get("id")))
+        elif kind == "status":
+            conn.send(self.status())
         elif kind == "ping":
             conn.send({"type": "pong", "nonce": msg.get("nonce")})
         elif kind == "blob":
@@ -259,10 +273,15 @@ class Server:
             return
         self.subscribers.setdefault(job_id, set()).add(conn)
         if job.state == "running":
-            conn.send({"type": "started", "id": job_id})
+            worker = job.worker
+            conn.send({"type": "started", "id": job_id} | ({"worker": worker.info.id} if worker is not None else {}))
         else:
             pos = next((p for j, p in self.queue.positions() if j.id == job_id), 0)
             conn.send({"type": "queued", "id": job_id, "position": pos})
+
+    def status(self) -> dict[str, Any]:
+        """The workers (host, device, state, resident models, current job) and the queue's length."""
+        return {"type": "status", "workers": self.pool.describe(), "queued": self.queue.pending()}
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -288,6 +307,20 @@ class Server:
                 await (stop.wait() if stop is not None else asyncio.Future())
         finally:
             self.queue.stop()
+
+
+def _resident(workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`welcome.resident` across workers: each model once (the workers' lists say where exactly)."""
+    where: dict[str, str] = {}
+    for w in workers:
+        for name in w["resident"]:
+            if w["device"].startswith("cuda") or name not in where:
+                where[name] = "vram" if w["device"].startswith("cuda") else "ram"
+    return [{"name": name, "where": place} for name, place in where.items()]
+
+
+def _first_resident(workers: list[dict[str, Any]]) -> str | None:
+    return next((w["resident"][0] for w in workers if w["resident"]), None)
 
 
 async def _send_and_close(ws: ServerConnection, event: dict[str, Any], code: int = 1002) -> None:

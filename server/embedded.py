@@ -14,6 +14,9 @@ from .app import Server
 from .limits import Limits
 from .models.registry import ModelManager
 from .pipelines.fastpath import FastOptions, preparer, release
+from .workers.build import local_pool
+from .workers.config import WorkerConfig
+from .workers.pool import WorkerPool
 
 
 @dataclass
@@ -36,14 +39,20 @@ def start_server(
     host: str = "127.0.0.1",
     device: torch.device | None = None,
     fast: FastOptions | None = None,
+    devices: list[torch.device] | None = None,
+    pool: WorkerPool | None = None,
 ) -> RunningServer:
     """A real `Server` on a free port, in a thread with its own event loop; returns once listening.
 
-    `fast`: the UNet fast path (`sdbridge serve --fast`); None runs the UNet eager."""
+    `fast`: the UNet fast path (`sdbridge serve --fast`); None runs the UNet eager. `devices`: one local
+    worker per device (`serve --devices`); `pool`: any other workers (a Ray cluster's)."""
     dev = device or torch.device("cpu")
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
     manager = ModelManager(models, dev, dtype, on_load=preparer(fast) if fast is not None else None, on_release=release)
-    server = Server(manager, limits or Limits(), token=token)
+    limits = limits or Limits()
+    if pool is None and devices is not None:
+        pool = local_pool(manager, WorkerConfig(models, fast=fast), devices, limits)
+    server = Server(manager, limits, token=token, pool=pool)
     ready = threading.Event()
     box: dict[str, Any] = {}
 

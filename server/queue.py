@@ -1,12 +1,13 @@
-"""FIFO job queue with one GPU worker thread, cancel, and result retention for `fetch`.
+"""The job queue: FIFO with model affinity (`scheduling.pick`), one thread per worker, cancel, a job
+re-run once when its worker is lost, and result retention for `fetch`.
 
-The worker never talks to sockets: it hands events to `publish`, which the server schedules onto
-its event loop, so a slow or dead client can never stall the GPU or other clients.
+Workers never talk to sockets: their events go to `publish`, which the server schedules onto its event
+loop, so a slow or dead client can never stall a GPU or other clients. A single-GPU server has one
+local worker whose thread runs each job directly, exactly as before workers existed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -16,22 +17,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import images
-from .errors import Cancelled, JobError
-from .jobs import KINDS
-from .jobs.base import JobContext, JobResult, Request, ResultFormat, ResultImage
+from .jobs.base import Request
 from .limits import Limits
-from .models.registry import ModelManager
-from .pipelines.preview import Preview
 from .protocol import ProtocolError, error_event
+from .scheduling import job_model, pick
+from .workers.base import JobSpec, Worker, WorkerLost
+from .workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 Publish = Callable[["Job", Event], None]
-PREVIEW_INTERVAL_S = 0.25
+MAX_ATTEMPTS = 2  # a job whose worker is lost mid-run is run once more, elsewhere (same seed, same result)
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
     id: str
     kind: str
@@ -42,31 +42,44 @@ class Job:
     terminal: Event | None = None
     finished_at: float = 0.0
     size: int = 0
-    last_preview: float = float("-inf")  # the first step always previews
     preview_formats: tuple[str, ...] = images.DEFAULT_PREVIEW_FORMATS  # the submitting client's choice
+    worker: Worker | None = None  # the one running it
+    lost_on: list[Worker] = field(default_factory=list)  # workers that died running it
+    model: str | None = None  # the checkpoint it needs (for affinity); set on submit
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            self.model = job_model(self.request)
 
 
 class JobQueue:
-    def __init__(self, models: ModelManager, limits: Limits, publish: Publish) -> None:
-        self.models = models
+    def __init__(self, pool: WorkerPool, limits: Limits, publish: Publish) -> None:
+        self.pool = pool
         self.limits = limits
         self.publish = publish
         self.jobs: dict[str, Job] = {}
         self._pending: deque[Job] = deque()
+        self._idle: list[Worker] = []
+        self._threads: list[threading.Thread] = []
         self._cond = threading.Condition()
         self._stop = False
-        self._worker = threading.Thread(target=self._run, name="sdbridge-worker", daemon=True)
 
     def start(self) -> None:
-        self._worker.start()
+        self.pool.start(self._add_worker, self._wake)
 
     def stop(self) -> None:
         with self._cond:
             self._stop = True
             for job in self._pending:
                 job.cancel.set()
+            for job in self.jobs.values():
+                if job.state == "running" and job.worker is not None:
+                    job.cancel.set()
+                    job.worker.cancel(job.id)
             self._cond.notify_all()
-        self._worker.join(timeout=30)
+        for thread in list(self._threads):
+            thread.join(timeout=30)
+        self.pool.stop()
 
     # --- called from the event loop -------------------------------------------------------------
 
@@ -85,7 +98,7 @@ class JobQueue:
             self.jobs[job.id] = job
             self._pending.append(job)
             position = len(self._pending) - 1 + (1 if self._running() else 0)
-            self._cond.notify()
+            self._cond.notify_all()  # every free worker decides whether the job is its to take
         return position
 
     def cancel(self, job_id: str) -> Job:
@@ -98,6 +111,8 @@ class JobQueue:
             if queued:
                 self._pending.remove(job)
                 self._finish(job, {"type": "cancelled", "id": job.id})
+            elif job.state == "running" and job.worker is not None:
+                job.worker.cancel(job.id)  # a remote worker polls its own flag: forward it
         if queued:
             self._announce_positions()
         return job
@@ -112,89 +127,92 @@ class JobQueue:
             self._expire()
             return self.jobs.get(job_id)
 
-    # --- worker ----------------------------------------------------------------------------------
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    # --- workers ---------------------------------------------------------------------------------
 
     def _running(self) -> bool:
         return any(j.state == "running" for j in self.jobs.values())
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._stop:
-                    self._cond.wait()
-                if self._stop:
-                    return
-                job = self._pending.popleft()
-                job.state = "running"
-            self._announce_positions()
-            self.publish(job, {"type": "started", "id": job.id})
-            self._execute(job)
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
 
-    def _execute(self, job: Job) -> None:
+    def _add_worker(self, worker: Worker) -> None:
+        thread = threading.Thread(target=self._serve, args=(worker,), name=f"sdbridge-{worker.info.id}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _serve(self, worker: Worker) -> None:
+        wait_ready = getattr(worker, "wait_ready", None)
+        if wait_ready is not None:  # a remote worker: its process starts (imports torch) first
+            try:
+                wait_ready()
+            except WorkerLost as exc:
+                log.warning("worker %s did not start: %s", worker.info.id, exc)
+                self.pool.lost(worker, during_job=False)
+                return
+        while True:
+            job = self._next(worker)
+            if job is None:
+                return
+            self._announce_positions()
+            if not job.lost_on:  # a re-run is the same job to the client: it started already
+                self.publish(job, {"type": "started", "id": job.id, "worker": worker.info.id})
+            self._execute(worker, job)
+
+    def _next(self, worker: Worker) -> Job | None:
+        """Wait until there is a job for `worker`; None when the queue stops or the worker is drained."""
+        with self._cond:
+            self._idle.append(worker)
+            try:
+                while True:
+                    if self._stop or not self.pool.usable(worker):
+                        return None
+                    job = pick(self._pending, worker, [w for w in self._idle if self.pool.usable(w)])
+                    if job is not None:
+                        break
+                    self._cond.wait()
+            finally:
+                self._idle.remove(worker)
+                self._cond.notify_all()  # who is idle changed: the others' choices may too
+            self._pending.remove(job)
+            job.state, job.worker = "running", worker
+            worker.info.state, worker.info.job = "busy", job.id
+            return job
+
+    def _execute(self, worker: Worker, job: Job) -> None:
         assert job.request is not None
-        fmt = job.request.result_format
-        ctx = JobContext(
-            models=self.models,
-            limits=self.limits,
-            progress=lambda step, total, preview: self._progress(job, step, total, preview),
-            cancelled=job.cancel.is_set,
-            partial=lambda img: self.publish(job, {"type": "partial", "id": job.id, "image": self._rect(img, fmt)}),
-            plan=lambda plan: self.publish(job, {"type": "plan", "id": job.id, **plan}),
-        )
+        spec = JobSpec(job.id, job.kind, job.request, job.preview_formats)
         try:
-            if job.cancel.is_set():
-                raise Cancelled
-            result = KINDS[job.kind].run(job.request, ctx)
-            event = self._result_event(job, result, fmt)
-        except Cancelled:
-            event = {"type": "cancelled", "id": job.id}
-        except (ProtocolError, JobError) as exc:
-            event = error_event(exc.code, exc.message, job.id)
-        except Exception as exc:  # a job failure must never take the worker down
-            event = _failure_event(job.id, exc)
+            event = worker.execute(spec, lambda ev: self.publish(job, ev), job.cancel)
+        except WorkerLost as exc:
+            log.warning("job %s: worker %s lost (%s)", job.id, worker.info.id, exc)
+            self.pool.lost(worker, during_job=True)
+            self._rerun_or_fail(worker, job)
+            return
         finally:
-            self.models.end_job()  # LoRA patches / VAE overrides never leak into the next job
+            if worker.info.state == "busy":
+                worker.info.state, worker.info.job = "idle", None
+        self.pool.succeeded(worker)
         with self._cond:
             self._finish(job, event)
 
-    def _progress(self, job: Job, step: int, total: int, preview: Preview) -> None:
-        ev: Event = {"type": "progress", "id": job.id, "step": step, "total": total}
-        now = time.monotonic()
-        # Previews are throttled: they cost an encode and bandwidth, and nobody watches 30 fps.
-        if preview is not None and (now - job.last_preview >= PREVIEW_INTERVAL_S or step == total):
-            job.last_preview = now
-            pixels = preview() if callable(preview) else preview  # lazy: made only when sent
-            thumb = images.preview_thumbnail(pixels)
-            fmt, data = images.encode_preview(thumb, job.preview_formats)
-            ev["preview"] = {"format": fmt, "data": data, "w": thumb.shape[1], "h": thumb.shape[0]}
-        self.publish(job, ev)
-
-    def _rect(self, img: ResultImage, fmt: ResultFormat) -> Event:
-        px = img.pixels
-        h, w = px.shape[:2]
-        rect: Event = {"x": img.x, "y": img.y, "w": w, "h": h}
-        if fmt == "rgba8":
-            rect |= {"format": "rgba8", "data": images.rgba8_bytes(px)}
-        elif fmt == "webp":
-            rect |= {"format": "webp", "data": images.encode_webp(px)}
-        else:
-            rect |= {"format": "png", "data": images.encode_png(px)}
-        if img.seed is not None:
-            rect["seed"] = img.seed
-        if img.name is not None:
-            rect["name"] = img.name
-        return rect
-
-    def _result_event(self, job: Job, result: JobResult, fmt: ResultFormat) -> Event:
-        ev: Event = {
-            "type": "result",
-            "id": job.id,
-            "images": [self._rect(img, fmt) for img in result.images],
-            "params": result.params | {"result_format": fmt},  # every kind reports the encoding it used
-        }
-        if result.canvas is not None:
-            ev["canvas"] = {"w": result.canvas[0], "h": result.canvas[1]}
-        return ev
+    def _rerun_or_fail(self, worker: Worker, job: Job) -> None:
+        with self._cond:
+            job.lost_on.append(worker)
+            job.worker = None
+            if job.cancel.is_set():
+                self._finish(job, {"type": "cancelled", "id": job.id})
+            elif len(job.lost_on) < MAX_ATTEMPTS and not self._stop:
+                job.state = "queued"
+                self._pending.appendleft(job)  # it was the oldest: it stays first
+                self._cond.notify_all()
+            else:
+                message = f"the worker running it was lost {len(job.lost_on)} times (last: {worker.info.host})"
+                self._finish(job, error_event("worker_lost", message, job.id))
 
     def _finish(self, job: Job, event: Event) -> None:
         """Record the terminal event (caller holds the lock) and publish it."""
@@ -203,6 +221,7 @@ class JobQueue:
         job.finished_at = time.monotonic()
         job.size = sum(len(img.get("data", b"")) for img in event.get("images", []))
         job.request = None  # free the inputs; only the terminal event is retained
+        job.worker = None
         self.publish(job, event)
 
     def _expire(self) -> None:
@@ -218,14 +237,3 @@ class JobQueue:
     def _announce_positions(self) -> None:
         for job, pos in self.positions():
             self.publish(job, {"type": "queued", "id": job.id, "position": pos})
-
-
-def _failure_event(job_id: str, exc: Exception) -> Event:
-    import torch
-
-    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
-        with contextlib.suppress(Exception):  # best effort on a device that may be gone
-            torch.cuda.empty_cache()
-        return error_event("out_of_memory", f"the GPU ran out of memory: {exc}. Try a smaller size or batch.", job_id)
-    log.exception("job %s failed", job_id)
-    return error_event("job_failed", f"{type(exc).__name__}: {exc}", job_id)

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from server.embedded import RunningServer, start_server
 from server.limits import Limits
@@ -31,10 +32,15 @@ def free_port() -> int:
 
 @contextmanager
 def in_process(
-    models: Path | None, limits: Limits | None = None, token: str | None = None, fast: FastOptions | None = None
+    models: Path | None,
+    limits: Limits | None = None,
+    token: str | None = None,
+    fast: FastOptions | None = None,
+    **workers: Any,
 ) -> Iterator[RunningServer]:
-    """A real `Server` in this process on a free port, closed on exit (fixtures `yield` from this)."""
-    running = start_server(models, limits, token=token, fast=fast)
+    """A real `Server` in this process on a free port, closed on exit (fixtures `yield` from this).
+    `workers`: `devices=[…]` (one local worker each) or `pool=` (e.g. a Ray cluster's workers)."""
+    running = start_server(models, limits, token=token, fast=fast, **workers)
     try:
         yield running
     finally:

@@ -21,7 +21,7 @@ import torch
 from .. import __version__
 from ..limits import Limits
 from .base import Event, JobSpec
-from .config import WorkerConfig, device_name
+from .config import WorkerConfig, device_name, resident_names
 from .runner import failure_event, run_job
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ class WorkerActor:
     def __init__(self, config: WorkerConfig, limits: Limits) -> None:
         import ray
 
+        if config.threads:
+            torch.set_num_threads(config.threads)
         self.gpus = [str(g) for g in ray.get_gpu_ids()]
         # Ray sets CUDA_VISIBLE_DEVICES to this actor's GPU: inside the actor it is always cuda:0.
         self.device = torch.device("cuda") if self.gpus and torch.cuda.is_available() else torch.device("cpu")
@@ -46,13 +48,12 @@ class WorkerActor:
         name = device_name(self.device)
         if self.device.type != "cuda" and self.gpus:
             name += f" (GPU slot {','.join(self.gpus)}, no CUDA here)"
-        resident = self.models.resident_name
         return {
             "host": socket.gethostname(),
             "node": self.node,
             "pid": os.getpid(),
             "device": name,
-            "resident": [resident] if resident else [],
+            "resident": resident_names(self.models),
             "job": self._job,
             "version": __version__,
         }

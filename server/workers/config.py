@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..models.registry import ModelManager
-from ..pipelines.fastpath import FastOptions, preparer
+from ..pipelines.fastpath import FastOptions, preparer, release
 
 
 @dataclass(frozen=True)
@@ -18,14 +18,27 @@ class WorkerConfig:
     fp32: bool = False  # full precision on CUDA (the CPU is always fp32)
     allow_pickle: bool = False
     fast: FastOptions | None = None  # None: the UNet runs eager
+    vram_budget: int | None = None  # bytes per worker (None: automatic, see models.memory)
+    ram_budget: int | None = None
+    # CPU threads of a worker process (None: Ray's default, its num_cpus). CPU results depend on the
+    # thread count, so tests that compare a cluster's results with local ones set the local count.
+    threads: int | None = None
 
     def dtype(self, device: torch.device) -> torch.dtype:
         return torch.float16 if device.type == "cuda" and not self.fp32 else torch.float32
 
     def manager(self, device: torch.device) -> ModelManager:
         """A model manager of its own for one worker's device (its own resident models and caches)."""
-        on_load = preparer(self.fast) if self.fast is not None else None
-        return ModelManager(self.models, device, self.dtype(device), allow_pickle=self.allow_pickle, on_load=on_load)
+        return ModelManager(
+            self.models,
+            device,
+            self.dtype(device),
+            allow_pickle=self.allow_pickle,
+            vram_budget=self.vram_budget,
+            ram_budget=self.ram_budget,
+            on_load=preparer(self.fast) if self.fast is not None else None,
+            on_release=release,
+        )
 
 
 def device_name(device: torch.device) -> str:
@@ -43,3 +56,8 @@ def visible_devices() -> list[torch.device]:
     if count > 1:
         return [torch.device(f"cuda:{i}") for i in range(count)]
     return [torch.device("cpu")]
+
+
+def resident_names(models: ModelManager) -> list[str]:
+    """The checkpoints a worker has on its device now (a job on one of them starts without a load)."""
+    return [r["name"] for r in models.resident() if not r.get("refiner") and models.is_resident(r["name"])]

@@ -10,7 +10,7 @@ import threading
 from ..limits import Limits
 from ..models.registry import ModelManager
 from .base import Emit, Event, JobSpec, WorkerInfo
-from .config import device_name
+from .config import device_name, resident_names
 from .runner import run_job
 
 
@@ -23,17 +23,19 @@ class LocalWorker:
         )
 
     def execute(self, spec: JobSpec, emit: Emit, cancel: threading.Event) -> Event:
-        return run_job(spec, self.models, self.limits, emit, cancel.is_set)
+        try:
+            return run_job(spec, self.models, self.limits, emit, cancel.is_set)
+        finally:
+            self.refresh()
 
     def cancel(self, job_id: str) -> None:
         """Nothing to forward: the job polls the queue's own flag between steps."""
 
     def is_resident(self, model: str) -> bool:
-        return model == self.models.resident_name
+        return self.models.is_resident(model)
 
     def refresh(self) -> None:
-        resident = self.models.resident_name
-        self.info.resident = [resident] if resident else []
+        self.info.resident = resident_names(self.models)
 
     def close(self) -> None:
-        self.models.unload()
+        """Nothing to release: the models go with the process (the server may be embedded and restarted)."""

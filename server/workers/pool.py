@@ -84,6 +84,10 @@ class WorkerPool:
 
     def describe(self) -> list[dict[str, Any]]:
         with self._lock:
+            for worker in self.workers:
+                refresh = getattr(worker, "refresh", None)  # a local worker reads its cache directly
+                if refresh is not None:
+                    refresh()
             return [w.info.describe() for w in self.workers] + [i.describe() for i in self.retired]
 
     # --- Ray: new GPU hosts, dead idle workers ------------------------------------------------------

@@ -26,24 +26,10 @@ PREVIEW_INTERVAL_S = 0.25
 def run_job(spec: JobSpec, models: ModelManager, limits: Limits, emit: Emit, cancelled: Callable[[], bool]) -> Event:
     """→ the job's terminal event; a failure of the job never escapes (the worker goes on)."""
     fmt = spec.request.result_format
-    last_preview = [float("-inf")]  # the first step always previews
-
-    def progress(step: int, total: int, preview: Preview) -> None:
-        ev: Event = {"type": "progress", "id": spec.id, "step": step, "total": total}
-        now = time.monotonic()
-        # Previews are throttled: they cost an encode and bandwidth, and nobody watches 30 fps.
-        if preview is not None and (now - last_preview[0] >= PREVIEW_INTERVAL_S or step == total):
-            last_preview[0] = now
-            pixels = preview() if callable(preview) else preview  # lazy: made only when sent
-            thumb = images.preview_thumbnail(pixels)
-            kind, data = images.encode_preview(thumb, spec.preview_formats)
-            ev["preview"] = {"format": kind, "data": data, "w": thumb.shape[1], "h": thumb.shape[0]}
-        emit(ev)
-
     ctx = JobContext(
         models=models,
         limits=limits,
-        progress=progress,
+        progress=progress_sender(spec.id, spec.preview_formats, emit),
         cancelled=cancelled,
         partial=lambda img: emit({"type": "partial", "id": spec.id, "image": rect_event(img, fmt)}),
         plan=lambda plan: emit({"type": "plan", "id": spec.id, **plan}),
@@ -60,6 +46,26 @@ def run_job(spec: JobSpec, models: ModelManager, limits: Limits, emit: Emit, can
         return failure_event(spec.id, exc)
     finally:
         models.end_job()  # LoRA patches / VAE overrides never leak into the next job
+
+
+def progress_sender(job_id: str, formats: tuple[str, ...], emit: Emit) -> Callable[[int, int, Preview], None]:
+    """A job's `progress` callback: a progress event per step, with a preview at most every
+    PREVIEW_INTERVAL_S (they cost an encode and bandwidth, and nobody watches 30 fps) and at the last step."""
+    last_preview = float("-inf")  # the first step always previews
+
+    def progress(step: int, total: int, preview: Preview) -> None:
+        nonlocal last_preview
+        ev: Event = {"type": "progress", "id": job_id, "step": step, "total": total}
+        now = time.monotonic()
+        if preview is not None and (now - last_preview >= PREVIEW_INTERVAL_S or step == total):
+            last_preview = now
+            pixels = preview() if callable(preview) else preview  # lazy: made only when sent
+            thumb = images.preview_thumbnail(pixels)
+            kind, data = images.encode_preview(thumb, formats)
+            ev["preview"] = {"format": kind, "data": data, "w": thumb.shape[1], "h": thumb.shape[0]}
+        emit(ev)
+
+    return progress
 
 
 def rect_event(img: ResultImage, fmt: ResultFormat) -> Event:

@@ -20,7 +20,7 @@ from server import app as app_module
 from server.app import Server, StartupError
 from server.limits import Limits
 from server.models.registry import ModelManager
-from server.queue import _failure_event
+from server.workers.runner import failure_event as _failure_event
 from tests.servers import in_process
 from tests.wire import Raw
 
