@@ -166,7 +166,8 @@ class JobQueue:
     def _next(self, worker: Worker) -> Job | None:
         """Wait until there is a job for `worker`; None when the queue stops or the worker is drained."""
         with self._cond:
-            self._idle.append(worker)
+            if worker not in self._idle:
+                self._idle.append(worker)
             try:
                 while True:
                     if self._stop or not self.pool.usable(worker):
@@ -198,6 +199,8 @@ class JobQueue:
                 worker.info.state, worker.info.job = "idle", None
         self.pool.succeeded(worker)
         with self._cond:
+            # Idle before the client hears the result: a job it sends next sees this worker free.
+            self._idle.append(worker)
             self._finish(job, event)
 
     def _rerun_or_fail(self, worker: Worker, job: Job) -> None:
