@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,12 +37,17 @@ def gateway_models(models_dir: Path) -> ModelManager:
 
 
 @pytest.fixture(scope="module")
-def workers(ray_cluster, models_dir: Path) -> list[RemoteWorker]:  # noqa: ANN001
-    pool = RayWorkers(WorkerConfig(models_dir), Limits(), drain_after=2)
+def workers(ray_cluster, models_dir: Path) -> Iterator[list[RemoteWorker]]:  # noqa: ANN001
+    # The actors compute with this process's thread count: CPU results depend on it.
+    pool = RayWorkers(WorkerConfig(models_dir, threads=torch.get_num_threads()), Limits(), drain_after=2)
     made = pool.spawn()
-    for w in made:
-        w.wait_ready()
-    return made
+    try:
+        for w in made:
+            w.wait_ready()
+        yield made
+    finally:
+        for w in made:  # the GPU slots are free for the next module's workers
+            w.close()
 
 
 def test_one_worker_per_gpu_each_in_its_own_process_on_the_gpu_node(workers) -> None:  # noqa: ANN001
