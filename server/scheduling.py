@@ -11,14 +11,21 @@ after its worker was lost avoids that worker.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
 from .jobs.base import Request
 from .jobs.common import GenParams
+from .workers.base import Worker
 
-if TYPE_CHECKING:
-    from .queue import Job
-    from .workers.base import Worker
+
+class Queued(Protocol):
+    """What the policy reads of a queued job (`queue.Job`)."""
+
+    model: str | None
+    lost_on: list[Worker]
+
+
+J = TypeVar("J", bound=Queued)
 
 
 def job_model(request: Request | None) -> str | None:
@@ -27,7 +34,7 @@ def job_model(request: Request | None) -> str | None:
     return gen.model if isinstance(gen, GenParams) else None
 
 
-def pick(pending: Sequence[Job], worker: Worker, idle: Iterable[Worker]) -> Job | None:
+def pick(pending: Sequence[J], worker: Worker, idle: Iterable[Worker]) -> J | None:
     """The job `worker` (free now) should run next, or None: it waits. `idle`: the other free workers."""
     mine = [job for job in pending if worker not in job.lost_on]
     for job in mine:

@@ -22,13 +22,12 @@ from server.workers.config import WorkerConfig
 from server.workers.local import LocalWorker
 from server.workers.pool import WorkerPool
 from tests.server.jobs.edit_helpers import photo, rgba8
+from tests.server.workers.streams import GEN, TERMINAL, images, job, run_jobs
 from tests.servers import ROOT, in_process
 from tests.wire import Raw
 
 CPU = torch.device("cpu")
 CPU2 = [CPU, CPU]
-GEN = {"prompt": "a cat", "model": "tiny-sd15", "steps": 12, "width": 64, "height": 64}
-TERMINAL = ("result", "error", "cancelled")
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +37,6 @@ def pool(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         shutil.copy(models_dir / f"{name}.safetensors", root)
     with in_process(root, devices=CPU2) as running:
         yield running
-
-
-def job(jid: str, **params: Any) -> dict[str, Any]:
-    return {"type": "job", "id": jid, "kind": "generate", "params": GEN | params}
 
 
 def collect(raw: Raw, ids: set[str]) -> list[dict[str, Any]]:
@@ -55,18 +50,8 @@ def collect(raw: Raw, ids: set[str]) -> list[dict[str, Any]]:
     return events
 
 
-def results(events: list[dict[str, Any]]) -> dict[str, list[bytes]]:
-    return {e["id"]: [i["data"] for i in e["images"]] for e in events if e["type"] == "result"}
-
-
 def test_two_workers_run_two_jobs_at_once_with_the_single_worker_results(pool, server) -> None:  # noqa: ANN001
-    raw = Raw(pool.url)
-    try:
-        raw.send(job("a", seed=1))
-        raw.send(job("b", seed=2))
-        events = collect(raw, {"a", "b"})
-    finally:
-        raw.close()
+    events = run_jobs(pool.url, [job("a", seed=1), job("b", seed=2)])
     kinds = [(e["type"], e.get("id")) for e in events]
     first_result = min(i for i, k in enumerate(kinds) if k[0] == "result")
     started = {e["id"]: e["worker"] for e in events if e["type"] == "started"}
@@ -76,14 +61,8 @@ def test_two_workers_run_two_jobs_at_once_with_the_single_worker_results(pool, s
         steps = [e["step"] for e in events if e["type"] == "progress" and e["id"] == j]
         assert steps == list(range(1, GEN["steps"] + 1))
         assert any("preview" in e for e in events if e["type"] == "progress" and e["id"] == j)
-    single = Raw(server.url)
-    try:
-        single.send(job("a", seed=1))
-        single.send(job("b", seed=2))
-        alone = collect(single, {"a", "b"})
-    finally:
-        single.close()
-    assert results(events) == results(alone)  # same seeds, same bytes, whichever worker ran them
+    alone = run_jobs(server.url, [job("a", seed=1), job("b", seed=2)])
+    assert images(events) == images(alone)  # same seeds, same bytes, whichever worker ran them
 
 
 def test_affinity_two_models_alternating_no_reload_after_warm_up(pool) -> None:  # noqa: ANN001

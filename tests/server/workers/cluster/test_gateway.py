@@ -20,25 +20,11 @@ from server.limits import Limits
 from server.workers.cluster import RayWorkers
 from server.workers.config import WorkerConfig
 from server.workers.pool import DRAIN_AFTER, WATCH_S, WorkerPool
+from tests.server.workers.streams import TERMINAL, images, job, run_jobs, status
 from tests.servers import in_process
 from tests.wire import Raw
 
-GEN = {"prompt": "a cat", "model": "tiny-sd15", "steps": 6, "width": 64, "height": 64}
-TERMINAL = ("result", "error", "cancelled")
 READY_S = 180  # two actors importing torch on a loaded 2-core machine
-
-
-def job(jid: str, **params: Any) -> dict[str, Any]:
-    return {"type": "job", "id": jid, "kind": "generate", "params": GEN | params}
-
-
-def status(url: str) -> dict[str, Any]:
-    raw = Raw(url)
-    try:
-        raw.send({"type": "status"})
-        return raw.recv(30)
-    finally:
-        raw.close()
 
 
 def wait_idle_workers(url: str, count: int, timeout: float = READY_S) -> list[dict[str, Any]]:
@@ -49,33 +35,6 @@ def wait_idle_workers(url: str, count: int, timeout: float = READY_S) -> list[di
             return workers
         assert time.monotonic() < deadline, f"no {count} idle workers within {timeout} s: {status(url)}"
         time.sleep(0.5)
-
-
-def run_jobs(url: str, frames: list[dict[str, Any]], on_event: Any = None) -> list[dict[str, Any]]:
-    """Send `frames`, return every event until each job ended (`on_event(raw, ev)` sees them as they come)."""
-    raw = Raw(url)
-    events: list[dict[str, Any]] = []
-    left = {f["id"] for f in frames}
-    try:
-        for frame in frames:
-            raw.send(frame)
-        while left:
-            ev = raw.recv(120)
-            events.append(ev)
-            if on_event is not None:
-                on_event(raw, ev)
-            if ev.get("type") in TERMINAL and ev.get("id") in left:
-                left.discard(ev["id"])
-        raw.send({"type": "ping", "nonce": 1})  # anything still due for these jobs arrives before the pong
-        while (ev := raw.recv(60))["type"] != "pong":
-            events.append(ev)
-    finally:
-        raw.close()
-    return events
-
-
-def images(events: list[dict[str, Any]]) -> dict[str, list[bytes]]:
-    return {e["id"]: [i["data"] for i in e["images"]] for e in events if e["type"] == "result"}
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +49,8 @@ def gateway(ray_cluster, models_dir: Path) -> Iterator[RunningServer]:  # noqa: 
 @pytest.fixture(scope="module")
 def local_results(server) -> dict[str, list[bytes]]:  # noqa: ANN001
     """What the single-worker server (this process, same thread count) makes for the same jobs."""
-    return images(run_jobs(server.url, [job("a", seed=1), job("b", seed=2), job("k", seed=5, steps=40)]))
+    frames = [job("a", seed=1, steps=6), job("b", seed=2, steps=6), job("k", seed=5, steps=40)]
+    return images(run_jobs(server.url, frames))
 
 
 def test_jobs_run_on_the_cluster_through_the_gateway(gateway, local_results) -> None:  # noqa: ANN001
@@ -100,13 +60,13 @@ def test_jobs_run_on_the_cluster_through_the_gateway(gateway, local_results) -> 
     assert welcome is not None and len(welcome["workers"]) == 2
     assert all("GPU slot" in w["device"] and w["id"].startswith("ray:") for w in welcome["workers"])
     assert len({w["pid"] for w in welcome["workers"]} | {os.getpid()}) == 3  # two processes, not the gateway's
-    events = run_jobs(gateway.url, [job("a", seed=1), job("b", seed=2)])
+    events = run_jobs(gateway.url, [job("a", seed=1, steps=6), job("b", seed=2, steps=6)])
     started = {e["id"]: e["worker"] for e in events if e["type"] == "started"}
     assert started["a"] != started["b"]  # both GPUs used
     assert images(events) == {k: v for k, v in local_results.items() if k in "ab"}
     for j in "ab":
         steps = [e["step"] for e in events if e["type"] == "progress" and e["id"] == j]
-        assert steps == list(range(1, GEN["steps"] + 1))
+        assert steps == list(range(1, 7))
         assert any("preview" in e for e in events if e["type"] == "progress" and e["id"] == j)
     resident = {m for w in status(gateway.url)["workers"] for m in w["resident"]}
     assert resident == {"tiny-sd15"}
