@@ -1,6 +1,6 @@
 """Scale-out benchmark: jobs per minute with 1 and 2 local workers, and what the Ray path adds per job.
 
-1. Throughput: `--jobs` generate jobs (tiny SD1.5, 64x64, `--steps` steps, distinct seeds) submitted at
+1. Throughput: `--jobs` generate jobs (tiny SD1.5, `--size` px square, `--steps` steps, distinct seeds) submitted at
    once through the real server, with one local CPU worker and with two (`serve --devices cpu,cpu`);
    each worker warmed up (model loaded) first. Jobs/minute from the wall time of the whole batch.
 2. Gateway overhead: the same 1-step job run one after the other (`--runs` times), through a local
@@ -9,7 +9,7 @@
    Median wall time per job, submit to result; the difference is what the Ray path costs per job
    (object store in and out, the event stream, the actor call).
 
-    python bench/scale.py [--jobs 8] [--steps 10] [--runs 15] [--threads 1] [--skip-ray]
+    python bench/scale.py [--jobs 8] [--steps 10] [--size 64] [--runs 15] [--threads 1] [--skip-ray]
 
 Prints the load average: the machine may be shared, rerun when it is high. `--threads` torch threads
 per worker process (the same for every variant, so results are comparable and equal).
@@ -48,11 +48,12 @@ def load_avg() -> str:
     return "load average " + ", ".join(f"{x:.1f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
 
 
-async def batch(url: str, n: int, steps: int, seed0: int) -> float:
+async def batch(url: str, n: int, steps: int, seed0: int, size: int) -> float:
     """Submit `n` jobs at once; → seconds until the last result."""
+    params = PARAMS | {"steps": steps, "width": size, "height": size}
     async with await Client.connect(url) as c:
         t0 = time.perf_counter()
-        await asyncio.gather(*(c.run("generate", PARAMS | {"steps": steps, "seed": seed0 + i}) for i in range(n)))
+        await asyncio.gather(*(c.run("generate", params | {"seed": seed0 + i}) for i in range(n)))
         return time.perf_counter() - t0
 
 
@@ -66,11 +67,11 @@ async def sequential(url: str, runs: int) -> list[float]:
     return times
 
 
-def throughput(models: Path, workers: int, jobs: int, steps: int) -> float:
+def throughput(models: Path, workers: int, jobs: int, steps: int, size: int) -> float:
     running = start_server(models, devices=[CPU] * workers) if workers > 1 else start_server(models)
     try:
-        asyncio.run(batch(running.url, 2 * workers, 1, 10_000))  # warm-up: every worker loads the model
-        return jobs * 60 / asyncio.run(batch(running.url, jobs, steps, 0))
+        asyncio.run(batch(running.url, 2 * workers, 1, 10_000, size))  # warm-up: every worker loads the model
+        return jobs * 60 / asyncio.run(batch(running.url, jobs, steps, 0, size))
     finally:
         running.close()
 
@@ -112,13 +113,14 @@ def ray_part(models: Path, args: argparse.Namespace) -> None:
     print(f"1-step job, sequential, {args.runs} runs ({load_avg()}):")
     print(f"  local worker  median {ml * 1000:7.1f} ms  (min {min(local) * 1000:.1f})")
     print(f"  Ray worker    median {mr * 1000:7.1f} ms  (min {min(ray) * 1000:.1f})")
-    print(f"  Ray path adds {(mr - ml) * 1000:.1f} ms per job (median)")
+    print(f"  Ray path adds {(mr - ml) * 1000:.1f} ms per job (median), {(min(ray) - min(local)) * 1000:.1f} ms (min)")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jobs", type=int, default=8)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--size", type=int, default=64, help="image width and height (px, multiple of 8)")
     p.add_argument("--runs", type=int, default=15)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-ray", action="store_true")
@@ -131,9 +133,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sdb-scale-") as tmp:
         models = Path(tmp)
         write_sd_checkpoint(models, "sd15")
-        print(f"throughput: {args.jobs} jobs of {args.steps} steps, 64x64, {args.threads} torch thread(s) per worker")
+        print(
+            f"throughput: {args.jobs} jobs of {args.steps} steps, {args.size}x{args.size}, "
+            f"{args.threads} torch thread(s) per worker"
+        )
         for workers in (1, 2):
-            rate = throughput(models, workers, args.jobs, args.steps)
+            rate = throughput(models, workers, args.jobs, args.steps, args.size)
             print(f"  {workers} worker(s): {rate:6.1f} jobs/min  ({load_avg()})")
         if args.skip_ray:
             return

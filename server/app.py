@@ -124,7 +124,8 @@ class Server:
         if dev.type == "cuda":
             props = torch.cuda.get_device_properties(dev)
             name, vram = f"{dev} {props.name}", int(props.total_memory)
-        if self.pool.remote or len(workers) > 1:  # the gateway's own device runs no job
+        single = self.pool.single_local(self.models)  # the one-device server: its own models run the jobs
+        if not single:  # the gateway's own device runs no job
             name = ", ".join(dict.fromkeys(w["device"] for w in workers)) or "no worker yet"
         return {
             "type": "welcome",
@@ -133,8 +134,8 @@ class Server:
             "device": name,
             "vram": vram,
             "models": [e.describe() for e in self.models.entries.values()],
-            "model": self.models.resident_name if len(workers) == 1 else _first_resident(workers),
-            "resident": self.models.resident() if len(workers) == 1 else _resident(workers),
+            "model": self.models.resident_name if single else _first_resident(workers),
+            "resident": self.models.resident() if single else _resident(workers),
             "workers": workers,
             **{kind: sorted(found) for kind, found in self.models.assets.items()},
             "jobs": sorted(KINDS),

@@ -54,6 +54,10 @@ class WorkerPool:
         for worker in list(self.workers):
             worker.close()
 
+    def single_local(self, models: object) -> bool:
+        """Whether the jobs run on one local worker using `models` itself (the one-device server)."""
+        return self.ray is None and len(self.workers) == 1 and getattr(self.workers[0], "models", None) is models
+
     def usable(self, worker: Worker) -> bool:
         return worker.info.state not in ("drained", "lost")
 

@@ -22,8 +22,8 @@ from server.workers.config import WorkerConfig
 from server.workers.local import LocalWorker
 from server.workers.pool import WorkerPool
 from tests.server.jobs.edit_helpers import photo, rgba8
-from tests.server.workers.streams import GEN, TERMINAL, images, job, run_jobs
-from tests.servers import ROOT, in_process
+from tests.server.workers.streams import GEN, TERMINAL, images, job, run_jobs, status
+from tests.servers import ROOT, in_process, start_serve
 from tests.wire import Raw
 
 CPU = torch.device("cpu")
@@ -165,3 +165,12 @@ def test_serve_refuses_bad_devices_and_ray_without_ray(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "--devices" in bad.stderr
     no_ray = serve_error("--models", str(tmp_path), "--ray", "auto", block_ray=True)  # as if Ray were not installed
     assert no_ray.returncode == 2 and INSTALL_HINT in no_ray.stderr
+
+
+def test_serve_devices_runs_one_worker_per_device(models_dir: Path, tmp_path: Path) -> None:
+    with start_serve(models_dir, tmp_path / "serve.log", "--devices", "cpu,cpu") as srv:
+        events = run_jobs(srv.url, [job("a", seed=1, steps=2), job("b", seed=2, steps=2)])
+        workers = status(srv.url)["workers"]
+    assert [w["id"] for w in workers] == ["local:0", "local:1"]
+    assert sorted(e["type"] for e in events if e["type"] in TERMINAL) == ["result", "result"]
+    assert len({e["worker"] for e in events if e["type"] == "started"}) == 2
