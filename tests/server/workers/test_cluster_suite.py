@@ -15,7 +15,7 @@ from tests.processes import kill_tree
 from tests.servers import ROOT
 
 CLUSTER_TESTS = Path(__file__).parent / "cluster"
-TIMEOUT_S = 420
+TIMEOUT_S = 540  # under the suite's 600 s per test; ~250 s on the shared 2-core machine at load 14
 
 
 def test_the_cluster_tests_pass_in_a_private_network_namespace(tmp_path: Path) -> None:
