@@ -23,7 +23,7 @@ from server.workers.local import LocalWorker
 from server.workers.pool import WorkerPool
 from tests.server.jobs.edit_helpers import photo, rgba8
 from tests.server.workers.streams import GEN, TERMINAL, images, job, run_jobs, status
-from tests.servers import ROOT, in_process, start_serve
+from tests.servers import ROOT, SDBRIDGE, in_process, start_serve
 from tests.wire import Raw
 
 CPU = torch.device("cpu")
@@ -171,6 +171,12 @@ def test_serve_devices_runs_one_worker_per_device(models_dir: Path, tmp_path: Pa
     with start_serve(models_dir, tmp_path / "serve.log", "--devices", "cpu,cpu") as srv:
         events = run_jobs(srv.url, [job("a", seed=1, steps=2), job("b", seed=2, steps=2)])
         workers = status(srv.url)["workers"]
+        listed = subprocess.run(
+            [*SDBRIDGE, "models", "--url", srv.url], cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
     assert [w["id"] for w in workers] == ["local:0", "local:1"]
+    assert listed.returncode == 0, listed.stderr
+    assert "worker local:0 on " in listed.stdout and "worker local:1 on " in listed.stdout
+    assert "cpu, idle; tiny-sd15" in listed.stdout
     assert sorted(e["type"] for e in events if e["type"] in TERMINAL) == ["result", "result"]
     assert len({e["worker"] for e in events if e["type"] == "started"}) == 2
