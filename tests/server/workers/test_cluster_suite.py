@@ -15,7 +15,7 @@ from tests.processes import kill_tree
 from tests.servers import ROOT
 
 CLUSTER_TESTS = Path(__file__).parent / "cluster"
-TIMEOUT_S = 540  # under the suite's 600 s per test; ~250 s on the shared 2-core machine at load 14
+TIMEOUT_S = 540  # under the suite's 600 s per test; 115-290 s on the shared 2-core machine (load 10-16)
 
 
 def test_the_cluster_tests_pass_in_a_private_network_namespace(tmp_path: Path) -> None:
@@ -54,4 +54,4 @@ def test_the_cluster_tests_pass_in_a_private_network_namespace(tmp_path: Path) -
     suite = ET.parse(report).getroot().find("testsuite")
     assert suite is not None
     counts = {k: int(suite.get(k, "0")) for k in ("tests", "failures", "errors", "skipped")}
-    assert counts["tests"] >= 4 and counts["failures"] == counts["errors"] == counts["skipped"] == 0, (counts, text)
+    assert counts["tests"] >= 9 and counts["failures"] == counts["errors"] == counts["skipped"] == 0, (counts, text)
