@@ -2,7 +2,8 @@
 # sdbridge set-up in one command each (see README):
 #   ./run.sh serve [sdbridge serve options]  make .venv if needed, start the server
 #                                            (a tiny random-weight demo model when no --models is given)
-#   ./run.sh test [pytest options]           make .venv + the real editor hosts (Krita 5, GIMP 3 chroot),
+#   ./run.sh test [pytest options]           make .venv + the real editor hosts (Krita 5, a Krita 6
+#                                            chroot, a GIMP 3 chroot),
 #                                            then ruff (lint + format check) and the whole test suite
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -32,7 +33,7 @@ case "$cmd" in
   test)
     setup_venv
     # Real editor hosts for the plugin tests (idempotent; skipped quickly when already there).
-    for s in tests/hosts/krita_setup.sh tests/hosts/gimp_setup.sh; do
+    for s in tests/hosts/krita_setup.sh tests/hosts/krita6_setup.sh tests/hosts/gimp_setup.sh; do
       if [ -x "$s" ]; then "$s"; fi
     done
     # Style is part of the suite: lint and formatting must be clean before any test runs.

@@ -82,13 +82,15 @@ def check_vendored(vendor: Path, python: str) -> str:
 
 
 def zip_tree(tree: Path, zip_path: Path, base: Path | None = None) -> Path:
-    """Zip every file under `tree`, named relative to `base` (default: `tree` itself). Unix modes are
-    kept (zipfile stores them), so an unzipped GIMP entry point stays executable."""
+    """Zip everything under `tree`, named relative to `base` (default: `tree` itself), folders as
+    their own `name/` entries: Krita's "Import Python Plugin from File" finds a plugin only by its
+    folder entry. Unix modes are kept (zipfile stores them), so an unzipped GIMP entry point stays
+    executable."""
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(tree.rglob("*")):
-            if path.is_file():
-                zf.write(path, path.relative_to(base or tree).as_posix())
+            if path.is_file() or path.is_dir():
+                zf.write(path, path.relative_to(base or tree).as_posix())  # a folder gets a "name/" entry
     return zip_path
 
 

@@ -1,4 +1,10 @@
-"""Asyncio client for the sdbridge protocol (used by the CLI and the tests)."""
+"""Asyncio client for the sdbridge protocol (used by the CLI and the tests).
+
+A client has a stable `client_id` (one per `Client`, or the caller's): jobs belong to it across
+connections, so `run` survives a dropped socket or a server restart. It reconnects, `fetch`es the
+job (the server journals accepted jobs and keeps results), and submits it again only when the server
+restarted and does not know it (`welcome.instance` changed and `fetch` says `not_found`).
+"""
 
 from __future__ import annotations
 
@@ -24,26 +30,72 @@ class ServerError(RuntimeError):
         self.code = event.get("code")
 
 
-class Client:
-    """One connection; events are routed per job id into queues that `events()` drains."""
+async def _open(url: str, token: str | None, name: str, client_id: str) -> tuple[ClientConnection, dict[str, Any]]:
+    ws = await connect(url, max_size=None, compression=None)
+    await ws.send(pack(hello(name, token, client_id=client_id)))
+    welcome = unpack(await ws.recv(), 1 << 30)
+    if welcome["type"] != "welcome":
+        await ws.close()
+        raise ServerError(welcome)
+    return ws, welcome
 
-    def __init__(self, ws: ClientConnection, welcome: dict[str, Any]) -> None:
-        self.ws = ws
-        self.welcome = welcome
+
+class Client:
+    """One connection at a time; events are routed per job id into queues that `events()` drains."""
+
+    def __init__(
+        self, ws: ClientConnection, welcome: dict[str, Any], url: str = "", token: str | None = None, **kw: str
+    ) -> None:
+        self.url, self.token = url, token
+        self.name = kw.get("name", "sdbridge-cli")
+        self.client_id = kw.get("client_id") or uuid.uuid4().hex
         self.other: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._jobs: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self._attach(ws, welcome)
+
+    @classmethod
+    async def connect(
+        cls, url: str = DEFAULT_URL, token: str | None = None, name: str = "sdbridge-cli", client_id: str | None = None
+    ) -> Client:
+        client_id = client_id or uuid.uuid4().hex
+        ws, welcome = await _open(url, token, name, client_id)
+        return cls(ws, welcome, url, token, name=name, client_id=client_id)
+
+    def _attach(self, ws: ClientConnection, welcome: dict[str, Any]) -> None:
+        self.ws = ws
+        self.welcome = welcome
         self._blobs = BlobAssembler(welcome.get("limits", {}).get("max_message_bytes", 1 << 30))
         self._reader = asyncio.create_task(self._read())
 
-    @classmethod
-    async def connect(cls, url: str = DEFAULT_URL, token: str | None = None, name: str = "sdbridge-cli") -> Client:
-        ws = await connect(url, max_size=None, compression=None)
-        await ws.send(pack(hello(name, token)))
-        welcome = unpack(await ws.recv(), 1 << 30)
-        if welcome["type"] != "welcome":
-            await ws.close()
-            raise ServerError(welcome)
-        return cls(ws, welcome)
+    @property
+    def instance(self) -> str | None:
+        """The server process's id: it changes when the server restarts."""
+        return self.welcome.get("instance")
+
+    async def reconnect(self, give_up_after: float = 60.0, first_wait: float = 0.2) -> bool:
+        """Open a new connection as the same client (after a drop or a server restart).
+        → whether the server restarted meanwhile (a new `instance`)."""
+        self._reader.cancel()
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+        before = self.instance
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + give_up_after
+        wait = first_wait
+        while True:
+            try:
+                ws, welcome = await _open(self.url, self.token, self.name, self.client_id)
+                break
+            except (OSError, websockets.InvalidHandshake, websockets.ConnectionClosed, TimeoutError):
+                if loop.time() + wait > deadline:
+                    raise
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, 2.0)
+        for queue in self._jobs.values():  # what the old connection left unread belongs to it
+            while not queue.empty():
+                queue.get_nowait()
+        self._attach(ws, welcome)
+        return welcome.get("instance") != before
 
     async def close(self) -> None:
         self._reader.cancel()
@@ -104,14 +156,42 @@ class Client:
         params: dict[str, Any],
         images: dict[str, Any] | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        reconnect_s: float = 60.0,
     ) -> dict[str, Any]:
-        """Submit and wait; returns the `result` event or raises ServerError."""
+        """Submit and wait; returns the `result` event or raises ServerError. A dropped connection or a
+        server restart (`cancelled` with `requeued`) is followed for up to `reconnect_s` each time."""
         job_id = await self.submit(kind, params, images)
+        first: dict[str, Any] | None = None
+        while True:
+            ended = await self._follow(job_id, on_event, first)
+            if ended["type"] == "result":
+                return ended
+            if ended["type"] not in ("closed", "cancelled") or (
+                ended["type"] == "cancelled" and not ended.get("requeued")
+            ):
+                raise ServerError(ended)
+            if reconnect_s <= 0:
+                raise ServerError({"code": "closed", "message": "connection closed"})
+            await self.reconnect(reconnect_s)
+            await self.fetch(job_id)
+            first = await self._queue(job_id).get()
+            if first["type"] == "error" and first.get("code") == "not_found":
+                # It never arrived (the socket dropped first), or a server without a state dir lost it.
+                await self.submit(kind, params, images, job_id)
+                first = None
+
+    async def _follow(
+        self, job_id: str, on_event: Callable[[dict[str, Any]], None] | None, first: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Hand the job's events to `on_event` up to its terminal one (or `closed`), `first` first."""
+        if first is not None:
+            if on_event is not None:
+                on_event(first)
+            if first["type"] in (*TERMINAL, "closed"):
+                return first
         async for ev in self.events(job_id):
             if on_event is not None:
                 on_event(ev)
-            if ev["type"] == "result":
+            if ev["type"] in (*TERMINAL, "closed"):
                 return ev
-            if ev["type"] in ("error", "cancelled", "closed"):
-                raise ServerError(ev)
-        raise ServerError({"code": "closed", "message": "connection closed"})
+        return {"type": "closed"}

@@ -39,20 +39,33 @@ def start_server(
     host: str = "127.0.0.1",
     device: torch.device | None = None,
     fast: FastOptions | None = None,
+    state_dir: Path | None = None,
+    allow_origins: tuple[str, ...] = (),
+    model_budgets: tuple[int | None, int | None] = (None, None),
     devices: list[torch.device] | None = None,
     pool: WorkerPool | None = None,
 ) -> RunningServer:
     """A real `Server` on a free port, in a thread with its own event loop; returns once listening.
 
-    `fast`: the UNet fast path (`sdbridge serve --fast`); None runs the UNet eager. `devices`: one local
-    worker per device (`serve --devices`); `pool`: any other workers (a Ray cluster's)."""
+    `fast`: the UNet fast path (`sdbridge serve --fast`); None runs the UNet eager.
+    `state_dir`: where jobs are journaled (None: not at all, they live as long as the server).
+    `model_budgets`: bytes for models on the device and in the RAM tier (`--vram-budget`, `--ram-cache-gb`).
+    `devices`: one local worker per device (`serve --devices`); `pool`: any other workers (a Ray cluster's)."""
     dev = device or torch.device("cpu")
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
-    manager = ModelManager(models, dev, dtype, on_load=preparer(fast) if fast is not None else None, on_release=release)
+    manager = ModelManager(
+        models,
+        dev,
+        dtype,
+        vram_budget=model_budgets[0],
+        ram_budget=model_budgets[1],
+        on_load=preparer(fast) if fast is not None else None,
+        on_release=release,
+    )
     limits = limits or Limits()
     if pool is None and devices is not None:
         pool = local_pool(manager, WorkerConfig(models, fast=fast), devices, limits)
-    server = Server(manager, limits, token=token, pool=pool)
+    server = Server(manager, limits, token=token, state_dir=state_dir, allow_origins=allow_origins, pool=pool)
     ready = threading.Event()
     box: dict[str, Any] = {}
 
@@ -62,7 +75,11 @@ def start_server(
             box["stop"] = stop = asyncio.Event()
             started = asyncio.Event()
             task = asyncio.create_task(server.run(host, 0, ready=started, stop=stop))
-            await started.wait()
+            listening = asyncio.create_task(started.wait())
+            await asyncio.wait([task, listening], return_when=asyncio.FIRST_COMPLETED)
+            listening.cancel()
+            if task.done():  # it failed to start (StartupError…): raised to the caller below
+                await task
             ready.set()
             await task
 

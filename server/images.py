@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from collections.abc import Sequence
 
@@ -10,6 +11,10 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from .protocol import ImageRef, ProtocolError
+
+# What PIL calls the formats a client may declare (an MPO is a JPEG with extra frames, as cameras write).
+_SNIFFED = {"PNG": "png", "WEBP": "webp", "JPEG": "jpeg", "MPO": "jpeg"}
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # 16-bit grey: scaled, not clipped, to 8 bits
 
 
 def decode(ref: ImageRef, max_pixels: int, name: str, job_id: str | None = None) -> np.ndarray:
@@ -24,15 +29,31 @@ def decode(ref: ImageRef, max_pixels: int, name: str, job_id: str | None = None)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(ref.data))
             _check_pixels(img.width, img.height, max_pixels, name, job_id)  # header only; nothing decoded yet
-            if (img.format or "").lower() not in ("png", "webp", "jpeg"):
-                raise ProtocolError("bad_image", f"images.{name}: content is {img.format}, not {ref.format}", job_id)
+            found = _SNIFFED.get(img.format or "")
+            if found != ref.format:
+                actual = img.format or "unknown"
+                raise ProtocolError("bad_image", f"images.{name}: declared {ref.format}, the data is {actual}", job_id)
             img.load()
     except ProtocolError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ProtocolError("image_too_large", f"images.{name}: {exc}", job_id) from None
+        # PIL refuses before we see the size; its message quotes its own limit, so say ours.
+        size = re.search(r"\((\d+) pixels\)", str(exc))
+        what = f"{int(size.group(1))} pixels" if size else "the image"
+        raise ProtocolError(
+            "image_too_large", f"images.{name}: {what} exceeds the limit of {max_pixels} pixels", job_id
+        ) from None
     except Exception as exc:  # PIL raises many types on corrupt data
         raise ProtocolError("bad_image", f"images.{name}: cannot decode {ref.format}: {exc}", job_id) from None
+    return to_rgba(img)
+
+
+def to_rgba(img: Image.Image) -> np.ndarray:
+    """Any decoded mode as 8-bit RGBA: 16-bit grey is scaled (v / 257), palette transparency and
+    CMYK are converted by PIL."""
+    if img.mode in _WIDE_MODES:
+        grey = np.clip(np.rint(np.asarray(img, np.float64) / 257.0), 0, 255).astype(np.uint8)
+        return np.dstack([grey, grey, grey, np.full_like(grey, 255)])
     return np.asarray(img.convert("RGBA"))
 
 

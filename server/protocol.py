@@ -57,13 +57,29 @@ def unpack(data: bytes | str, max_len: int) -> dict[str, Any]:
             max_map_len=10_000,
             max_ext_len=0,
         )
-    except Exception as exc:  # msgpack raises many types for garbage
-        raise ProtocolError("bad_frame", f"frame is not valid msgpack: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # msgpack raises many types for garbage, some with an empty message
+        raise ProtocolError("bad_frame", f"frame is not valid msgpack: {_msgpack_problem(exc)}") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad_frame", f"frame must be a msgpack map, got {type(obj).__name__}")
     if not isinstance(obj.get("type"), str):
         raise ProtocolError("bad_frame", "frame has no string 'type' field")
     return obj
+
+
+def _msgpack_problem(exc: Exception) -> str:
+    """A reader's words for what msgpack found wrong (its own messages are often empty or internal)."""
+    name = type(exc).__name__
+    if name == "StackError":
+        return "containers nested too deeply"
+    if name == "ExtraData":
+        return "bytes left over after the first value (one map per frame)"
+    if name == "FormatError":
+        return "a byte that starts no msgpack value"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a string that is not UTF-8 (byte {exc.start})"
+    if "incomplete input" in str(exc):
+        return "the data ends in the middle of a value"
+    return str(exc) or name
 
 
 def error_event(code: str, message: str, job_id: str | None = None) -> dict[str, Any]:
@@ -252,19 +268,26 @@ class BlobAssembler:
             self.size -= len(blob)
 
 
-def split_large_images(event: dict[str, Any], ref_prefix: str, chunk: int = CHUNK_BYTES) -> list[dict[str, Any]]:
-    """Frames to send for `event`: large image `data` moved into preceding blob frames."""
-    frames: list[dict[str, Any]] = []
-    images = event.get("images") or ([event["image"]] if isinstance(event.get("image"), dict) else [])
+def split_large_images(event: dict[str, Any], ref_prefix: str, chunk: int = CHUNK_BYTES) -> Iterator[dict[str, Any]]:
+    """Frames to send for `event`: large image `data` moved into preceding blob frames.
+
+    `event` is never changed (a retained result is sent again on every `fetch`): the last frame is a
+    copy whose large images name their blobs instead of holding the bytes. Frames are made one at a
+    time, so a sender holds one chunk beyond the event, not a second copy of it."""
+    key = "images" if isinstance(event.get("images"), list) else "image" if isinstance(event.get("image"), dict) else ""
+    if not key:
+        yield event
+        return
+    images = event["images"] if key == "images" else [event["image"]]
+    out: list[Any] = []
     for i, img in enumerate(images):
-        data = img.get("data")
+        data = img.get("data") if isinstance(img, dict) else None
         if isinstance(data, bytes) and len(data) > chunk:
             ref = f"{ref_prefix}.{i}"
-            frames.extend(blob_frames(ref, data, chunk))
-            img.pop("data")
-            img["blob"] = ref
-    frames.append(event)
-    return frames
+            yield from blob_frames(ref, data, chunk)
+            img = {k: v for k, v in img.items() if k != "data"} | {"blob": ref}
+        out.append(img)
+    yield {**event, key: out if key == "images" else out[0]}
 
 
 def resolve_blobs(event: dict[str, Any], blobs: BlobAssembler) -> dict[str, Any]:
@@ -279,13 +302,21 @@ def resolve_blobs(event: dict[str, Any], blobs: BlobAssembler) -> dict[str, Any]
     return event
 
 
-def hello(client: str, token: str | None = None, preview_formats: Sequence[str] | None = None) -> dict[str, Any]:
-    """The first frame; `preview_formats`: the step-preview formats the client decodes, preferred first."""
+def hello(
+    client: str,
+    token: str | None = None,
+    preview_formats: Sequence[str] | None = None,
+    client_id: str | None = None,
+) -> dict[str, Any]:
+    """The first frame. `preview_formats`: the step-preview formats the client decodes, preferred first;
+    `client_id`: a stable id of this installation, so jobs stay ours across reconnects."""
     msg: dict[str, Any] = {"type": "hello", "protocol": PROTOCOL_VERSION, "client": client}
     if token:
         msg["token"] = token
     if preview_formats:
         msg["preview_formats"] = list(preview_formats)
+    if client_id:
+        msg["client_id"] = client_id
     return msg
 
 

@@ -1,9 +1,11 @@
-"""The job queue: FIFO with model affinity (`scheduling.pick`), one thread per worker, cancel, a job
-re-run once when its worker is lost, and result retention for `fetch`.
+"""The job queue: fair scheduling between clients (`scheduling.FairScheduler`), one thread per worker,
+cancel, a job re-run once when its worker is lost, and the journal.
 
 Workers never talk to sockets: their events go to `publish`, which the server schedules onto its event
 loop, so a slow or dead client can never stall a GPU or other clients. A single-GPU server has one
-local worker whose thread runs each job directly, exactly as before workers existed.
+local worker whose thread runs each job directly. Every accepted job is in the store
+(`store.JobStore`) before the client hears `queued`, and its terminal event is written there before
+it is published, so a client that saw an event can fetch it after a crash — whichever worker ran it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,8 @@ from . import images
 from .jobs.base import Request
 from .limits import Limits
 from .protocol import ProtocolError, error_event
-from .scheduling import job_model, pick
+from .scheduling import FairScheduler, job_model
+from .store import JobStore
 from .workers.base import JobSpec, Worker, WorkerLost
 from .workers.pool import WorkerPool
 
@@ -29,23 +31,26 @@ log = logging.getLogger(__name__)
 Event = dict[str, Any]
 Publish = Callable[["Job", Event], None]
 MAX_ATTEMPTS = 2  # a job whose worker is lost mid-run is run once more, elsewhere (same seed, same result)
+REQUEUED = "the server is shutting down; the job stays queued and runs when it starts again"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False)  # identity semantics: jobs live in the scheduler's queues
 class Job:
     id: str
     kind: str
     request: Request | None  # None once done: only the terminal event is retained
-    owner: int  # connection id that submitted it (for per-client limits)
+    owner: str  # token-scoped client id: fairness, limits and who may cancel/fetch it
     state: str = "queued"  # queued | running | done
     cancel: threading.Event = field(default_factory=threading.Event)
-    terminal: Event | None = None
-    finished_at: float = 0.0
+    stopping: bool = False  # cancelled by a server shutdown: requeued, not finished
+    terminal: Event | None = None  # only when the store could not keep it
+    finished_at: float = 0.0  # wall clock, so retention counts across restarts
     size: int = 0
+    position: int | None = None  # the last position announced
     preview_formats: tuple[str, ...] = images.DEFAULT_PREVIEW_FORMATS  # the submitting client's choice
     worker: Worker | None = None  # the one running it
     lost_on: list[Worker] = field(default_factory=list)  # workers that died running it
-    model: str | None = None  # the checkpoint it needs (for affinity); set on submit
+    model: str | None = None  # the checkpoint it needs (for affinity); from the request
 
     def __post_init__(self) -> None:
         if self.model is None:
@@ -53,12 +58,14 @@ class Job:
 
 
 class JobQueue:
-    def __init__(self, pool: WorkerPool, limits: Limits, publish: Publish) -> None:
+    def __init__(self, pool: WorkerPool, limits: Limits, publish: Publish, store: JobStore | None = None) -> None:
         self.pool = pool
         self.limits = limits
         self.publish = publish
+        self.store = store
         self.jobs: dict[str, Job] = {}
-        self._pending: deque[Job] = deque()
+        self._pending: FairScheduler[Job] = FairScheduler()
+        self._reserved: dict[str, str] = {}  # job id -> owner, between accept checks and `submit`
         self._idle: list[Worker] = []
         self._threads: list[threading.Thread] = []
         self._cond = threading.Condition()
@@ -67,60 +74,92 @@ class JobQueue:
     def start(self) -> None:
         self.pool.start(self._add_worker, self._wake)
 
-    def stop(self) -> None:
+    def shutdown(self, timeout: float) -> list[Job]:
+        """Stop taking jobs; running ones are cancelled at their next step and requeued (or finish), on
+        every worker. → the running jobs whose worker did not let go of them within `timeout`."""
         with self._cond:
+            first = not self._stop
             self._stop = True
-            for job in self._pending:
+            for job in self._running():
+                job.stopping = True
                 job.cancel.set()
-            for job in self.jobs.values():
-                if job.state == "running" and job.worker is not None:
-                    job.cancel.set()
-                    job.worker.cancel(job.id)
+                if job.worker is not None:
+                    job.worker.cancel(job.id)  # a remote worker polls its own flag: forward it
             self._cond.notify_all()
+        deadline = time.monotonic() + timeout
         for thread in list(self._threads):
-            thread.join(timeout=30)
-        self.pool.stop()
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            stuck = [j for j in self._running() if j.worker is not None]
+        if first:
+            self.pool.stop()
+        return stuck
 
     # --- called from the event loop -------------------------------------------------------------
 
-    def submit(self, job: Job) -> int:
+    def reserve(self, job_id: str, owner: str) -> None:
+        """Claim `job_id` for `owner` before its inputs are parsed and journaled, or refuse it."""
         with self._cond:
             self._expire()
-            if job.id in self.jobs:
-                raise ProtocolError("duplicate_id", f"job id {job.id!r} is already in use", job.id)
-            mine = sum(1 for j in self._pending if j.owner == job.owner)
+            if job_id in self.jobs or job_id in self._reserved:
+                raise ProtocolError("duplicate_id", f"job id {job_id!r} is already in use", job_id)
+            mine = self._pending.count(owner) + sum(1 for o in self._reserved.values() if o == owner)
             if mine >= self.limits.max_queued_per_client:
                 raise ProtocolError(
                     "too_many_jobs",
                     f"{mine} jobs already queued by this client (limit {self.limits.max_queued_per_client})",
-                    job.id,
+                    job_id,
                 )
-            self.jobs[job.id] = job
-            self._pending.append(job)
-            position = len(self._pending) - 1 + (1 if self._running() else 0)
-            self._cond.notify_all()  # every free worker decides whether the job is its to take
-        return position
+            total = len(self._pending) + len(self._reserved)
+            if total >= self.limits.max_queued_total:
+                raise ProtocolError(
+                    "too_many_jobs", f"the server's queue is full ({total} jobs); try again later", job_id
+                )
+            self._reserved[job_id] = owner
 
-    def cancel(self, job_id: str) -> Job:
+    def accepting(self, job_id: str) -> bool:
+        """Whether `job_id` is being parsed and journaled right now (not yet queued, not refused)."""
+        with self._cond:
+            return job_id in self._reserved
+
+    def release(self, job_id: str) -> None:
+        with self._cond:
+            self._reserved.pop(job_id, None)
+
+    def submit(self, job: Job) -> int:
+        """Queue a reserved (or, on start, a journaled) job. → its position, which the caller tells its
+        client at once; the jobs it overtakes (fair scheduling) hear theirs."""
+        with self._cond:
+            self._reserved.pop(job.id, None)
+            self.jobs[job.id] = job
+            self._pending.add(job)
+            order = self._order()
+            job.position = order.index(job) + self._offset()
+            self._cond.notify_all()  # every free worker decides whether the job is its to take
+            self._announce_positions(order)
+            return job.position
+
+    def retain(self, job: Job) -> None:
+        """A finished job from the journal: fetchable until its retention ends."""
+        with self._cond:
+            self.jobs[job.id] = job
+
+    def cancel(self, job_id: str) -> None:
         with self._cond:
             job = self.jobs.get(job_id)
-            if job is None:
-                raise ProtocolError("not_found", f"no job with id {job_id!r}", job_id)
+            if job is None or job.state == "done":
+                return
             job.cancel.set()
-            queued = job.state == "queued" and job in self._pending
-            if queued:
-                self._pending.remove(job)
+            if job.state == "queued" and self._pending.remove(job):
                 self._finish(job, {"type": "cancelled", "id": job.id})
+                self._announce_positions()
             elif job.state == "running" and job.worker is not None:
                 job.worker.cancel(job.id)  # a remote worker polls its own flag: forward it
-        if queued:
-            self._announce_positions()
-        return job
 
-    def positions(self) -> list[tuple[Job, int]]:
+    def position(self, job: Job) -> int:
         with self._cond:
-            offset = 1 if self._running() else 0
-            return [(j, i + offset) for i, j in enumerate(self._pending)]
+            order = self._order()
+            return order.index(job) + self._offset() if job in order else 0
 
     def get(self, job_id: str) -> Job | None:
         with self._cond:
@@ -131,10 +170,27 @@ class JobQueue:
         with self._cond:
             return len(self._pending)
 
+    def terminal(self, job: Job) -> Event | None:
+        """The retained terminal event of a finished job, with its images (None: expired meanwhile)."""
+        if job.terminal is not None or self.store is None:
+            return job.terminal
+        try:
+            return self.store.terminal(job.id)
+        except OSError:
+            log.exception("reading the result of %s failed", job.id)
+            return None
+
+    def requeued(self, job: Job) -> None:
+        """The run a shutdown interrupted does not count towards the job's attempts."""
+        self._journal("requeued", job)
+
     # --- workers ---------------------------------------------------------------------------------
 
-    def _running(self) -> bool:
-        return any(j.state == "running" for j in self.jobs.values())
+    def _running(self) -> list[Job]:
+        return [j for j in self.jobs.values() if j.state == "running"]
+
+    def _offset(self) -> int:
+        return 1 if any(j.state == "running" for j in self.jobs.values()) else 0
 
     def _wake(self) -> None:
         with self._cond:
@@ -154,12 +210,9 @@ class JobQueue:
                 log.warning("worker %s did not start: %s", worker.info.id, exc)
                 self.pool.lost(worker, during_job=False)
                 return
-        while True:
-            job = self._next(worker)
-            if job is None:
-                return
-            self._announce_positions()
-            if not job.lost_on:  # a re-run is the same job to the client: it started already
+        while (job := self._next(worker)) is not None:
+            if not job.lost_on:  # a re-run is the same job to the client and the journal: it started already
+                self._journal("started", job)
                 self.publish(job, {"type": "started", "id": job.id, "worker": worker.info.id})
             self._execute(worker, job)
 
@@ -172,16 +225,19 @@ class JobQueue:
                 while True:
                     if self._stop or not self.pool.usable(worker):
                         return None
-                    job = pick(self._pending, worker, [w for w in self._idle if self.pool.usable(w)])
+                    others = [w for w in self._idle if w is not worker and self.pool.usable(w)]
+                    job = self._pending.pick(
+                        worker.is_resident, usable=lambda j: worker not in j.lost_on, elsewhere=_held_by(others)
+                    )
                     if job is not None:
                         break
                     self._cond.wait()
             finally:
                 self._idle.remove(worker)
                 self._cond.notify_all()  # who is idle changed: the others' choices may too
-            self._pending.remove(job)
             job.state, job.worker = "running", worker
             worker.info.state, worker.info.job = "busy", job.id
+            self._announce_positions()
             return job
 
     def _execute(self, worker: Worker, job: Job) -> None:
@@ -198,45 +254,105 @@ class JobQueue:
             if worker.info.state == "busy":
                 worker.info.state, worker.info.job = "idle", None
         self.pool.succeeded(worker)
+        if job.stopping and event["type"] == "cancelled":
+            self._requeue_on_stop(job)
+            return
         with self._cond:
             # Idle before the client hears the result: a job it sends next sees this worker free.
             self._idle.append(worker)
-            self._finish(job, event)
+        self._finish(job, event)
 
     def _rerun_or_fail(self, worker: Worker, job: Job) -> None:
         with self._cond:
             job.lost_on.append(worker)
             job.worker = None
-            if job.cancel.is_set():
-                self._finish(job, {"type": "cancelled", "id": job.id})
-            elif len(job.lost_on) < MAX_ATTEMPTS and not self._stop:
+            if job.stopping:
+                pass  # the server is stopping: the job stays in the journal, below
+            elif job.cancel.is_set():
+                event: Event | None = {"type": "cancelled", "id": job.id}
+            elif len(job.lost_on) < MAX_ATTEMPTS:
                 job.state = "queued"
-                self._pending.appendleft(job)  # it was the oldest: it stays first
+                self._pending.add(job, first=True)  # it had its turn: it stays first
                 self._cond.notify_all()
+                return
             else:
                 message = f"the worker running it was lost {len(job.lost_on)} times (last: {worker.info.host})"
-                self._finish(job, error_event("worker_lost", message, job.id))
+                event = error_event("worker_lost", message, job.id)
+        if job.stopping:
+            self._requeue_on_stop(job)
+        else:
+            self._finish(job, event)
+
+    def _requeue_on_stop(self, job: Job) -> None:
+        self.publish(job, requeued_event(job.id))
+        self.requeued(job)
 
     def _finish(self, job: Job, event: Event) -> None:
-        """Record the terminal event (caller holds the lock) and publish it."""
-        job.state = "done"
-        job.terminal = event
-        job.finished_at = time.monotonic()
-        job.size = sum(len(img.get("data", b"")) for img in event.get("images", []))
-        job.request = None  # free the inputs; only the terminal event is retained
-        job.worker = None
-        self.publish(job, event)
+        """Journal the terminal event (writing a large result takes a moment: without the lock, so
+        the event loop's calls don't wait for it), then publish it — once per job, whichever worker ran it.
+
+        The event object is shared by every connection that sends it, so nobody may change it."""
+        size = None
+        if self.store is not None:
+            try:
+                size = self.store.finish(job.id, event)
+            except Exception:  # disk full, store closed by a shutdown: keep it in memory instead
+                log.exception("journaling the end of %s failed", job.id)
+        with self._cond:
+            if size is None:
+                job.terminal = event
+                size = sum(len(img.get("data", b"")) for img in event.get("images", []))
+            job.state = "done"
+            job.finished_at = time.time()
+            job.size = size
+            job.request = None  # free the inputs; only the terminal event is retained
+            job.worker = None
+            self.publish(job, event)
+
+    def _journal(self, what: str, job: Job) -> None:
+        if self.store is None:
+            return
+        try:
+            getattr(self.store, what)(job.id)
+        except Exception:  # the journal is best effort once a job runs; the run itself must go on
+            log.exception("journaling %s of %s failed", what, job.id)
 
     def _expire(self) -> None:
         """Drop retained results past the retention period or the byte budget (oldest first)."""
-        now = time.monotonic()
+        now = time.time()
         done = sorted((j for j in self.jobs.values() if j.state == "done"), key=lambda j: j.finished_at)
         total = sum(j.size for j in done)
+        gone = []
         for j in done:
             if now - j.finished_at > self.limits.result_retention_s or total > self.limits.max_retained_bytes:
                 total -= j.size
                 del self.jobs[j.id]
+                gone.append(j.id)
+        if gone and self.store is not None:
+            self.store.delete(gone)
 
-    def _announce_positions(self) -> None:
-        for job, pos in self.positions():
-            self.publish(job, {"type": "queued", "id": job.id, "position": pos})
+    def _order(self) -> list[Job]:
+        """The predicted start order: models running now are loaded once they end, idle workers keep theirs."""
+        running = {j.model for j in self._running() if j.model is not None}
+        idle = list(self._idle)
+        if running:
+            return self._pending.order(lambda name: name in running or any(w.is_resident(name) for w in idle))
+        return self._pending.order(lambda name: any(w.is_resident(name) for w in idle or self.pool.workers))
+
+    def _announce_positions(self, order: list[Job] | None = None) -> None:
+        """Tell every queued job whose place changed where it is now (caller holds the lock)."""
+        offset = self._offset()
+        for i, job in enumerate(self._order() if order is None else order):
+            if job.position != i + offset:
+                job.position = i + offset
+                self.publish(job, {"type": "queued", "id": job.id, "position": job.position})
+
+
+def _held_by(workers: list[Worker]) -> Callable[[Job], bool]:
+    """Whether one of `workers` (idle ones) has the job's model loaded and may run it: it is theirs to take."""
+    return lambda job: job.model is not None and any(w.is_resident(job.model) and w not in job.lost_on for w in workers)
+
+
+def requeued_event(job_id: str) -> Event:
+    """What a running job's clients hear when the server stops: it ends here, and runs again later."""
+    return {"type": "cancelled", "id": job_id, "requeued": True, "message": REQUEUED}

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -36,15 +37,31 @@ def in_process(
     limits: Limits | None = None,
     token: str | None = None,
     fast: FastOptions | None = None,
+    state_dir: Path | None = None,
+    allow_origins: tuple[str, ...] = (),
+    model_budgets: tuple[int | None, int | None] = (None, None),
     **workers: Any,
 ) -> Iterator[RunningServer]:
     """A real `Server` in this process on a free port, closed on exit (fixtures `yield` from this).
-    `workers`: `devices=[…]` (one local worker each) or `pool=` (e.g. a Ray cluster's workers)."""
-    running = start_server(models, limits, token=token, fast=fast, **workers)
-    try:
-        yield running
-    finally:
-        running.close()
+
+    Its jobs are journaled in `state_dir`, by default a temporary folder of its own (never the
+    user's cache dir), removed afterwards. `workers`: `devices=[…]` (one local worker each) or `pool=`
+    (e.g. a Ray cluster's workers)."""
+    with tempfile.TemporaryDirectory(prefix="sdbridge-state-") as tmp:
+        running = start_server(
+            models,
+            limits,
+            token=token,
+            fast=fast,
+            state_dir=state_dir or Path(tmp),
+            allow_origins=allow_origins,
+            model_budgets=model_budgets,
+            **workers,
+        )
+        try:
+            yield running
+        finally:
+            running.close()
 
 
 @dataclass
@@ -103,9 +120,12 @@ def start_serve(
     env: Mapping[str, str] | None = None,
 ) -> ServeProcess:
     """`sdbridge serve --models MODELS --port PORT EXTRA…` (no --models: the demo model), output
-    appended to `log`; returns once it listens."""
+    appended to `log`; returns once it listens. Jobs are journaled beside the log (`<log stem>-state`)
+    unless EXTRA names a --state-dir: a server started again with the same log finds its jobs."""
     port = port or free_port()
     args = ["serve", *(["--models", str(models)] if models is not None else []), "--port", str(port), *extra]
+    if "--state-dir" not in extra:
+        args += ["--state-dir", str(log.with_name(f"{log.stem}-state"))]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2", **(env or {})}
     with log.open("ab") as fh:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen([*SDBRIDGE, *args], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=full_env)

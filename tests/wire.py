@@ -11,12 +11,22 @@ from server.protocol import hello, pack
 
 
 class Raw:
-    def __init__(self, url: str, token: str | None = None, say_hello: bool = True) -> None:
-        self.ws: ClientConnection = connect(url, max_size=None, compression=None)
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        say_hello: bool = True,
+        client_id: str | None = None,
+        preview_formats: list[str] | None = None,
+        **kw: Any,
+    ) -> None:
+        """`client_id`: whose jobs this connection may fetch/cancel (default: its own only).
+        `kw` goes to websockets' `connect` (e.g. `origin`, `max_queue`)."""
+        self.ws: ClientConnection = connect(url, max_size=None, compression=None, **kw)
         self.welcome: dict[str, Any] | None = None
         self._nonce = 0
         if say_hello:
-            self.ws.send(pack(hello("tests", token)))
+            self.ws.send(pack(hello("tests", token, preview_formats, client_id=client_id)))
             self.welcome = self.recv()
 
     def send(self, obj: Any) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import geometry, pixels
+from . import choices, geometry, pixels
 from .geometry import Rect
 from .jobs import (
     FaceRequest,
@@ -74,6 +74,24 @@ def model_names(welcome: dict[str, Any] | None) -> list[str]:
     return [m.get("name") for m in (welcome or {}).get("models") or [] if isinstance(m, dict)]
 
 
+def lora_tag(name: str, weight: float = 1.0) -> str:
+    """The prompt tag that applies a LoRA (docs/protocol.md, prompt syntax)."""
+    return f"<lora:{name}:{weight:g}>"
+
+
+def insert_tag(prompt: str, tag: str) -> str:
+    """`prompt` with `tag` appended once (a tag already there is left alone)."""
+    if tag in prompt:
+        return prompt
+    return f"{prompt.rstrip()} {tag}" if prompt.strip() else tag
+
+
+def strength_label(strength: float) -> str:
+    """What the strength slider means: 100 % generates from scratch, below that refines what is there."""
+    pct = round(clamp_strength(strength) * 100)
+    return "Generate" if pct >= 100 else f"Refine {pct} %"
+
+
 def max_pixels(welcome: dict[str, Any] | None) -> int:
     return int(((welcome or {}).get("limits") or {}).get("max_pixels") or 1 << 20)
 
@@ -98,6 +116,7 @@ def sampling(s: Settings, welcome: dict[str, Any] | None) -> Sampling:
         cfg=s.cfg,
         sampler=s.sampler if s.sampler and (not samplers or s.sampler in samplers) else None,
         model=s.model if s.model and (not models or s.model in models) else None,
+        vae=s.vae if s.vae and (welcome is None or s.vae in choices.names(welcome, "vaes")) else None,
     )
 
 
@@ -107,7 +126,9 @@ def plan_generate(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = 
     strength = clamp_strength(s.strength)
     if canvas.selection_bounds() is not None:
         require_kind("inpaint", welcome)
-        return InpaintRequest(sampling=common, strength=strength, image=canvas.image(), mask=canvas.mask())
+        return InpaintRequest(
+            sampling=common, strength=strength, batch=s.batch, image=canvas.image(), mask=canvas.mask()
+        )
     if canvas.selection is not None:
         raise ActionError("the selection is empty")
     require_kind("generate", welcome)
@@ -126,14 +147,14 @@ def plan_outpaint(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = 
     if sel is not None:
         if not geometry.touching_sides(sel, canvas.w, canvas.h):
             raise ActionError("the selection touches no canvas edge: use Generate to inpaint it, or deselect")
-        return OutpaintRequest(sampling=sampling(s, welcome), image=canvas.image(), mask=canvas.mask())
+        return OutpaintRequest(sampling=sampling(s, welcome), batch=s.batch, image=canvas.image(), mask=canvas.mask())
     side, amount = s.outpaint_side, s.outpaint_pixels
     if side not in geometry.SIDES:
         raise ActionError(f"outpaint_side must be one of {', '.join(geometry.SIDES)}, not {side!r}")
     if amount <= 0:
         raise ActionError("outpaint_pixels must be positive")
     ext = geometry.extend_amounts(side, amount)  # type: ignore[arg-type]
-    return OutpaintRequest(sampling=sampling(s, welcome), **ext, image=canvas.image())
+    return OutpaintRequest(sampling=sampling(s, welcome), batch=s.batch, **ext, image=canvas.image())
 
 
 def _selection_mask(canvas: Canvas) -> WireImage | None:
@@ -143,7 +164,11 @@ def _selection_mask(canvas: Canvas) -> WireImage | None:
 def plan_face(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = None) -> FaceRequest:
     require_kind("face", welcome)
     return FaceRequest(
-        sampling=sampling(s, welcome), strength=s.face_strength, image=canvas.image(), mask=_selection_mask(canvas)
+        sampling=sampling(s, welcome),
+        strength=clamp_strength(s.face_strength),
+        batch=s.batch,
+        image=canvas.image(),
+        mask=_selection_mask(canvas),
     )
 
 

@@ -1,5 +1,5 @@
 """What an editor's drop-downs offer, read from the server's `welcome`: models, samplers, upscalers,
-restorers. The value sent for "let the server choose" is the empty string, so a saved empty choice
+restorers, VAEs, LoRAs. The value sent for "let the server choose" is the empty string, so a saved empty choice
 means the same on every server."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ class Option:
     label: str  # what the user reads
 
 
-def _names(welcome: dict[str, Any] | None, key: str) -> list[str]:
+def names(welcome: dict[str, Any] | None, key: str) -> list[str]:
+    """The names the server lists under `key` (`loras`, `vaes`, `upscalers`, …); junk entries dropped."""
     return [str(v) for v in (welcome or {}).get(key) or [] if isinstance(v, str) and v]
 
 
@@ -31,15 +32,24 @@ def models(welcome: dict[str, Any] | None) -> list[Option]:
 
 
 def samplers(welcome: dict[str, Any] | None) -> list[Option]:
-    return [Option(name, name) for name in _names(welcome, "samplers")]
+    return [Option(name, name) for name in names(welcome, "samplers")]
 
 
 def upscalers(welcome: dict[str, Any] | None) -> list[Option]:
-    return [Option("", "Lanczos (no model)")] + [Option(n, n) for n in _names(welcome, "upscalers")]
+    return [Option("", "Lanczos (no model)")] + [Option(n, n) for n in names(welcome, "upscalers")]
 
 
 def restorers(welcome: dict[str, Any] | None) -> list[Option]:
-    return [Option("", "Server default")] + [Option(n, n) for n in _names(welcome, "restorers")]
+    return [Option("", "Server default")] + [Option(n, n) for n in names(welcome, "restorers")]
+
+
+def vaes(welcome: dict[str, Any] | None) -> list[Option]:
+    return [Option("", "The model's own")] + [Option(n, n) for n in names(welcome, "vaes")]
+
+
+def loras(welcome: dict[str, Any] | None) -> list[Option]:
+    """LoRAs to insert into the prompt as a tag (no default: nothing is inserted without a pick)."""
+    return [Option(n, n) for n in names(welcome, "loras")]
 
 
 # field name (as the settings and the GIMP procedures call it) -> its options

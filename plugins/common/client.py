@@ -5,6 +5,9 @@ work to the loop with `call_soon_threadsafe` and read events from a thread-safe 
 dead server can never freeze Krita or GIMP. Reconnects happen automatically with exponential
 backoff; jobs submitted while offline are sent on connect, and jobs that were in flight when the
 socket dropped are re-attached with `fetch` (the server keeps running them and retains results).
+Jobs belong to the client's `client_id` (sent in `hello`), so they stay ours across connections. When
+`welcome.instance` changes the server restarted: its journal kept our jobs, `fetch` finds them, and
+any it does not know are submitted again; a `server_restarted` event says how many.
 How server events change a job is `jobstate`'s business; this module is the I/O around it.
 """
 
@@ -22,7 +25,7 @@ from typing import Any
 
 from ._wire import protocol
 from .jobs import JobRequest
-from .jobstate import JOB_EVENTS, Event, JobState, latest_progress
+from .jobstate import JOB_EVENTS, Event, JobState, RestartWatch, event_type, latest_progress
 from .settings import DEFAULT_URL
 
 # Errors after which retrying the same connection cannot help: stop and tell the user.
@@ -50,9 +53,11 @@ class Client:
         open_timeout: float = 5.0,
         max_events: int = 10_000,
         preview_formats: Sequence[str] = (),
+        client_id: str | None = None,
     ) -> None:
         self.url = url
         self.preview_formats = tuple(preview_formats)  # for hello; () = the server's default (webp)
+        self.client_id = client_id or new_job_id()  # settings.client_id keeps one across editor restarts
         self.token = token or None
         self.client_name = client_name
         self.notify = notify
@@ -70,6 +75,8 @@ class Client:
         self._stopping = False
         self._wake: asyncio.Event | None = None
         self._blob_seq = itertools.count()
+        self._instance: str | None = None  # the server process we last talked to
+        self._restart: RestartWatch | None = None
 
     # --- lifecycle (UI thread) ---------------------------------------------------------------
 
@@ -274,7 +281,8 @@ class Client:
             delay = min(delay * 2, self.backoff[1])
 
     async def _session(self, ws: Any) -> None:
-        await ws.send(protocol.pack(protocol.hello(self.client_name, self.token, self.preview_formats)))
+        hello = protocol.hello(self.client_name, self.token, self.preview_formats, client_id=self.client_id)
+        await ws.send(protocol.pack(hello))
         first = protocol.unpack(await asyncio.wait_for(ws.recv(), timeout=15), max_len=1 << 31)
         if first.get("type") == "error":
             code = first.get("code", "")
@@ -285,13 +293,16 @@ class Client:
             raise ClientError(f"expected welcome, got {first.get('type')!r}")
         limits = first.get("limits") or {}
         blobs = protocol.BlobAssembler(max_total=int(limits.get("max_message_bytes", 1 << 30)) * 4)
+        instance = first.get("instance")
+        restarted = self._instance is not None and instance != self._instance
+        self._instance = instance
         with self._lock:
             self.welcome = first
             self.fatal = None
             self._ws = ws
             self._changed.notify_all()
         self._emit(Event("connected", data=first))
-        await self._resume()
+        await self._resume(restarted)
         async for raw in ws:
             try:
                 msg = protocol.unpack(raw, max_len=1 << 31)
@@ -306,10 +317,17 @@ class Client:
                 continue
             self._handle(protocol.resolve_blobs(msg, blobs))
 
-    async def _resume(self) -> None:
-        """After (re)connecting: send jobs that never left, re-attach to jobs that were in flight."""
+    async def _resume(self, restarted: bool = False) -> None:
+        """After (re)connecting: send jobs that never left, re-attach to jobs that were in flight.
+        After a server restart, a job the server answers `not_found` for is submitted again."""
         with self._lock:
             todo = [(j.id, j.status, j.cancel_requested) for j in self._jobs.values() if not j.done]
+            if restarted:
+                in_flight = {j.id for j in self._jobs.values() if not j.done and j.status != "pending"}
+                for job_id in in_flight:
+                    self._jobs[job_id].status = "sent"  # its fetch decides: known, or to be sent again
+                self._restart = RestartWatch(str(self._instance), in_flight)
+                self._restart_answered(None, False)
         for job_id, status, cancel in todo:
             if status == "pending":
                 await self._send_job_async(job_id)
@@ -326,11 +344,17 @@ class Client:
             job = self._jobs.get(job_id) if job_id else None
             if job is not None and kind in JOB_EVENTS:
                 resend = job.apply(msg)
+                self._restart_answered(job_id, resend)
             self._changed.notify_all()
         if resend and job_id:
             self._send_job(job_id)
             return
-        self._emit(Event(kind, job_id, msg))
+        self._emit(Event(event_type(msg), job_id, msg))
+
+    def _restart_answered(self, job_id: str | None, resent: bool) -> None:
+        if self._restart is not None and (done := self._restart.answered(job_id, resent)) is not None:
+            self._restart = None
+            self._emit(done)
 
     def _send_job(self, job_id: str) -> None:
         asyncio.ensure_future(self._send_job_async(job_id))

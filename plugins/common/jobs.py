@@ -60,6 +60,7 @@ class Sampling:
     steps: int | None = None
     cfg: float | None = None
     sampler: str | None = None
+    vae: str | None = None  # a name from welcome.vaes; None = the checkpoint's own
 
 
 def _image(name: str) -> Any:

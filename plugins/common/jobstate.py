@@ -19,7 +19,10 @@ JOB_EVENTS = ("queued", "started", "plan", "progress", "partial", *TERMINAL)
 @dataclass(frozen=True, slots=True)
 class Event:
     """One thing that happened. `type` is a protocol event type or a client one:
-    `connecting`, `connected` (data = welcome), `disconnected` (data = {reason, retry_in, fatal})."""
+    `connecting`, `connected` (data = welcome), `disconnected` (data = {reason, retry_in, fatal}),
+    `server_restarted` (data = {instance, resubmitted}: the server is a new process; its journal kept
+    our jobs, and `resubmitted` of them it did not know were sent again), `requeued` (a job's server
+    stopped while running it: not an end, the job runs again once the server is back)."""
 
     type: str
     job_id: str | None = None
@@ -51,7 +54,7 @@ class JobState:
 
     def apply(self, msg: dict[str, Any]) -> bool:
         """Update from one of the job's events. True means: the job must be sent again (the socket
-        dropped before the server saw it, so its `fetch` answered `not_found`)."""
+        dropped before the server saw it, or a restarted server lost it: `fetch` answered `not_found`)."""
         kind = msg["type"]
         if kind == "queued":
             self.status, self.position = "queued", msg.get("position")
@@ -65,13 +68,39 @@ class JobState:
         elif kind == "result":
             self.status, self.result = "result", msg
         elif kind == "cancelled":
-            self.status = "cancelled"
+            # A server that stops gracefully requeues the running job: it runs again after the restart.
+            self.status = "sent" if msg.get("requeued") else "cancelled"
         elif kind == "error":
             if msg.get("code") == "not_found" and self.status == "sent" and not self.cancel_requested:
                 self.status = "pending"
                 return True
             self.status, self.error = "error", msg
         return False
+
+
+@dataclass
+class RestartWatch:
+    """After a server restart: the jobs whose `fetch` answer is awaited, and those sent again because
+    the new server did not know them. Once every answer is in, `answered` gives `server_restarted`."""
+
+    instance: str
+    waiting: set[str]
+    resubmitted: list[str] = field(default_factory=list)
+
+    def answered(self, job_id: str | None, resent: bool) -> Event | None:
+        if job_id is not None and job_id in self.waiting:
+            self.waiting.discard(job_id)
+            if resent:
+                self.resubmitted.append(job_id)
+        if self.waiting:
+            return None
+        data = {"instance": self.instance, "resubmitted": len(self.resubmitted), "jobs": list(self.resubmitted)}
+        return Event("server_restarted", data=data)
+
+
+def event_type(msg: dict[str, Any]) -> str:
+    """The client event a server event becomes: a requeued `cancelled` is no end (see `Event`)."""
+    return "requeued" if msg["type"] == "cancelled" and msg.get("requeued") else msg["type"]
 
 
 def latest_progress(events: list[Event]) -> list[Event]:

@@ -43,3 +43,12 @@ def crop(data: bytes, w: int, bpp: int, x: int, y: int, cw: int, ch: int) -> byt
     """Cut a (x, y, cw, ch) box out of a row-major image `w` pixels wide with `bpp` bytes/pixel."""
     stride = w * bpp
     return b"".join(data[(y + r) * stride + x * bpp : (y + r) * stride + (x + cw) * bpp] for r in range(ch))
+
+
+def mask_alpha(rgba: bytes, mask: bytes) -> bytes:
+    """RGBA whose alpha is multiplied by a gray8 mask of the same size (a soft selection cut)."""
+    if len(rgba) != len(mask) * 4:
+        raise ValueError(f"{len(rgba)} RGBA bytes do not match a {len(mask)}-pixel mask")
+    out = bytearray(rgba)
+    out[3::4] = bytes(a * m // 255 for a, m in zip(rgba[3::4], mask, strict=True))
+    return bytes(out)

@@ -1,20 +1,18 @@
 """Editor-independent handling of job results: decode the images, decide how the canvas changes,
 name the layers, and keep a JSON-safe record of the parameters used.
 
-`plan_result` is the whole answer for an adapter that adds one layer per result image (Krita); the
-pieces (`canvas_change`, `layer_name`, `merge_pieces`, `plain`) serve adapters that place results
-their own way (GIMP merges an editing job's pieces into one layer).
+The pieces (`canvas_change`, `layer_name`, `merge_pieces`, `plain`) serve both adapters: GIMP merges
+an editing job's pieces into one layer, Krita's review history (`history`) one entry per batch image.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import pixels, png
 from .actions import ActionError
-from .geometry import Rect
 from .jobs import JobRequest, OutpaintRequest
 
 NAME_LIMIT = 40  # characters of the prompt in a layer name
@@ -115,45 +113,3 @@ def plain(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [plain(v) for v in obj]
     return obj
-
-
-@dataclass(frozen=True, slots=True)
-class LayerPatch:
-    """One new layer: straight RGBA pixels placed at `rect` (canvas coordinates after resizing)."""
-
-    name: str
-    rect: Rect
-    rgba: bytes = field(repr=False)
-    seed: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ResultPlan:
-    group: str
-    layers: tuple[LayerPatch, ...]
-    canvas: CanvasChange | None
-    record: dict[str, Any]  # what to store in the document's annotation history
-
-
-def plan_result(
-    request: JobRequest, result: dict[str, Any], canvas_w: int, canvas_h: int, decode: Decoder = decode_image
-) -> ResultPlan:
-    """One layer per result image, named by the server's piece name or `prompt (seed)`, in one group."""
-    params = result.get("params") or {}
-    layers = []
-    for img in result.get("images") or []:
-        w, h, rgba = decode(img)
-        seed = img.get("seed", params.get("seed"))
-        seed = int(seed) if isinstance(seed, int) else None
-        name = img.get("name") if isinstance(img.get("name"), str) and img.get("name") else None
-        name = name or layer_name(request.prompt, request.kind, seed)
-        layers.append(LayerPatch(name, Rect(int(img.get("x", 0)), int(img.get("y", 0)), w, h), rgba, seed))
-    label = short_prompt(request.prompt) or request.kind
-    record = {
-        "job": result.get("id"),
-        "kind": request.kind,
-        "params": plain(params),
-        "layers": [p.name for p in layers],
-    }
-    change = canvas_change(request, result, canvas_w, canvas_h)
-    return ResultPlan(f"sdbridge {request.kind}: {label}", tuple(layers), change, record)

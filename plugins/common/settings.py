@@ -7,6 +7,7 @@ and users' scripts agree on them.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -27,6 +28,7 @@ class Settings:
     steps: int = 20
     cfg: float = 7.0
     sampler: str = "Euler a"
+    vae: str = ""  # "" = the checkpoint's own VAE
     strength: float = 1.0  # 1.0 = txt2img / full inpaint; < 1 = img2img / refine the selection
     width: int = 0  # 0 = canvas size (capped by the server's max_pixels)
     height: int = 0
@@ -47,6 +49,9 @@ class Settings:
     outpaint_bottom: int = 0
     restore_fidelity: float = 0.5
     restore_blend: float = 1.0
+    # This installation's id on the server: its jobs belong to it (fetch/cancel, fair share), across
+    # reconnects, server restarts and editor restarts. "" until `with_client_id` makes one.
+    client_id: str = ""
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -73,6 +78,14 @@ class Settings:
 
     def as_dict(self) -> Mapping[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def with_client_id(settings: Settings) -> Settings:
+    """`settings` with a `client_id` (a new random one if it has none yet): save the result, so the
+    editor keeps one id for good."""
+    if settings.client_id:
+        return settings
+    return settings.replace(client_id=uuid.uuid4().hex)
 
 
 def to_string(value: Any) -> str:

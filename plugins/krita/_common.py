@@ -5,8 +5,19 @@ name), or `plugins.common` in a repository checkout."""
 from __future__ import annotations
 
 try:
-    from sdbridge_common import actions, client, geometry, pixels, results, settings  # type: ignore[import-not-found]
+    from sdbridge_common import (  # type: ignore[import-not-found]
+        actions,
+        choices,
+        client,
+        geometry,
+        history,
+        messages,
+        pixels,
+        results,
+        settings,
+    )
 except ImportError:  # repository checkout
-    from plugins.common import actions, client, geometry, pixels, results, settings
+    from plugins.common import actions, choices, client, geometry, history, messages, pixels, results, settings
 
-__all__ = ["actions", "client", "geometry", "pixels", "results", "settings"]
+Option = choices.Option
+__all__ = ["Option", "actions", "choices", "client", "geometry", "history", "messages", "pixels", "results", "settings"]

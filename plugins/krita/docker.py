@@ -1,20 +1,32 @@
-"""The sdbridge docker: connection, model and sampling settings, actions, progress, preview, queue.
+"""The sdbridge docker: tabs Generate / Edit / Upscale / Settings over a fixed bottom part (progress
+and Cancel, the message line, the review panel), all inside one scroll area, so it fits any height.
 
-Every widget writes its setting to Krita's settings store on change, and actions read the store,
-so the docker, shortcuts and users' scripts always agree on what a job will use.
+Each tab's fields scroll; its action buttons sit below them and never move: the message line has a
+fixed height (long texts are elided, the tooltip has all of it). Every widget writes its setting
+to Krita's settings store on change, and actions read the store, so the docker, shortcuts and
+users' scripts always agree on what a job will use.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from krita import DockWidget, DockWidgetFactoryBase  # type: ignore[import-not-found]
+from krita import DockWidget, DockWidgetFactoryBase, Krita  # type: ignore[import-not-found]
 
-from ._common import geometry
+from ._common import actions, choices, geometry
 from .controller import Controller, read_settings, write_setting
-from .qt import QImage, QPixmap, Qt, QtWidgets
+from .qt import Qt, QtWidgets
+from .review_panel import ReviewPanel
+from .widgets import Form, Picker, row, scroll_page
 
 W = QtWidgets
+ACTION_BUTTONS = {
+    "generate": ("Generate", "Generate: txt2img, img2img below 100 %, inpaint with a selection"),
+    "outpaint": ("Outpaint", "Extend the canvas on the chosen side, or fill a selection at an edge"),
+    "face": ("Face", "Re-render faces (the selected one, or every detected face) at the face strength"),
+    "restore": ("Restore", "Run the face restoration model (inside the selection, if any)"),
+    "upscale": ("Upscale", "Upscale the document with tiled refine (or refine only the selection)"),
+}
 
 
 class DockerFactory(DockWidgetFactoryBase):
@@ -28,182 +40,253 @@ class DockerFactory(DockWidgetFactoryBase):
         return SDBridgeDocker(self.controller)
 
 
+def _strength(v: float) -> str:
+    return actions.strength_label(v)
+
+
+def _refine(v: float) -> str:
+    return "Upscaler only" if v <= 0 else f"Refine {round(v * 100)} %"
+
+
 class SDBridgeDocker(DockWidget):
     def __init__(self, controller: Controller) -> None:
         super().__init__()
         self.setWindowTitle("sdbridge")
         self.controller = controller
-        root = W.QWidget(self)
-        self.setWidget(root)
-        form = W.QFormLayout()
-        outer = W.QVBoxLayout(root)
-        self.deps = W.QLabel()
-        self.deps.setWordWrap(True)
-        self.deps.setStyleSheet("color: #d33; font-weight: bold")
+        self.form = Form()
+        self.buttons: dict[str, Any] = {}
+        root = W.QWidget()
+        outer = _Column(root)
+        outer.setContentsMargins(4, 4, 4, 4)
+        self.deps = self._label("color: #d33; font-weight: bold", wrap=True)
         outer.addWidget(self.deps)
-        outer.addLayout(form)
-        s = read_settings()
-
-        self.url = self._line(s.url, "url")
-        self.token = self._line(s.token, "token")
-        self.token.setEchoMode(W.QLineEdit.EchoMode.Password)
-        connect = W.QPushButton("Connect")
-        connect.clicked.connect(lambda: self.controller.connect())
-        form.addRow("Server", _row(self.url, connect))
-        form.addRow("Token", self.token)
-        self.status = W.QLabel()
-        self.status.setWordWrap(True)
-        form.addRow(self.status)
-
-        self.model = W.QComboBox()
-        self.model.setEditable(True)
-        self.model.setCurrentText(s.model)
-        self.model.currentTextChanged.connect(lambda t: write_setting("model", t))
-        form.addRow("Model", self.model)
-        self.prompt = self._text(s.prompt, "prompt", "prompt")
-        form.addRow("Prompt", self.prompt)
-        self.negative = self._text(s.negative, "negative", "negative prompt")
-        form.addRow("Negative", self.negative)
-
-        self.seed = self._spin(s.seed, "seed", -1, 2**31 - 1)
-        self.fixed = W.QCheckBox("fixed seed")
-        self.fixed.setChecked(s.fixed_seed)
-        self.fixed.toggled.connect(lambda v: write_setting("fixed_seed", v))
-        form.addRow("Seed", _row(self.seed, self.fixed))
-        self.steps = self._spin(s.steps, "steps", 1, 150)
-        self.cfg = self._dspin(s.cfg, "cfg", 0.0, 30.0, 0.5)
-        form.addRow("Steps", _row(self.steps, "CFG", self.cfg))
-        self.sampler = W.QComboBox()
-        self.sampler.setEditable(True)
-        self.sampler.setCurrentText(s.sampler)
-        self.sampler.currentTextChanged.connect(lambda t: write_setting("sampler", t))
-        form.addRow("Sampler", self.sampler)
-        self.strength = self._dspin(s.strength, "strength", 0.01, 1.0, 0.05)
-        self.batch = self._spin(s.batch, "batch", 1, 8)
-        form.addRow("Strength", _row(self.strength, "Batch", self.batch))
-        self.width_ = self._spin(s.width, "width", 0, 8192)
-        self.height_ = self._spin(s.height, "height", 0, 8192)
-        form.addRow("Size (0 = canvas)", _row(self.width_, "×", self.height_))
-        self.side = W.QComboBox()
-        self.side.addItems(list(geometry.SIDES))
-        self.side.setCurrentText(s.outpaint_side)
-        self.side.currentTextChanged.connect(lambda t: write_setting("outpaint_side", t))
-        self.extend = self._spin(s.outpaint_pixels, "outpaint_pixels", 8, 4096)
-        form.addRow("Outpaint", _row(self.side, self.extend))
-        self.scale = self._dspin(s.upscale_scale, "upscale_scale", 1.25, 8.0, 0.25)
-        form.addRow("Upscale ×", self.scale)
-
-        buttons = W.QGridLayout()
-        for i, (kind, label) in enumerate(
-            [
-                ("generate", "Generate"),
-                ("outpaint", "Outpaint"),
-                ("face", "Face"),
-                ("restore", "Restore"),
-                ("upscale", "Upscale"),
-                ("cancel", "Cancel"),
-            ]
-        ):
-            b = W.QPushButton(label)
-            b.clicked.connect(lambda _c=False, k=kind: self.controller.run_action(k))
-            buttons.addWidget(b, i // 3, i % 3)
-        outer.addLayout(buttons)
+        self.status = self._label("", lines=1)
+        self.status.setObjectName("sdbridge_status")
+        outer.addWidget(self.status)
+        self.tabs = W.QTabWidget()
+        self.tabs.setObjectName("sdbridge_tabs")
+        self.tabs.addTab(self._generate_tab(), "Generate")
+        self.tabs.addTab(self._edit_tab(), "Edit")
+        self.tabs.addTab(self._upscale_tab(), "Upscale")
+        # Settings as a gear: four worded tabs do not fit a docker of Krita's default width.
+        gear = Krita.instance().icon("configure")
+        self.tabs.addTab(self._settings_tab(), gear, "" if not gear.isNull() else "Settings")
+        self.tabs.setTabToolTip(3, "Settings: server, token, steps, CFG, sampler, VAE")
+        outer.addWidget(self.tabs, 1)
         self.bar = W.QProgressBar()
+        self.bar.setObjectName("sdbridge_progress")
         self.bar.setRange(0, 1)
-        self.bar.setValue(0)
-        outer.addWidget(self.bar)
-        self.preview = W.QLabel()
-        self.preview.setMinimumHeight(128)
-        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        outer.addWidget(self.preview)
-        self.message = W.QLabel()
-        self.message.setWordWrap(True)
+        self.cancel = W.QPushButton("Cancel")
+        self.cancel.setObjectName("sdbridge_cancel")
+        self.cancel.setToolTip("Cancel this window's queued and running jobs")
+        self.cancel.clicked.connect(lambda: self.controller.run_action("cancel"))
+        outer.addLayout(row(self.bar, self.cancel))
+        self.message = self._label("", lines=2)
+        self.message.setObjectName("sdbridge_message")
         outer.addWidget(self.message)
-        self.queue = W.QListWidget()
-        self.queue.setMaximumHeight(90)
-        outer.addWidget(self.queue)
-        outer.addStretch(1)
+        self.review = ReviewPanel(controller, on_reuse=self.load_settings)
+        outer.addWidget(self.review)
+        self.setWidget(scroll_page(root, full_rows=False))
+        self.load_settings()
         self.controller.listeners.append(self.refresh)
         self.refresh()
 
-    # --- widget helpers that persist to the settings store ---------------------------------
+    # --- tabs -------------------------------------------------------------------------------
 
-    def _line(self, value: str, key: str) -> Any:
-        w = W.QLineEdit(value)
-        w.editingFinished.connect(lambda: write_setting(key, w.text().strip()))
+    def _page(self, form: Any, *kinds: str) -> Any:
+        """A tab: its fields scroll, its buttons stay below them."""
+        page = W.QWidget()
+        box = W.QVBoxLayout(page)
+        box.setContentsMargins(2, 2, 2, 2)
+        box.addWidget(scroll_page(_fields(form)), 1)
+        buttons = W.QHBoxLayout()
+        for kind in kinds:
+            text, tip = ACTION_BUTTONS[kind]
+            b = W.QPushButton(text)
+            b.setObjectName(f"sdbridge_{kind}")
+            b.setToolTip(tip)
+            b.clicked.connect(lambda _c=False, k=kind: self.controller.run_action(k))
+            self.buttons[kind] = b
+            buttons.addWidget(b)
+        box.addLayout(buttons)
+        return page
+
+    def _formlayout(self) -> Any:
+        form = W.QFormLayout()
+        # Rows never wrap: a scroll area cannot follow a wrapped (height-for-width) layout, and the
+        # last rows would be cut off; the page is as wide as its widest row instead.
+        form.setRowWrapPolicy(W.QFormLayout.RowWrapPolicy.DontWrapRows)
+        form.setFieldGrowthPolicy(W.QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setContentsMargins(0, 0, 4, 0)
+        return form
+
+    def _generate_tab(self) -> Any:
+        f, form = self.form, self._formlayout()
+        self.model = f.combo("model", "Server default")
+        form.addRow("Model", self.model)
+        self.prompt = f.text("prompt", "prompt: what to draw", lines=3)
+        form.addRow(self.prompt)
+        self.negative = f.text("negative", "negative prompt: what to avoid", lines=2)
+        form.addRow(self.negative)
+        self.lora = Picker(None, "(LoRA to insert)")
+        insert = W.QPushButton("Insert")
+        insert.setToolTip("Add the LoRA's <lora:name:1> tag to the prompt")
+        insert.clicked.connect(self._insert_lora)
+        form.addRow(row(self.lora, insert))
+        self.strength, self.strength_text = f.slider("strength", 1, 100, _strength)
+        self.strength.setToolTip("100 %: generate from scratch; below: refine what is on the canvas")
+        form.addRow("Strength", row(self.strength, self.strength_text))
+        self.seed = f.spin("seed", -1, 2**31 - 1, special="random")
+        self.fixed = f.check("fixed_seed", "Seed")
+        self.fixed.setToolTip("Checked: every job uses this seed. Unchecked: a new random seed each time")
+        form.addRow(self.fixed, self.seed)
+        self.batch = f.spin("batch", 1, 8)
+        form.addRow("Batch", self.batch)
+        self.width_ = f.spin("width", 0, 8192, special="canvas")
+        self.height_ = f.spin("height", 0, 8192, special="canvas")
+        form.addRow("Size", row(self.width_, "×", self.height_))
+        return self._page(form, "generate")
+
+    def _edit_tab(self) -> Any:
+        f, form = self.form, self._formlayout()
+        self.side = f.choice("outpaint_side", list(geometry.SIDES))
+        self.extend = f.spin("outpaint_pixels", 8, 4096)
+        self.extend.setSuffix(" px")
+        form.addRow("Outpaint", row(self.side, self.extend))
+        self.face_strength, self.face_text = f.slider("face_strength", 5, 100, lambda v: f"{round(v * 100)} %")
+        self.face_strength.setToolTip("How much Face re-renders a face")
+        form.addRow("Face", row(self.face_strength, self.face_text))
+        self.restorer = f.combo("restorer", "Server default")
+        form.addRow("Restorer", self.restorer)
+        return self._page(form, "outpaint", "face", "restore")
+
+    def _upscale_tab(self) -> Any:
+        f, form = self.form, self._formlayout()
+        self.upscaler = f.combo("upscaler", "Lanczos (no model)")
+        form.addRow("Upscaler", self.upscaler)
+        self.scale = f.dspin("upscale_scale", 1.25, 8.0, 0.25, suffix=" ×")
+        form.addRow("Scale", self.scale)
+        self.up_strength, self.up_text = f.slider("upscale_strength", 0, 100, _refine)
+        form.addRow("Refine", row(self.up_strength, self.up_text))
+        return self._page(form, "upscale")
+
+    def _settings_tab(self) -> Any:
+        f, form = self.form, self._formlayout()
+        self.url = f.line("url")
+        connect = W.QPushButton("Connect")
+        connect.setObjectName("sdbridge_connect")
+        connect.clicked.connect(lambda: self.controller.connect())
+        form.addRow("Server", row(self.url, connect))
+        self.token = f.line("token", password=True)
+        form.addRow("Token", self.token)
+        self.steps = f.spin("steps", 1, 150)
+        form.addRow("Steps", self.steps)
+        self.cfg = f.dspin("cfg", 0.0, 30.0, 0.5)
+        form.addRow("CFG", self.cfg)
+        self.sampler = f.choice("sampler", [])
+        self.sampler.setEditable(True)
+        form.addRow("Sampler", self.sampler)
+        self.vae = f.combo("vae", "The model's own")
+        form.addRow("VAE", self.vae)
+        page = W.QWidget()
+        box = W.QVBoxLayout(page)
+        box.setContentsMargins(2, 2, 2, 2)
+        box.addWidget(scroll_page(_fields(form)), 1)
+        return page
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _label(self, style: str, lines: int = 0, wrap: bool = False) -> Any:
+        """A label; `lines` > 0 gives it a fixed height (texts never push the buttons around)."""
+        w = W.QLabel()
+        w.setWordWrap(wrap or lines > 1)
+        w.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        policy = W.QSizePolicy.Policy
+        w.setSizePolicy(policy.Ignored, policy.Fixed if lines else policy.Preferred)
+        if style:
+            w.setStyleSheet(style)
+        if lines:
+            w.setFixedHeight(w.fontMetrics().lineSpacing() * lines + 4)
         return w
 
-    def _text(self, value: str, key: str, hint: str) -> Any:
-        w = W.QPlainTextEdit(value)
-        w.setPlaceholderText(hint)
-        w.setMaximumHeight(60)
-        w.textChanged.connect(lambda: write_setting(key, w.toPlainText()))
-        return w
+    def _insert_lora(self) -> None:
+        name = self.lora.value()
+        if not name:
+            self.controller.say("Pick a LoRA to insert")
+            return
+        self.prompt.setPlainText(actions.insert_tag(self.prompt.toPlainText(), actions.lora_tag(name)))
 
-    def _spin(self, value: int, key: str, lo: int, hi: int) -> Any:
-        w = W.QSpinBox()
-        w.setRange(lo, hi)
-        w.setValue(value)
-        w.valueChanged.connect(lambda v: write_setting(key, v))
-        return w
+    def load_settings(self) -> None:
+        self.form.load(read_settings())
 
-    def _dspin(self, value: float, key: str, lo: float, hi: float, step: float) -> Any:
-        w = W.QDoubleSpinBox()
-        w.setRange(lo, hi)
-        w.setSingleStep(step)
-        w.setValue(value)
-        w.valueChanged.connect(lambda v: write_setting(key, v))
-        return w
-
-    # --- view update -----------------------------------------------------------------------
+    # --- view update ------------------------------------------------------------------------
 
     def refresh(self) -> None:
         c = self.controller
         self.deps.setText(c.deps_error or "")
         self.deps.setVisible(bool(c.deps_error))
-        self.status.setText(c.status)
-        self.message.setText(c.message)
+        _elided(self.status, c.status)
+        _elided(self.message, c.message)
         step, total = c.progress
         self.bar.setRange(0, max(1, total))
         self.bar.setValue(step)
+        jobs = c.queue()
+        # The queue rides on the progress bar: no extra row, nothing that moves.
+        self.bar.setFormat(
+            f"{step}/{total}" + (f" · {len(jobs) - 1} more queued" if len(jobs) > 1 else "") if total else ""
+        )
+        self.bar.setToolTip("\n".join(f"{j.request.kind}: {j.status}" for j in jobs) or "No jobs")
+        self.cancel.setEnabled(bool(c.pending))
         welcome = c.welcome
         if welcome:
-            self._fill(self.model, [m.get("name", "") for m in welcome.get("models", [])])
-            self._fill(self.sampler, list(welcome.get("samplers", [])))
-        if c.preview is not None:
-            w, h, bgra = c.preview
-            img = QImage(bgra, w, h, w * 4, QImage.Format.Format_ARGB32).copy()
-            pix = QPixmap.fromImage(img).scaled(
-                self.preview.width(),
-                160,
-                Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.SmoothTransformation,
-            )
-            self.preview.setPixmap(pix)
-        elif not c.pending:
-            self.preview.clear()
-        self.queue.clear()
-        for job in c.queue():
-            where = f"#{job.position}" if job.status == "queued" else f"{job.step}/{job.total}"
-            self.queue.addItem(f"{job.request.kind} · {job.status} {where}")
+            self.model.offer(choices.models(welcome))
+            self.lora.offer(choices.loras(welcome))
+            self.vae.offer(choices.vaes(welcome))
+            self.upscaler.offer(choices.upscalers(welcome))
+            self.restorer.offer(choices.restorers(welcome))
+            _fill_choice(self.sampler, choices.names(welcome, "samplers"))
+        self.review.refresh()
 
-    def _fill(self, combo: Any, items: list[str]) -> None:
-        current = combo.currentText()
-        if [combo.itemText(i) for i in range(combo.count())] == items:
-            return
-        combo.blockSignals(True)
-        combo.clear()
-        combo.addItems(items)
-        combo.setCurrentText(current)
-        combo.blockSignals(False)
-
-    def canvasChanged(self, canvas: Any) -> None:  # required by DockWidget
-        pass
+    def canvasChanged(self, canvas: Any) -> None:  # required by DockWidget: the active view changed
+        self.refresh()
 
 
-def _row(*items: Any) -> Any:
-    """Widgets side by side in one form row; a string becomes a label between them."""
-    row = W.QHBoxLayout()
-    for item in items:
-        row.addWidget(W.QLabel(item) if isinstance(item, str) else item)
-    return row
+def _fields(form: Any) -> Any:
+    """A tab's form on a widget; spare height goes below the rows, never into them."""
+    fields = W.QWidget()
+    box = W.QVBoxLayout(fields)
+    box.setContentsMargins(0, 0, 0, 0)
+    box.addLayout(form)
+    box.addStretch(1)
+    return fields
+
+
+class _Column(W.QVBoxLayout):  # type: ignore[misc,name-defined]
+    """The docker's column. A scroll area sizes a height-for-width layout (any word-wrapped label
+    makes one) by its preferred height, not its minimum: the docker would always scroll. The
+    labels here have fixed heights, so the column's height never depends on its width."""
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 (Qt's name)
+        return False
+
+
+def _elided(label: Any, text: str) -> None:
+    """Fixed-height labels show what fits; the tooltip always has the whole text."""
+    label.setToolTip(text)
+    if label.wordWrap():
+        label.setText(text)
+    else:
+        label.setText(label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, max(40, label.width())))
+
+
+def _fill_choice(combo: Any, items: list[str]) -> None:
+    if [combo.itemText(i) for i in range(combo.count())] == items:
+        return
+    current = combo.currentText() or read_settings().sampler
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItems(items)
+    combo.setCurrentText(current)
+    combo.blockSignals(False)
+    if combo.currentText() != current:
+        write_setting("sampler", combo.currentText())

@@ -1,4 +1,5 @@
-"""Krita document I/O: read the canvas/selection for a job, write results as layers.
+"""Krita document I/O: read the canvas/selection for a job, the preview layer, applied layers, and
+the annotations the plugin keeps in the document.
 
 Pixels go through `pixelData`/`setPixelData` (BGRA on little-endian for 8-bit RGBA), never through
 temp files. Documents in other colour models/depths are read through `thumbnail()` (Krita converts
@@ -8,6 +9,7 @@ to 8-bit sRGB) and results land in 8-bit RGBA layers Krita converts on merge.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from krita import Krita  # type: ignore[import-not-found]
@@ -16,7 +18,12 @@ from ._common import actions, pixels, results
 from .qt import QByteArray, decode_to_bgra, image_bytes
 
 Canvas = actions.Canvas
-ANNOTATION = "sdbridge"
+Rect = actions.Rect
+ANNOTATION = "sdbridge"  # JSON list of the parameters of every job (a log other tools can read)
+HISTORY_ANNOTATION = "sdbridge-history"  # the review history with its images (plugins/common/history.py)
+KEY_ANNOTATION = "sdbridge-doc"  # a random id: which in-memory history belongs to this document
+PREVIEW_NAME = "[sdbridge preview]"
+LOG_LIMIT = 200
 
 
 def is_rgba8(doc: Any) -> bool:
@@ -26,31 +33,119 @@ def is_rgba8(doc: Any) -> bool:
 def read_canvas(doc: Any, with_selection: bool = True) -> Any:
     w, h = doc.width(), doc.height()
     doc.waitForDone()
-    if is_rgba8(doc):
-        bgra = bytes(doc.pixelData(0, 0, w, h))
-    else:
-        # thumbnail() renders the projection converted to an 8-bit QImage at full size.
-        from .qt import QImage
+    hidden = _hide_preview(doc)  # the preview is not part of the picture a job starts from
+    try:
+        if is_rgba8(doc):
+            bgra = bytes(doc.pixelData(0, 0, w, h))
+        else:
+            # thumbnail() renders the projection converted to an 8-bit QImage at full size.
+            from .qt import QImage
 
-        img = doc.thumbnail(w, h).convertToFormat(QImage.Format.Format_ARGB32)
-        bgra = image_bytes(img)
+            img = doc.thumbnail(w, h).convertToFormat(QImage.Format.Format_ARGB32)
+            bgra = image_bytes(img)
+    finally:
+        if hidden is not None:
+            hidden.setVisible(True)
+            doc.refreshProjection()
     if len(bgra) != w * h * 4:
         raise actions.ActionError(f"could not read the canvas ({len(bgra)} bytes for {w}x{h})")
-    mask = None
-    sel = doc.selection() if with_selection else None
-    if sel is not None and sel.width() > 0 and sel.height() > 0:
-        mask = bytes(sel.pixelData(0, 0, w, h))
+    mask = selection_mask(doc) if with_selection else None
     return Canvas(w, h, pixels.bgra_to_rgba(bgra), mask)
+
+
+def selection_mask(doc: Any) -> bytes | None:
+    """The selection as gray8 over the whole canvas (None without one)."""
+    sel = doc.selection()
+    if sel is None or sel.width() <= 0 or sel.height() <= 0:
+        return None
+    return bytes(sel.pixelData(0, 0, doc.width(), doc.height()))
 
 
 def decode_result_image(img: dict[str, Any]) -> tuple[int, int, bytes]:
     """Results are PNG (or raw): Qt decodes them natively (fast), the pure-Python decoder is the fallback."""
     if img.get("format") in ("png", "webp", "jpeg") and isinstance(img.get("data"), bytes):
-        got = decode_to_bgra(img["data"])
+        got = decode_png(img["data"])
         if got is not None:
-            w, h, bgra = got
-            return w, h, pixels.bgra_to_rgba(bgra)
+            return got
     return results.decode_image(img)
+
+
+def decode_png(data: bytes) -> tuple[int, int, bytes] | None:
+    """Encoded image -> (w, h, straight RGBA) through Qt, None when Qt cannot read it."""
+    got = decode_to_bgra(data)
+    return None if got is None else (got[0], got[1], pixels.bgra_to_rgba(got[2]))
+
+
+# --- the preview layer ----------------------------------------------------------------------------
+
+
+def find_preview(doc: Any) -> Any:
+    return next((n for n in doc.rootNode().childNodes() if n.name() == PREVIEW_NAME), None)
+
+
+def _hide_preview(doc: Any) -> Any:
+    node = find_preview(doc)
+    if node is None or not node.visible():
+        return None
+    node.setVisible(False)
+    doc.refreshProjection()
+    doc.waitForDone()
+    return node
+
+
+def show_preview(doc: Any, rect: Any, bgra: bytes) -> Any:
+    """Put `bgra` (rect-sized) on the locked preview layer at the top of the stack, replacing what it
+    showed. The layer is made once (one "add layer" undo step); later previews only swap pixels."""
+    node = find_preview(doc)
+    if node is None:
+        node = doc.createNode(PREVIEW_NAME, "paintlayer")
+        if not is_rgba8(doc):
+            node.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
+        doc.rootNode().addChildNode(node, _top_child(doc.rootNode()))
+    node.setLocked(False)
+    old = node.bounds()
+    x, y, w, h = old.x(), old.y(), old.width(), old.height()
+    if w > 0 and h > 0:
+        node.setPixelData(QByteArray(bytes(w * h * 4)), x, y, w, h)  # clear what it showed
+    node.setPixelData(QByteArray(bgra), rect.x, rect.y, rect.w, rect.h)
+    node.setVisible(True)
+    node.setLocked(True)  # the user cannot paint on it by accident
+    doc.refreshProjection()
+    return node
+
+
+def remove_preview(doc: Any) -> bool:
+    node = find_preview(doc)
+    if node is None:
+        return False
+    node.remove()
+    doc.refreshProjection()
+    return True
+
+
+# --- applying --------------------------------------------------------------------------------------
+
+
+def change_canvas(doc: Any, change: Any) -> None:
+    """Resize (outpaint: the old image at `origin`) or scale (upscale) the document."""
+    if change.scale:
+        doc.scaleImage(change.w, change.h, int(doc.xRes()), int(doc.yRes()), "Bicubic")
+    else:
+        ox, oy = change.origin
+        doc.resizeImage(-ox, -oy, change.w, change.h)
+    doc.waitForDone()
+
+
+def add_layer(doc: Any, name: str, rect: Any, rgba: bytes) -> Any:
+    """A new paint layer at the top with `rgba` at `rect`. Built while detached, attached in one
+    step: one Edit ▸ Undo removes it."""
+    node = doc.createNode(name, "paintlayer")
+    if not is_rgba8(doc):
+        node.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
+    node.setPixelData(QByteArray(pixels.rgba_to_bgra(rgba)), rect.x, rect.y, rect.w, rect.h)
+    doc.rootNode().addChildNode(node, _top_child(doc.rootNode()))
+    doc.refreshProjection()
+    return node
 
 
 def _top_child(parent: Any) -> Any:
@@ -58,43 +153,32 @@ def _top_child(parent: Any) -> Any:
     return kids[-1] if kids else None
 
 
-def apply_result(doc: Any, plan: Any) -> list[Any]:
-    """Apply a ResultPlan: resize/scale the canvas if needed, add a group with one layer per image."""
-    change = plan.canvas
-    if change is not None:
-        if change.scale:
-            doc.scaleImage(change.w, change.h, int(doc.xRes()), int(doc.yRes()), "Bicubic")
-        else:
-            ox, oy = change.origin
-            doc.resizeImage(-ox, -oy, change.w, change.h)
-        doc.waitForDone()
-    if not plan.layers:  # e.g. face re-render found no face: record it, add no empty group
-        add_history(doc, plan.record)
-        return []
-    root = doc.rootNode()
-    group = doc.createGroupLayer(plan.group)
-    nodes = []
-    # Fill the group while it is detached, then attach it in one step: a single undo command
-    # (Edit ▸ Undo) then removes the whole batch.
-    for patch in plan.layers:
-        node = doc.createNode(patch.name, "paintlayer")
-        if not is_rgba8(doc):
-            node.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
-        r = patch.rect
-        node.setPixelData(QByteArray(pixels.rgba_to_bgra(patch.rgba)), r.x, r.y, r.w, r.h)
-        group.addChildNode(node, nodes[-1] if nodes else None)
-        nodes.append(node)
-    # Later layers of a batch would hide earlier ones; show only the first so the user sees one result.
-    for node in nodes[1:]:
-        node.setVisible(False)
-    root.addChildNode(group, _top_child(root))
-    add_history(doc, plan.record)
-    doc.refreshProjection()
-    return nodes
+# --- annotations -----------------------------------------------------------------------------------
 
 
-def history(doc: Any) -> list[dict[str, Any]]:
-    raw = bytes(doc.annotation(ANNOTATION) or b"")
+def _annotation(doc: Any, name: str) -> bytes:
+    return bytes(doc.annotation(name) or b"")
+
+
+def doc_key(doc: Any, create: bool = False) -> str | None:
+    """The document's id for the in-memory history (stored with it, so a reloaded .kra keeps it)."""
+    key = _annotation(doc, KEY_ANNOTATION).decode("ascii", "replace")
+    if not key and create:
+        key = uuid.uuid4().hex
+        doc.setAnnotation(KEY_ANNOTATION, "sdbridge document id", QByteArray(key.encode("ascii")))
+    return key or None
+
+
+def read_history(doc: Any) -> bytes:
+    return _annotation(doc, HISTORY_ANNOTATION)
+
+
+def write_history(doc: Any, data: bytes) -> None:
+    doc.setAnnotation(HISTORY_ANNOTATION, "sdbridge review history", QByteArray(data))
+
+
+def params_log(doc: Any) -> list[dict[str, Any]]:
+    raw = _annotation(doc, ANNOTATION)
     if not raw:
         return []
     try:
@@ -104,11 +188,17 @@ def history(doc: Any) -> list[dict[str, Any]]:
     return data if isinstance(data, list) else []
 
 
-def add_history(doc: Any, record: dict[str, Any]) -> None:
-    """Generation parameters live in a document annotation, so they are saved in the .kra."""
-    items = history(doc)[-199:] + [record]
+def log_params(doc: Any, record: dict[str, Any]) -> None:
+    """Generation parameters, as JSON, in a document annotation: they are saved in the .kra."""
+    items = params_log(doc)[-(LOG_LIMIT - 1) :] + [record]
     doc.setAnnotation(ANNOTATION, "sdbridge generation parameters", QByteArray(json.dumps(items).encode("utf-8")))
 
 
 def active_document() -> Any:
     return Krita.instance().activeDocument()
+
+
+def is_open(doc: Any) -> bool:
+    """Whether `doc` (a wrapper kept since a job was sent) is still one of Krita's open documents."""
+    key = doc_key(doc) if doc is not None else None
+    return key is not None and any(doc_key(d) == key for d in Krita.instance().documents())

@@ -13,6 +13,7 @@ from krita import Extension, Krita  # type: ignore[import-not-found]
 
 from .controller import Controller
 from .docker import DockerFactory
+from .qt import QTimer
 
 ACTIONS: dict[str, str] = {
     "generate": "sdbridge: Generate (selection = inpaint)",
@@ -34,6 +35,8 @@ class SDBridgeExtension(Extension):
         # Close the socket cleanly when Krita quits (jobs keep running on the server).
         app.notifier().setActive(True)
         app.notifier().applicationClosing.connect(self.controller.shutdown)
+        # Once a document is gone (the signal comes while it still is listed), forget its history.
+        app.notifier().imageClosed.connect(lambda _name: QTimer.singleShot(0, self.controller.forget_closed_documents))
 
     def createActions(self, window: Any) -> None:
         for kind, text in ACTIONS.items():

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,10 +26,14 @@ from ..workers.config import WorkerConfig, visible_devices
 from .options import add_command
 
 
+def home() -> Path:
+    """sdbridge's own folder: $SDBRIDGE_HOME, else the user cache dir."""
+    return Path(os.environ.get("SDBRIDGE_HOME", Path.home() / ".cache" / "sdbridge"))
+
+
 def demo_models_dir() -> Path:
     """Where the tiny demo model lives when no --models is given (made on first use)."""
-    base = Path(os.environ.get("SDBRIDGE_HOME", Path.home() / ".cache" / "sdbridge"))
-    return base / "demo-models"
+    return home() / "demo-models"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -81,7 +87,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except RayUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    server = Server(manager, limits, token=args.token, pool=pool)
+    state_dir = args.state_dir or home() / "state"
+    server = Server(manager, limits, token=args.token, state_dir=state_dir, allow_origins=args.allow_origin, pool=pool)
     cache = manager.cache
     where = (
         f"Ray cluster {args.ray}"
@@ -91,17 +98,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(
         f"sdbridge: {len(manager.entries)} model(s) in {models_dir}; {where}; UNet {mode}; model cache "
         f"{cache.device_budget / gib:.1f} GB on the device, {cache.ram_budget / gib:.1f} GB in RAM (per worker); "
+        f"jobs journaled in {state_dir}; "
         f"listening on ws://{args.host}:{args.port}",
         file=sys.stderr,
     )
     try:
-        asyncio.run(server.run(args.host, args.port))
+        asyncio.run(_serve_until_signal(server, args.host, args.port))
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a platform without loop signal handlers (Windows)
         pass
-    return 0
+    # Stopped: the journal is closed and every connection had its last events. The interpreter's own
+    # teardown (torch, a worker thread still inside a step that did not return in time) can take many
+    # seconds or abort, and nothing is left to save: leave now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+async def _serve_until_signal(server: Server, host: str, port: int) -> None:
+    """SIGTERM/SIGINT stop the server gracefully (running job requeued, journal flushed); a second one
+    ends it at once."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():  # the second one: the journal is consistent at any moment, so just go
+            print(f"sdbridge: {sig.name} again: stopping now", file=sys.stderr)
+            os._exit(1)
+        print(f"sdbridge: {sig.name}: stopping (again to stop at once)", file=sys.stderr)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C raises KeyboardInterrupt instead
+            loop.add_signal_handler(sig, on_signal, sig)
+    await server.run(host, port, stop=stop)
 
 
 def cmd_make_test_model(args: argparse.Namespace) -> int:
@@ -165,6 +198,19 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--max-pixels", type=int, default=4096 * 4096)
     p.add_argument("--max-message-mb", type=int, default=256)
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        help="where accepted jobs and results are journaled, so a restart loses none "
+        "(default: $SDBRIDGE_HOME/state, ~/.cache/sdbridge/state)",
+    )
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let browser pages from ORIGIN (e.g. http://localhost:3000) connect; repeatable. Default: none",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = add_command(sub, "make-test-model", "write a tiny random-weight checkpoint (produces noise; for tests/demos)")

@@ -20,9 +20,10 @@ import torch
 
 from .. import __version__
 from ..limits import Limits
+from ..results import failure_event
 from .base import Event, JobSpec
 from .config import WorkerConfig, device_name, resident_names
-from .runner import failure_event, run_job
+from .runner import run_job
 
 log = logging.getLogger(__name__)
 STATE = "_state"  # the item after a job's terminal event: the worker's state, for the gateway only

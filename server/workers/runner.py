@@ -4,7 +4,6 @@ here, in this process or in a Ray actor, so a job behaves the same wherever it r
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -12,11 +11,12 @@ from collections.abc import Callable
 from .. import images
 from ..errors import Cancelled, JobError
 from ..jobs import KINDS
-from ..jobs.base import JobContext, JobResult, ResultFormat, ResultImage
+from ..jobs.base import JobContext
 from ..limits import Limits
 from ..models.registry import ModelManager
 from ..pipelines.preview import Preview
 from ..protocol import ProtocolError, error_event
+from ..results import failure_event, rect_event, result_event
 from .base import Emit, Event, JobSpec
 
 log = logging.getLogger(__name__)
@@ -66,43 +66,3 @@ def progress_sender(job_id: str, formats: tuple[str, ...], emit: Emit) -> Callab
         emit(ev)
 
     return progress
-
-
-def rect_event(img: ResultImage, fmt: ResultFormat) -> Event:
-    px = img.pixels
-    h, w = px.shape[:2]
-    rect: Event = {"x": img.x, "y": img.y, "w": w, "h": h}
-    if fmt == "rgba8":
-        rect |= {"format": "rgba8", "data": images.rgba8_bytes(px)}
-    elif fmt == "webp":
-        rect |= {"format": "webp", "data": images.encode_webp(px)}
-    else:
-        rect |= {"format": "png", "data": images.encode_png(px)}
-    if img.seed is not None:
-        rect["seed"] = img.seed
-    if img.name is not None:
-        rect["name"] = img.name
-    return rect
-
-
-def result_event(job_id: str, result: JobResult, fmt: ResultFormat) -> Event:
-    ev: Event = {
-        "type": "result",
-        "id": job_id,
-        "images": [rect_event(img, fmt) for img in result.images],
-        "params": result.params | {"result_format": fmt},  # every kind reports the encoding it used
-    }
-    if result.canvas is not None:
-        ev["canvas"] = {"w": result.canvas[0], "h": result.canvas[1]}
-    return ev
-
-
-def failure_event(job_id: str, exc: Exception) -> Event:
-    import torch
-
-    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
-        with contextlib.suppress(Exception):  # best effort on a device that may be gone
-            torch.cuda.empty_cache()
-        return error_event("out_of_memory", f"the GPU ran out of memory: {exc}. Try a smaller size or batch.", job_id)
-    log.exception("job %s failed", job_id)
-    return error_event("job_failed", f"{type(exc).__name__}: {exc}", job_id)

@@ -12,26 +12,8 @@ if [ -x "$ROOT/usr/bin/gimp-console-3.0" ] && [ -f "$ROOT/.sdbridge-gimp-ready" 
   exit 0
 fi
 
-# Mirror: whatever the host's apt already uses (deb822 first, then one-line format), since that is
-# the only network we can count on in CI sandboxes.
-MIRROR="$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)"
-[ -n "$MIRROR" ] || MIRROR="$(awk '$1=="deb"{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)"
-[ -n "$MIRROR" ] || MIRROR="http://deb.debian.org/debian"
-
-if ! command -v debootstrap >/dev/null; then
-  # Other host setups (Krita) may hold the dpkg lock concurrently: wait for it instead of failing.
-  apt-get -o DPkg::Lock::Timeout=600 update -q || true
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q debootstrap
-fi
-
-if [ ! -x "$ROOT/usr/bin/apt-get" ]; then
-  # A half-finished debootstrap leaves a tree that a second debootstrap refuses; start clean.
-  # --one-file-system: never follow a (stale) bind mount into the host.
-  [ -d "$ROOT" ] && rm -rf --one-file-system "$ROOT"
-  mkdir -p "$ROOT"
-  debootstrap --variant=minbase trixie "$ROOT" "$MIRROR"
-fi
-cp /etc/resolv.conf "$ROOT/etc/resolv.conf" 2>/dev/null || true
+. "$HERE/chroot_lib.sh"
+bootstrap "$ROOT" trixie "$(host_mirror)"
 
 if [ ! -x "$ROOT/usr/bin/gimp-console-3.0" ]; then
   # gimp 3.0.x in trixie already depends on python3-gi + gir1.2-gimp-3.0; listed for clarity.

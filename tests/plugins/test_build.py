@@ -56,3 +56,13 @@ def test_gimp_folder_vendors_the_one_rect(tmp_path: Path) -> None:
     vendor = gimp_build.build(tmp_path, archive=False) / "vendor"
     assert (vendor / COMMON_NAME / "_geometry.py").read_bytes() == (ROOT / "tiling" / "geometry.py").read_bytes()
     _probe(COMMON_NAME, vendor)
+
+
+def test_krita_zip_has_folder_entries_for_kritas_importer(tmp_path: Path) -> None:
+    # Krita's "Import Python Plugin from File" finds a plugin only through its `name/` folder entry
+    # (plugin_importer.get_source_module); the host tests run that importer on both Kritas.
+    with zipfile.ZipFile(build_krita(tmp_path)) as zf:
+        names = zf.namelist()
+    folders = {n.rsplit("/", 1)[0] + "/" for n in names if "/" in n.rstrip("/")}
+    assert "sdbridge/" in names and "sdbridge/__init__.py" in names and "sdbridge.desktop" in names
+    assert folders <= set(names), sorted(folders - set(names))

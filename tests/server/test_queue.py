@@ -81,21 +81,22 @@ def test_cancel_running_job_stops_at_next_step(server) -> None:
 
 
 def test_result_survives_disconnect_and_is_fetched_elsewhere(server) -> None:
-    jid = uuid.uuid4().hex
+    jid, me = uuid.uuid4().hex, uuid.uuid4().hex
 
     async def submit_and_drop() -> None:
-        c = await connect(server.url)
+        c = await connect(server.url, client_id=me)
         await c.submit("generate", FAST | {"steps": 3}, job_id=jid)
+        await anext(c.events(jid))  # `queued`: accepted (journaled) by the server
         await c.close()  # gone before the job finishes
 
     async def fetch() -> list[dict]:
-        async with await connect(server.url) as c:
+        async with await connect(server.url, client_id=me) as c:  # the same client, another connection
             await c.fetch(jid)
             return [ev async for ev in c.events(jid)]
 
     run(submit_and_drop())
     events = run(fetch())
-    assert events[-1]["type"] == "result"
+    assert events[-1]["type"] == "result", events[-1]
     direct = run(_generate(server.url, FAST | {"steps": 3}))
     assert events[-1]["images"][0]["data"] == direct["images"][0]["data"]
 

@@ -20,7 +20,7 @@ from server import app as app_module
 from server.app import Server, StartupError
 from server.limits import Limits
 from server.models.registry import ModelManager
-from server.workers.runner import failure_event as _failure_event
+from server.results import failure_event
 from tests.servers import in_process
 from tests.wire import Raw
 
@@ -129,6 +129,8 @@ def test_oversized_frame_closes_only_that_connection(small) -> None:
     other = Raw(small.url)
     raw = Raw(small.url)
     raw.send(b"\x00" * (2 << 20))
+    told = raw.recv()  # the documented event first, then the close
+    assert told["type"] == "error" and told["code"] == "message_too_large" and str(1 << 20) in told["message"]
     with pytest.raises(ConnectionClosed) as closed:
         raw.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009  # "message too big"
@@ -219,5 +221,5 @@ def test_failing_job_becomes_error_and_worker_keeps_running(models_dir: Path, tm
 
 
 def test_out_of_memory_maps_to_its_own_code() -> None:
-    ev = _failure_event("j", torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20 GiB"))
-    assert ev["code"] == "out_of_memory" and "smaller" in ev["message"]
+    ev = failure_event("j", torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20 GiB"))
+    assert ev["code"] == "out_of_memory" and "smaller" in ev["message"] and "GPU" in ev["message"]

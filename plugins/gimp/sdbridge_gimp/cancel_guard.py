@@ -5,7 +5,8 @@ it (app/plug-in/gimpplugin.c, gimp_plug_in_close): no Python code of ours runs a
 and the server deliberately keeps jobs of disconnected clients running. So for each job the
 plug-in starts this tiny guard process in its own session (out of reach of the kill) with a pipe
 on its stdin. The plug-in writes "done" when the job has ended; end-of-file without "done" means
-the plug-in was killed, and the guard sends `cancel` for the job from a fresh connection.
+the plug-in was killed, and the guard sends `cancel` for the job from a fresh connection that
+says the plug-in's `client_id` (the server lets only a job's own client cancel it).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ class Guard:
             self.proc.wait(2)
 
 
-def spawn(url: str, token: str, job_id: str) -> Guard:
-    """Start the guard (best effort: without it, cancel only stops the plug-in, not the server job)."""
+def spawn(url: str, token: str, job_id: str, client_id: str) -> Guard:
+    """Start the guard (best effort: without it, cancel only stops the plug-in, not the server job).
+    `client_id`: the submitting connection's, so the server takes the guard's cancel as the owner's."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([here, os.path.join(here, "vendor"), env.get("PYTHONPATH", "")])
@@ -52,7 +54,7 @@ def spawn(url: str, token: str, job_id: str) -> Guard:
             close_fds=True,
         )
         assert proc.stdin is not None
-        proc.stdin.write(token.encode() + b"\n")  # the token never appears on a command line
+        proc.stdin.write(f"{token}\n{client_id}\n".encode())  # the token never appears on a command line
         proc.stdin.flush()
     except (OSError, ValueError):
         return Guard(None)
@@ -62,13 +64,14 @@ def spawn(url: str, token: str, job_id: str) -> Guard:
 def watch(stdin: IO[bytes], url: str, job_id: str) -> bool:
     """Block until the plug-in says done or vanishes; cancel in the second case. True = cancelled."""
     token = stdin.readline().decode().strip()
+    client_id = stdin.readline().decode().strip()
     rest = stdin.read()  # returns at EOF: the plug-in closed the pipe or died
     if rest.startswith(DONE):
         return False
     from ._common import jobs
     from .remote import Remote
 
-    with contextlib.suppress(Exception), Remote(url, token, open_timeout=CANCEL_WAIT_S) as remote:
+    with contextlib.suppress(Exception), Remote(url, token, open_timeout=CANCEL_WAIT_S, client_id=client_id) as remote:
         remote.connect()
         remote.client.attach(job_id, jobs.GenerateRequest())  # follow the job (fetch) so it can be cancelled
         remote.cancel(job_id)

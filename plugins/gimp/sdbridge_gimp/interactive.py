@@ -10,6 +10,7 @@ shared client's worker thread.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -95,7 +96,9 @@ class DialogRun:
         self.form.set_running(False, can_start=False)
         url = self.form.value("server-url")
         try:
-            self.remote = remote.Remote(url, self.form.value("token"), preview_formats=self.formats).start()
+            me = prefs.client_id(os.path.dirname(self.settings_path))
+            self.remote = remote.Remote(url, self.form.value("token"), preview_formats=self.formats, client_id=me)
+            self.remote.start()
         except ActionError as exc:
             self._status(str(exc), error=True)
             return
@@ -200,7 +203,8 @@ class DialogRun:
         self.plan, self.canvas, self.used = plan, canvas, values
         self.job = self.remote.submit(plan.request)
         # GIMP's progress Cancel (image window) kills this process; the guard then cancels the job.
-        self.guard = cancel_guard.spawn(self.remote.url, str(values.get("token") or ""), self.job)
+        token = str(values.get("token") or "")
+        self.guard = cancel_guard.spawn(self.remote.url, token, self.job, self.remote.client.client_id)
         self.deadline = time.monotonic() + float(values.get("timeout") or 600)
         self.form.set_running(True, can_start=True)
         self.form.show_progress("Sending…", None)

@@ -48,14 +48,15 @@ def execute(spec: ProcSpec, values: dict[str, Any], image: Gimp.Image) -> Gimp.L
     logic.plan_job(spec, values, canvas)  # local mistakes (no selection, empty prompt) before any network
     Gimp.progress_init(f"sdbridge: {label}")
     url = str(values.get("server-url") or settings.DEFAULT_URL)
-    with remote.Remote(url, str(values.get("token") or "")) as server:
+    me = prefs.client_id(Gimp.directory())
+    with remote.Remote(url, str(values.get("token") or ""), client_id=me) as server:
         welcome = server.connect()
         actions.require_kind(spec.kind, welcome)
         logic.check_model(values, welcome)
         plan = logic.plan_job(spec, values, canvas, actions.max_pixels(welcome))
         job_id = server.submit(plan.request)
         # GIMP's Cancel kills this process outright; the guard then cancels the job on the server.
-        guard = cancel_guard.spawn(server.url, str(values.get("token") or ""), job_id)
+        guard = cancel_guard.spawn(server.url, str(values.get("token") or ""), job_id, server.client.client_id)
         try:
             result = server.wait_result(
                 job_id, float(values.get("timeout") or 600), lambda ev: report_progress(ev, label)

@@ -9,6 +9,10 @@ removable by the user. It holds the token, so it is private to the user (mode 06
 
 Interactive runs read it to fill the dialog and write it back on OK (with the seed actually used);
 non-interactive calls (scripts, batch mode) neither read nor write it: their arguments are the job.
+
+Every call, interactive or not, says the profile's `client_id` to the server (kept in a file of its
+own, `<profile>/sdbridge-client-id`, since it is no choice of the user's): the server lets only a
+job's own client fetch or cancel it, and the cancel guard must be that client.
 Nothing here imports `gi`.
 """
 
@@ -18,12 +22,14 @@ import contextlib
 import json
 import os
 import tempfile
+import uuid
 from typing import Any
 
 from ._common import settings
 from .procs import ProcSpec
 
 FILE_NAME = "sdbridge-settings.json"
+CLIENT_ID_FILE = "sdbridge-client-id"
 Settings = settings.Settings
 _KEYS = frozenset(Settings.keys())
 
@@ -44,6 +50,19 @@ _STRENGTH_KEYS = {"outpaint": "outpaint_strength", "face": "face_strength", "ups
 
 def path_in(profile_dir: str) -> str:
     return os.path.join(profile_dir, FILE_NAME)
+
+
+def client_id(profile_dir: str) -> str:
+    """This profile's id on the server, made by the first call that needs one and kept for good."""
+    path = os.path.join(profile_dir, CLIENT_ID_FILE)
+    with contextlib.suppress(OSError, UnicodeDecodeError), open(path, encoding="ascii") as fh:
+        known = fh.read().strip()
+        if known.isalnum() and len(known) <= 64:
+            return known
+    made = uuid.uuid4().hex
+    with contextlib.suppress(OSError):  # a read-only profile: an id for this call only
+        _write_atomically(path, made)
+    return made
 
 
 def settings_key(spec: ProcSpec, arg: str) -> str:
@@ -72,12 +91,17 @@ def load(path: str) -> Settings:
 def save(path: str, s: Settings) -> None:
     """Write atomically; keys this version does not know (a newer plug-in's) are kept."""
     data = {**_read_file(path), **s.as_dict()}
+    _write_atomically(path, json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False))
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Private to the user (the settings hold the token); two plug-in processes may write at once."""
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".sdbridge-settings.", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True, ensure_ascii=False)
+            fh.write(text)
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:

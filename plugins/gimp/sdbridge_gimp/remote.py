@@ -71,8 +71,14 @@ class Remote:
     """One server connection for one procedure call (or one dialog)."""
 
     def __init__(
-        self, url: str, token: str = "", open_timeout: float = 10.0, preview_formats: tuple[str, ...] = ()
+        self,
+        url: str,
+        token: str = "",
+        open_timeout: float = 10.0,
+        preview_formats: tuple[str, ...] = (),
+        client_id: str = "",
     ) -> None:
+        """`client_id`: whose jobs this connection may cancel/fetch ("": a new id of its own)."""
         self.url = check_url(url)
         self.client = common_client.Client(
             self.url,
@@ -81,6 +87,7 @@ class Remote:
             open_timeout=open_timeout,
             backoff=(0.5, 4.0),
             preview_formats=preview_formats,
+            client_id=client_id or None,
         )
         self.open_timeout = open_timeout
         self.welcome: dict[str, Any] = {}

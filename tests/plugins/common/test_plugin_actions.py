@@ -69,3 +69,28 @@ def test_upscale_whole_or_region() -> None:
     assert isinstance(req, UpscaleRequest) and req.region is None and req.scale == 2.0
     req = actions.plan_upscale(canvas(Rect(2, 3, 5, 6)), Settings(), WELCOME)
     assert req.region == Rect(2, 3, 5, 6)
+
+
+def test_batch_goes_to_every_diffusion_kind_and_vae_to_sampling() -> None:
+    s = Settings(batch=3, vae="soft", face_strength=0.0)
+    welcome = WELCOME | {"vaes": ["soft"]}
+    inpaint = actions.plan_generate(canvas(Rect(4, 4, 8, 8)), s, welcome)
+    assert isinstance(inpaint, InpaintRequest) and inpaint.batch == 3 and inpaint.params()["batch"] == 3
+    assert actions.plan_outpaint(canvas(), s, welcome).batch == 3
+    assert actions.plan_outpaint(canvas(Rect(24, 0, 8, 16)), s, welcome).batch == 3
+    face = actions.plan_face(canvas(), s, welcome)
+    assert face.batch == 3 and face.strength == 0.01  # a 0 from a slider is "barely", never invalid
+    assert inpaint.sampling.vae == "soft" and inpaint.params()["vae"] == "soft"
+    # A VAE the server does not list is left out (the checkpoint's own is used), like a missing model.
+    assert actions.plan_generate(canvas(), s, WELCOME).sampling.vae is None
+
+
+def test_lora_tags_and_strength_labels() -> None:
+    tag = actions.lora_tag("detail", 0.75)
+    assert tag == "<lora:detail:0.75>" and actions.lora_tag("x") == "<lora:x:1>"
+    assert actions.insert_tag("a fox ", tag) == "a fox <lora:detail:0.75>"
+    assert actions.insert_tag("a fox <lora:detail:0.75>", tag) == "a fox <lora:detail:0.75>"  # once only
+    assert actions.insert_tag("", tag) == tag
+    assert actions.strength_label(1.0) == "Generate"
+    assert actions.strength_label(0.999) == "Generate"
+    assert actions.strength_label(0.6) == "Refine 60 %" and actions.strength_label(0) == "Refine 1 %"

@@ -51,6 +51,13 @@ def test_pick_keeps_an_offered_choice_else_the_default() -> None:
     assert choices.models(None) == [choices.Option("", "Server default")]
 
 
+def test_vaes_and_loras_for_the_krita_pickers() -> None:
+    welcome = {"vaes": ["sharp", 3, ""], "loras": ["detail", None]}
+    assert choices.names(welcome, "vaes") == ["sharp"] and choices.names(None, "loras") == []
+    assert choices.vaes(welcome) == [choices.Option("", "The model's own"), choices.Option("sharp", "sharp")]
+    assert choices.loras(welcome) == [choices.Option("detail", "detail")]  # no default: inserting needs a pick
+
+
 def _image() -> WireImage:
     return WireImage.rgba(bytes((x * 4) % 256 for x in range(W * H * 4)), W, H)
 

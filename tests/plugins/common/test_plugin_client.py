@@ -260,3 +260,18 @@ def test_wrong_token_is_fatal_not_hammered(tiny_models: Path, tmp_path: Path) ->
             assert good.wait_connected(15)["protocol"] == 1
         finally:
             good.stop()
+
+
+def test_client_asks_for_previews_it_can_decode(sdb_serve: ServeProcess) -> None:
+    # An editor without a WebP decoder (Debian's Krita) lists what it reads; previews come as PNG.
+    c = Client(sdb_serve.url, preview_formats=["avif", "png", "rgba8"]).start()
+    try:
+        assert c.wait_connected(30)["type"] == "welcome"
+        job_id = c.submit(GenerateRequest(sampling=Sampling(prompt="fox", seed=3, steps=3), width=64, height=64))
+        assert c.wait(job_id, 120).status == "result"
+        previews = [e.data["preview"] for e in c.poll() if e.type == "progress" and "preview" in e.data]
+    finally:
+        c.stop()
+    assert previews and {p["format"] for p in previews} == {"png"}
+    w, h, _ = png.decode(previews[-1]["data"])
+    assert (w, h) == (previews[-1]["w"], previews[-1]["h"])

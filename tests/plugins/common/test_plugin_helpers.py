@@ -133,3 +133,12 @@ def test_large_images_go_first_as_blobs() -> None:
     assert [assembler.add(protocol.unpack(protocol.pack(f), 1 << 20)) for f in blobs] == [None, None, "up7.image"]
     assert assembler.done["up7.image"] == big.data
     assert next(refs) == 8  # one ref per uploaded image
+
+
+def test_mask_alpha_cuts_rgba_by_a_soft_mask() -> None:
+    rgba = bytes([10, 20, 30, 255, 1, 2, 3, 128, 9, 9, 9, 255])
+    out = pixels.mask_alpha(rgba, bytes([255, 255, 0]))
+    assert out == bytes([10, 20, 30, 255, 1, 2, 3, 128, 9, 9, 9, 0])  # colour kept, alpha scaled
+    assert pixels.mask_alpha(rgba, bytes([128, 0, 51]))[3::4] == bytes([128, 0, 51])
+    with pytest.raises(ValueError, match="mask"):
+        pixels.mask_alpha(rgba, b"\x00")

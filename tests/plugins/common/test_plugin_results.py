@@ -5,40 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from plugins.common import png, results
+from plugins.common import results
 from plugins.common.actions import ActionError
-from plugins.common.geometry import Rect
-from plugins.common.jobs import FaceRequest, GenerateRequest, OutpaintRequest, Sampling, UpscaleRequest
+from plugins.common.jobs import GenerateRequest, OutpaintRequest, UpscaleRequest
 from plugins.common.jobstate import Event, JobState, latest_progress
 
 W, H = 32, 16
-
-
-def test_result_plan_names_layers_and_resizes_canvas() -> None:
-    img = png.encode(b"\x01\x02\x03\xff" * 4, 2, 2)
-    req = OutpaintRequest(sampling=Sampling(prompt="a   red\nfox"), right=64)
-    result = {
-        "id": "j1",
-        "images": [{"format": "png", "data": img, "x": 32, "y": 0, "seed": 5}],
-        "params": {"seed": 5, "secret": b"\x00"},
-        "canvas": {"w": W + 64, "h": H},
-    }
-    plan = results.plan_result(req, result, W, H)
-    assert plan.canvas == results.CanvasChange(W + 64, H, scale=False, origin=(0, 0))
-    (layer,) = plan.layers
-    assert layer.name == "a red fox (5)" and layer.rect == Rect(32, 0, 2, 2)
-    assert plan.record["params"] == {"seed": 5} and plan.record["layers"] == ["a red fox (5)"]
-    up = results.plan_result(UpscaleRequest(scale=2), {**result, "canvas": {"w": 2 * W, "h": 2 * H}}, W, H)
-    assert up.canvas is not None and up.canvas.scale and up.layers[0].name == "upscale (5)"
-
-
-def test_face_pieces_keep_the_server_names() -> None:
-    px = {"format": "rgba8", "data": b"\x01\x02\x03\xff" * 4, "w": 2, "h": 2}
-    result = {"images": [{**px, "x": 3, "y": 4, "name": "face 1"}, {**px, "name": "face 2"}], "params": {"seed": 9}}
-    plan = results.plan_result(FaceRequest(sampling=Sampling(prompt="")), result, W, H)
-    assert [p.name for p in plan.layers] == ["face 1", "face 2"] and plan.canvas is None
-    assert plan.layers[0].rect == Rect(3, 4, 2, 2) and plan.layers[0].seed == 9
-    assert plan.group == "sdbridge face: face"
 
 
 def test_canvas_change() -> None:

@@ -97,6 +97,12 @@ def prefs_file(gui: bool = True) -> Path:
     return ROOT / (PROFILE_GUI if gui else PROFILE).lstrip("/") / "sdbridge-settings.json"
 
 
+def client_id(gui: bool = True) -> str:
+    """The id the plug-in says to the server from a chroot profile (`prefs.CLIENT_ID_FILE`): jobs are
+    its own, so a test that fetches one of them afterwards connects as that client."""
+    return (ROOT / (PROFILE_GUI if gui else PROFILE).lstrip("/") / "sdbridge-client-id").read_text().strip()
+
+
 def run_batch(
     scenarios: list[dict[str, Any]],
     timeout: float = 300.0,

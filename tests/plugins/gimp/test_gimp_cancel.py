@@ -16,7 +16,7 @@ def test_guard_cancels_job_when_plugin_dies(server) -> None:  # type: ignore[no-
     with Remote(server.url) as s:
         s.connect()
         job = s.submit(GenerateRequest(sampling=Sampling(prompt="a long job", steps=150, seed=1), width=64, height=64))
-        guard = cancel_guard.spawn(server.url, "", job)
+        guard = cancel_guard.spawn(server.url, "", job, s.client.client_id)
         assert guard.proc is not None
         seen: list[str] = []
 
@@ -32,7 +32,7 @@ def test_guard_cancels_job_when_plugin_dies(server) -> None:  # type: ignore[no-
 
 
 def test_guard_released_does_nothing() -> None:
-    guard = cancel_guard.spawn("ws://127.0.0.1:9/", "tok", "some-job")
+    guard = cancel_guard.spawn("ws://127.0.0.1:9/", "tok", "some-job", "me")
     t = time.monotonic()
     guard.release()
     assert guard.proc is not None and guard.proc.wait(5) == 0

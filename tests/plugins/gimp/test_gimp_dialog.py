@@ -239,7 +239,7 @@ def test_cancel_in_the_dialog_stops_the_server_job(dialogs: Dialogs) -> None:
     assert after["fields"]["prompt"]["sensitive"], "editable again after the cancel"
     assert next(b for b in after["buttons"] if b["label"] == "_OK")["sensitive"]
     job = next(e["job"] for e in rec["events"] if e["kind"] == "started")
-    with Remote(dialogs.serve.url) as r:
+    with Remote(dialogs.serve.url, client_id=harness.client_id()) as r:  # the plug-in's own id
         r.connect()
         r.client.attach(job, GenerateRequest())  # fetch: the retained terminal event
         assert r.client.wait(job, 60).status == "cancelled"

@@ -393,7 +393,7 @@ def test_killed_plugin_cancels_server_job(gimp_run: Outcome, sdbridge_serve: har
     assert "killed" in found, f"never saw the plug-in and its guard running:\n{run.log[-3000:]}"
     res = run.results["killed"]
     assert res.get("status") != "success" and len(res["layers"]) == 1, res
-    with Remote(sdbridge_serve.url) as r:
+    with Remote(sdbridge_serve.url, client_id=harness.client_id(gui=False)) as r:  # the plug-in's own id
         r.connect()
         r.client.attach(found["job"], GenerateRequest())  # fetch: the retained terminal event
         state = r.client.wait(found["job"], 60)

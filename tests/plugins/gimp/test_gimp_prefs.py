@@ -114,3 +114,15 @@ def test_follow_turns_client_events_into_what_the_user_sees() -> None:
     text = remote.failure(oom or {}) or ""
     assert "out_of_memory" in text and "ran out of memory" in text
     assert remote.failure(step) is None
+
+
+def test_client_id_is_made_once_per_profile_and_kept(tmp_path: Path) -> None:
+    profile = str(tmp_path / "profile")
+    first = prefs.client_id(profile)
+    assert first.isalnum() and prefs.client_id(profile) == first  # the next call (another process) agrees
+    path = Path(profile) / prefs.CLIENT_ID_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.write_text("../not an id\n")
+    fresh = prefs.client_id(profile)
+    assert fresh != first and fresh.isalnum() and path.read_text() == fresh  # a damaged file is replaced
+    assert not Path(profile, prefs.FILE_NAME).exists()  # the id does not touch the settings file

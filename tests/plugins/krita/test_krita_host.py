@@ -1,107 +1,158 @@
-"""Real Krita 5 host tests (marker `krita`): the built zip in an isolated profile, a real
-`sdbridge serve` with a tiny model on loopback, scenarios driven through the plugin's actions.
+"""Real Krita host tests (marker `krita`), each run on Krita 5 AND Krita 6: the built zip installed
+by Krita's own importer into an isolated profile, a real `sdbridge serve` with a tiny model on
+loopback, scenarios driven through the plugin's actions and its docker's widgets.
 
-One Krita session runs all scenarios (a launch costs ~5 s); each test asserts on its scenario's
-readback (pixels through the Krita API, dumped as raw BGRA by the test driver).
+One Krita session per host runs every scenario (a launch costs ~5 s); each test asserts on its
+scenario's readback (pixels through the Krita API, dumped as raw BGRA by the test driver).
 """
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import numpy as np
 import pytest
-from krita_harness import KritaRun, build_zip, fresh_profile, prepare_template, require_krita, run_krita
+from krita_harness import HOSTS, Host, KritaRun, build_zip, fresh_profile, prepare_template, require, run_krita
 
 from tests.servers import ServeProcess
 
-pytestmark = pytest.mark.krita
+pytestmark = [pytest.mark.krita, pytest.mark.slow]
 
 SIZE = 128
-SCENARIOS = ["generate", "img2img", "inpaint", "outpaint", "upscale", "face", "restore", "cancel", "persist"]
+SCENARIOS = ["layout", "generate", "img2img", "inpaint_batch", "apply_selection", "discard_reuse", "outpaint",
+             "upscale", "face", "restore", "noface", "offline", "cancel", "persist", "preview_error"]  # fmt: skip
+PREVIEW = "[sdbridge preview]"
 
 
-@pytest.fixture(scope="module")
-def krita_session(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> tuple[KritaRun, dict]:
+class Session:
+    def __init__(self, host: Host, run: KritaRun, importer: dict, notes: list[str], base: Path) -> None:
+        self.host, self.run, self.importer, self.notes, self.base = host, run, importer, notes, base
+        self.done = run.done()
+
+    def ok(self, scenario: str) -> dict:
+        res = self.run.result(scenario)
+        assert res["ok"], res.get("error")
+        assert not res["uncaught"], res["uncaught"]
+        return res
+
+    def bgra(self, name: str, w: int = SIZE, h: int = SIZE) -> np.ndarray:
+        return np.frombuffer((self.run.out / name).read_bytes(), np.uint8).reshape(h, w, 4).astype(int)
+
+
+@pytest.fixture(scope="module", params=HOSTS, ids=[h.name for h in HOSTS])
+def krita(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Session:
     """One Krita run of every scenario against the session's `sdbridge serve` (tiny SD1.5 + GFPGAN)."""
-    require_krita()
-    sdb_serve: ServeProcess = request.getfixturevalue("sdb_serve")  # only once Krita is known to be there
-    base = tmp_path_factory.mktemp("krita")
+    host: Host = request.param
+    require(host)
+    serve: ServeProcess = request.getfixturevalue("sdb_serve")  # only once the host is known to be there
+    base = tmp_path_factory.mktemp(host.name)
     plugin_zip = build_zip(base / "build")
-    template = prepare_template(base, plugin_zip)
-    home = fresh_profile(template, base / "home", plugin_zip)
-    run = run_krita(home, base / "out", SCENARIOS, sdb_serve.url, timeout=400)
-    done = base / "out" / "done.json"
-    summary = json.loads(done.read_text()) if done.exists() else {}
-    return run, summary
+    template, importer, notes = prepare_template(host, base, plugin_zip)
+    home = fresh_profile(template, base / "home")
+    run = run_krita(host, base, home, base / "out", SCENARIOS, serve.url, timeout=900)
+    return Session(host, run, importer, notes, base)
 
 
-def bgra(run: KritaRun, name: str, w: int, h: int) -> np.ndarray:
-    data = (run.out / name).read_bytes()
-    return np.frombuffer(data, np.uint8).reshape(h, w, 4)
+def layer_names(layers: list[dict]) -> list[str]:
+    return [x["name"] for x in layers]
 
 
-def server_lacks(res: dict, kind: str) -> bool:
-    jobs = res.get("welcome_jobs")
-    return jobs is not None and kind not in jobs
+def assert_applied_in_one_undo(res: dict, name: str) -> None:
+    """Apply added exactly one top layer `name`, took the preview layer away, and one Undo removes it."""
+    assert res["applied_node"] == name and [x["name"] for x in res["applied"]] == [name], res["applied"]
+    assert res["preview_after_apply"] is None
+    if "after_undo" in res:
+        expected = [n for n in layer_names(res["after_apply"]) if n != name]
+        assert layer_names(res["after_undo"]) == expected
 
 
-def job_result(run: KritaRun, kind: str) -> dict:
-    """The scenario named after a job kind: the server offers that kind and the action succeeded."""
-    res = run.result(kind)
-    # Every job kind the plugin uses exists now: a missing one is a regression, not an xfail.
-    assert not server_lacks(res, kind), f"server does not offer '{kind}' (welcome.jobs = {res.get('welcome_jobs')})"
-    assert res["ok"], res.get("error")
-    return res
+# --- installation, loading, the docker ---------------------------------------------------------------
 
 
-def one_new_layer(res: dict) -> None:
-    assert [f["status"] for f in res["finished"]] == ["result"], res
-    assert res["new_layer"] is not None, res
-
-
-def test_plugin_loads_with_actions(krita_session: tuple[KritaRun, dict]) -> None:
-    run, summary = krita_session
-    assert summary, f"driver did not finish (rc={run.rc}):\n{run.log[-4000:]}"
-    assert summary["deps_error"] is None
-    assert all(summary["actions"].values()), summary["actions"]
-    assert run.rc == 0
-    # The docker Krita built from the plugin's factory shows the plugin's one controller.
-    dock = summary["docker"]
+def test_zip_installs_with_kritas_own_importer_and_loads(krita: Session) -> None:
+    assert krita.importer == {"imported": ["sdbridge"]}, krita.importer
+    done = krita.done
+    assert done, f"driver did not finish (rc={krita.run.rc}):\n{krita.run.log[-4000:]}"
+    assert krita.run.rc == 0 and not done["uncaught"], done["uncaught"]
+    assert done["deps_error"] is None and all(done["actions"].values()), done
+    assert done["plugin_file"].endswith("/.local/share/krita/pykrita/sdbridge/__init__.py")
+    major = "6" if krita.host.name == "krita6" else "5"
+    assert done["krita_version"].startswith(major + ".") and done["qt6"] == (major == "6"), done
+    dock = done["docker"]
     assert dock["found"] and dock["type"] == "SDBridgeDocker" and dock["shows_controller"], dock
-    assert dock["status"] == dock["controller_status"] and dock["status"].startswith("connected"), dock
+    assert dock["status"] == dock["controller_status"], dock
 
 
-def _new_layer_ok(res: dict, name: str, size: tuple[int, int], offset: tuple[int, int] = (0, 0)) -> None:
-    assert res["ok"], res.get("error")
+@pytest.mark.parametrize("size", ["1280x800", "small"])
+def test_docker_controls_all_lie_in_the_visible_viewport(krita: Session, size: str) -> None:
+    res = krita.ok("layout")
+    geo = res[f"geometry_{size}"]
+    assert Path(res[f"shot_{size}"]).stat().st_size > 1000  # the screenshot the report refers to
+    assert geo["outer_scroll_max"] == 0 and geo["outer_hscroll_max"] == 0, geo  # nothing hides below the docker
+    assert len(geo["checked"]) >= 40 and not geo["problems"], geo["problems"]
+    assert geo["tabs_fit"], geo
+    for kind in ("generate", "outpaint", "face", "restore", "upscale", "connect", "cancel", "apply", "discard"):
+        assert any(name.endswith(f"sdbridge_{kind}") for name in geo["checked"]), kind
+
+
+def test_pickers_are_fed_by_welcome_and_strength_reads_generate(krita: Session) -> None:
+    res = krita.ok("layout")
+    assert res["status"].startswith("Connected: sdbridge"), res["status"]
+    pickers = res["pickers"]
+    assert pickers["model"][0].startswith("Server default") and pickers["model"][1:] == ["tiny-sd15"]
+    assert pickers["restorer"] == ["Server default", "GFPGANv1.4"]
+    assert pickers["lora"][0] == "(LoRA to insert)" and pickers["vae"][0] == "The model's own"
+    assert pickers["upscaler"][0] == "Lanczos (no model)" and "Euler a" in pickers["sampler"]
+    assert res["strength_label"] == "Generate"
+    assert krita.ok("img2img")["strength_label"] == "Refine 50 %"
+
+
+# --- review then apply ----------------------------------------------------------------------------------
+
+
+def test_generate_lands_on_locked_preview_layer_then_apply(krita: Session) -> None:
+    res = krita.ok("generate")
     assert [f["status"] for f in res["finished"]] == ["result"], res["finished"]
-    layer = res["new_layer"]
-    assert layer["name"] == name
-    assert layer["group"].startswith("sdbridge ")
-    assert layer["bounds"] == [offset[0], offset[1], size[0], size[1]]
+    (entry,) = res["entries"]
+    assert entry["name"] == "a red fox (42)" and entry["kind"] == "generate" and res["strip"] == 1
+    assert res["preview_layer"] == {"locked": True, "visible": True, "bounds": [0, 0, SIZE, SIZE], "on_top": True}
+    # Nothing else was added before Apply: the new document's layers and the preview layer.
+    assert layer_names(res["layers"]) == ["Background", "drawing", PREVIEW]
+    assert res["messages"][-1] == "generate: 1 result in the history — Apply to keep"
+    assert_applied_in_one_undo(res, "a red fox (42)")
+    applied, preview = krita.bgra("generate.applied.bgra"), krita.bgra("generate.preview.bgra")
+    assert (applied == preview).all() and (applied[..., 3] == 255).all() and applied[..., :3].std() > 1
 
 
-def test_generate_txt2img_new_layer_and_undo(krita_session: tuple[KritaRun, dict]) -> None:
-    run, _ = krita_session
-    res = run.result("generate")
-    _new_layer_ok(res, "a red fox (42)", (SIZE, SIZE))
-    px = bgra(run, "generate.layer.bgra", SIZE, SIZE)
-    assert (px[..., 3] == 255).all() and px[..., :3].std() > 1  # opaque, not blank
-    assert res["undo_removed"] >= 1, "undo did not remove the generated layer"
+def test_step_previews_decode_into_the_docker(krita: Session) -> None:
+    res = krita.ok("generate")
+    # The server encodes previews in a format this Krita's Qt decodes (Debian's has no WebP plugin).
+    # The plugin asked for what its Qt reads; the server used the first of those.
+    assert res["decodable_formats"][-1] == "rgba8" and res["preview_format"] == res["decodable_formats"][0], res
+    assert res["preview_frames"] >= 1 and res["preview_shown"] >= 1, res
+    assert res["docker_preview_has_pixmap"]
 
 
-def test_generate_img2img_by_strength(krita_session: tuple[KritaRun, dict]) -> None:
-    run, _ = krita_session
-    res = run.result("img2img")
-    _new_layer_ok(res, "a red fox (7)", (SIZE, SIZE))
+def test_an_undecodable_step_preview_is_said_once(krita: Session) -> None:
+    res = krita.ok("preview_error")
+    assert res["first"] == res["expected"] and res["second"] == ""
+    assert krita.run.log.count("sdbridge: cannot decode a webp step preview") == 2  # but logged each time
 
 
-def test_inpaint_selection(krita_session: tuple[KritaRun, dict]) -> None:
-    run, _ = krita_session
-    res = job_result(run, "inpaint")
-    assert [f["status"] for f in res["finished"]] == ["result"], res
-    layer = bgra(run, "inpaint.layer.bgra", SIZE, SIZE).astype(int)
-    before = bgra(run, "inpaint.before.bgra", SIZE, SIZE).astype(int)
+def test_img2img_by_strength(krita: Session) -> None:
+    res = krita.ok("img2img")
+    assert [e["name"] for e in res["entries"]] == ["a red fox (7)"]
+    assert_applied_in_one_undo(res, "a red fox (7)")
+
+
+def test_inpaint_batch_two_gives_two_entries_and_says_inpaint(krita: Session) -> None:
+    res = krita.ok("inpaint_batch")
+    assert [(e["kind"], e["seed"], e["index"]) for e in res["entries"]] == [("inpaint", 5, 0), ("inpaint", 6, 1)]
+    said = [m for m in res["messages"] if m]
+    assert said and all(m.startswith("inpaint") for m in said), said  # never "generate: …" for an inpaint
+    assert said[-1] == "inpaint: 2 results in the history — Apply to keep"
+    assert_applied_in_one_undo(res, "a red fox (6)")
+    layer, before = krita.bgra("inpaint_batch.applied.bgra"), krita.bgra("inpaint_batch.before.bgra")
     x, y, w, h = res["selection"]
     inside = layer[y : y + h, x : x + w]
     assert (inside[..., 3] > 200).mean() > 0.9  # the selection is covered
@@ -110,49 +161,87 @@ def test_inpaint_selection(krita_session: tuple[KritaRun, dict]) -> None:
     far = np.ones((SIZE, SIZE), bool)
     far[max(0, y - blend) : y + h + blend, max(0, x - blend) : x + w + blend] = False
     assert (layer[..., 3][far] == 0).all()
-    proj = bgra(run, "inpaint.projection.bgra", SIZE, SIZE).astype(int)
+    proj = krita.bgra("inpaint_batch.projection.bgra")
     assert (proj[far] == before[far]).all()
 
 
-def test_outpaint_right_by_64(krita_session: tuple[KritaRun, dict]) -> None:
-    run, _ = krita_session
-    res = job_result(run, "outpaint")
-    assert res["doc_size"] == [SIZE + 64, SIZE]
-    proj = bgra(run, "outpaint.projection.bgra", SIZE + 64, SIZE)
+def test_apply_to_selection_cuts_the_result_to_the_selection(krita: Session) -> None:
+    res = krita.ok("apply_selection")
+    assert_applied_in_one_undo(res, "a red fox (17)")
+    layer, preview = krita.bgra("apply_selection.applied.bgra"), krita.bgra("apply_selection.preview.bgra")
+    x, y, w, h = res["selection"]
+    inside = np.zeros((SIZE, SIZE), bool)
+    inside[y : y + h, x : x + w] = True
+    assert (layer[..., 3][inside] == 255).all() and (layer[..., 3][~inside] == 0).all()
+    assert (layer[inside] == preview[inside]).all()  # the result itself, only cut
+
+
+def test_discard_and_reuse_prompt_and_seed(krita: Session) -> None:
+    res = krita.ok("discard_reuse")
+    first, second = res["entries"]
+    assert (first["seed"], second["seed"]) == (30, 31) and res["shown_before_discard"] == second["id"]
+    assert [e["id"] for e in res["after_discard"]] == [first["id"]] and res["strip_after_discard"] == 1
+    assert res["preview_after_discard"] is None  # the discarded result was the one on the canvas
+    assert res["reused"] == {"prompt": "a blue bird", "seed": "30", "fixed_seed": "true"}
+    assert res["docker_fields"] == {"prompt": "a blue bird", "seed": 30, "fixed": True}
+
+
+def test_outpaint_changes_the_canvas_only_when_applied(krita: Session) -> None:
+    res = krita.ok("outpaint")
+    assert res["doc_size_before_apply"] == [SIZE, SIZE]
+    assert res["doc_size_after_apply"] == [SIZE + 64, SIZE]
+    assert_applied_in_one_undo(res, "a red fox (9)")
+    proj = krita.bgra("outpaint.projection.bgra", SIZE + 64, SIZE)
     strip = proj[:, SIZE:]
     assert (strip[..., 3] > 200).mean() > 0.95 and strip[..., :3].std() > 1  # the new strip is filled
 
 
-def test_upscale_x2(krita_session: tuple[KritaRun, dict]) -> None:
-    run, _ = krita_session
-    res = job_result(run, "upscale")
-    assert res["doc_size"] == [2 * SIZE, 2 * SIZE]
-    assert res["new_layer"]["bounds"][2:] == [2 * SIZE, 2 * SIZE]
+def test_upscale_previews_scaled_and_applies_x2(krita: Session) -> None:
+    res = krita.ok("upscale")
+    assert res["doc_size_before_apply"] == [SIZE, SIZE]
+    assert res["preview_layer"]["bounds"] == [0, 0, SIZE, SIZE]  # shown scaled to the canvas until applied
+    assert res["doc_size_after_apply"] == [2 * SIZE, 2 * SIZE]
+    assert_applied_in_one_undo(res, "a red fox (11)")
+    assert next(x for x in res["after_apply"] if x["name"] == "a red fox (11)")["bounds"] == [0, 0, 2 * SIZE, 2 * SIZE]
 
 
-@pytest.mark.parametrize("kind", ["face", "restore"])
-def test_face_rerender_and_restore(krita_session: tuple[KritaRun, dict], kind: str) -> None:
-    # The face is given as a selection: one re-rendered (or, by the tiny GFPGAN, restored) face as a
-    # new layer, named by the server's name for the piece.
-    res = job_result(krita_session[0], kind)
-    one_new_layer(res)
-    assert res["new_layer"]["name"] == "face 1", res
+@pytest.mark.parametrize(("kind", "name"), [("face", "a red fox (13)"), ("restore", "restore")])
+def test_face_rerender_and_restore(krita: Session, kind: str, name: str) -> None:
+    res = krita.ok(kind)
+    assert [f["status"] for f in res["finished"]] == ["result"], res["finished"]
+    assert [e["name"] for e in res["entries"]] == [name]
+    assert_applied_in_one_undo(res, name)
 
 
-def test_cancel_mid_job_leaves_no_layer(krita_session: tuple[KritaRun, dict]) -> None:
-    run, _ = krita_session
-    res = run.result("cancel")
-    assert res["ok"], res.get("error")
+def test_no_face_found_is_said_in_words(krita: Session) -> None:
+    res = krita.ok("noface")
+    assert [f["status"] for f in res["finished"]] == ["result"] and res["entries"] == []
+    assert res["messages"][-1] == "No face found in the image"
+
+
+def test_offline_jobs_wait_and_are_sent_once_the_address_is_fixed(krita: Session) -> None:
+    res = krita.ok("offline")
+    assert res["status_offline"].startswith(
+        "Server not reachable at ws://127.0.0.1:9/ — start it with `sdbridge serve`"
+    ), res["status_offline"]
+    assert res["pending_offline"] == 1 and "(offline)" in res["message_offline"], res["message_offline"]
+    assert res["message_offline"].startswith("generate: waiting for the server at ws://127.0.0.1:9/")
+    assert [f["status"] for f in res["finished"]] == ["result"] and len(res["entries"]) == 1
+    assert res["status_online"].startswith("Connected")
+
+
+def test_cancel_mid_job_leaves_nothing(krita: Session) -> None:
+    res = krita.ok("cancel")
     assert res["started_before_cancel"]
     assert [f["status"] for f in res["finished"]] == ["cancelled"], res["finished"]
-    assert res["layers_added"] == 0
+    assert res["layers_added"] == 0 and res["entries"] == []
 
 
-def test_params_survive_save_and_reload(krita_session: tuple[KritaRun, dict]) -> None:
-    run, _ = krita_session
-    res = run.result("persist")
-    assert res["ok"], res.get("error")
-    assert res["saved"]
+def test_history_survives_save_and_reload(krita: Session) -> None:
+    res = krita.ok("persist")
+    assert res["saved"] and res["cache_dropped"]
+    assert [(e["seed"], e["name"]) for e in res["reloaded_entries"]] == [(21, "a red fox (21)"), (22, "a red fox (22)")]
+    assert res["reloaded_strip"] == 2  # the docker shows the reopened document's history
     ann = res["annotation"]
     assert ann and ann[-1]["kind"] == "generate" and ann[-1]["params"]["seed"] == 21
-    assert any(layer["name"] == "a red fox (21)" for layer in res["reloaded_layers"])
+    assert_applied_in_one_undo(res, "a red fox (22)")

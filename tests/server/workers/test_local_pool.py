@@ -90,7 +90,7 @@ def test_affinity_two_models_alternating_no_reload_after_warm_up(pool) -> None: 
 
 
 def test_cancel_fetch_and_partial_tiles_on_a_pool(pool) -> None:  # noqa: ANN001
-    raw, other = Raw(pool.url), Raw(pool.url)
+    raw, other = Raw(pool.url, client_id="pool-tests"), Raw(pool.url, client_id="pool-tests")  # fetch: same client
     try:
         raw.send(job("long", seed=3, steps=150))
         raw.send(job("short", seed=4, steps=3))

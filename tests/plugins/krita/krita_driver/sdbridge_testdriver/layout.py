@@ -1,0 +1,152 @@
+"""The docker as a user sees it: screenshots at 1280×800, and every control checked to lie inside
+its visible viewport (after scrolling its own tab, where a tab scrolls) at a small window size."""
+
+import os
+import time
+
+from krita import Krita
+
+from . import kit
+
+SMALL = (1024, 600)
+SHOT = (1280, 800)
+
+
+def _settle(n=6):
+    for _ in range(n):
+        kit.qt().QtWidgets.QApplication.processEvents()
+        yield
+
+
+def _controls():
+    w = kit.qt().QtWidgets
+    return (w.QAbstractButton, w.QComboBox, w.QAbstractSpinBox, w.QLineEdit, w.QPlainTextEdit, w.QSlider,
+            w.QListWidget, w.QProgressBar)  # fmt: skip
+
+
+def _inside(widget, viewport):
+    """`widget`'s whole rect inside `viewport`'s (both visible on screen)."""
+    p = widget.mapTo(viewport, kit.qt().QtCore.QPoint(0, 0))
+    vw, vh = viewport.width(), viewport.height()
+    return p.x() >= 0 and p.y() >= 0 and p.x() + widget.width() <= vw and p.y() + widget.height() <= vh
+
+
+def _label(widget):
+    text = widget.text() if hasattr(widget, "text") and callable(widget.text) else ""
+    return f"{type(widget).__name__}:{widget.objectName() or text or '?'}"
+
+
+def geometry(d):
+    """Every visible control, tab by tab: inside its scroll area's viewport once scrolled to, or
+    (outside the tabs) inside the docker's viewport without scrolling; none squeezed narrower than
+    its minimum size hint."""
+    qw = kit.qt().QtWidgets
+    outer = d.widget()
+    report = {"docker": [d.width(), d.height()], "outer_scroll_max": outer.verticalScrollBar().maximum(),
+              "outer_hscroll_max": outer.horizontalScrollBar().maximum(), "checked": [], "problems": []}  # fmt: skip
+    tabs = d.tabs
+    for i in range(tabs.count()):
+        tabs.setCurrentIndex(i)
+        yield from _settle(3)
+        page = tabs.widget(i)
+        area = page.findChild(qw.QScrollArea)
+        for w in page.findChildren(_controls()):
+            if not w.isVisibleTo(d) or isinstance(w.parent(), (qw.QAbstractSpinBox, qw.QComboBox)):
+                continue  # a spin box's / combo's own line edit is checked as its parent
+            if area is not None and area.widget().isAncestorOf(w):
+                # The whole widget (ensureWidgetVisible only brings an input's cursor into view).
+                c = w.mapTo(area.widget(), kit.qt().QtCore.QPoint(w.width() // 2, w.height() // 2))
+                area.ensureVisible(c.x(), c.y(), w.width() // 2 + 1, w.height() // 2 + 1)
+                qw.QApplication.processEvents()
+                ok = _inside(w, area.viewport()) and _inside(area.viewport(), outer.viewport())
+                where = {"scroll": area.verticalScrollBar().value(), "viewport": [area.viewport().width(),
+                         area.viewport().height()], "at": _at(w, area.viewport())}  # fmt: skip
+            else:
+                ok, where = _inside(w, outer.viewport()), {"at": _at(w, outer.viewport())}
+            _record(report, f"{tabs.tabText(i) or tabs.tabToolTip(i).split(':')[0]}/{_label(w)}", w, ok, where)
+    tabs.setCurrentIndex(0)
+    yield from _settle(3)
+    fixed = [d.cancel, d.bar, d.message, d.status, d.review.strip, d.review.preview, d.review.apply,
+             d.review.apply_sel, d.review.discard, d.review.reuse, tabs.tabBar()]  # fmt: skip
+    bar = tabs.tabBar()
+    report["tabs_fit"] = all(bar.tabRect(i).right() <= bar.width() for i in range(bar.count()))
+    root = outer.widget()
+    report["min_size"] = [root.minimumSizeHint().width(), root.minimumSizeHint().height()]
+    lay = root.layout()
+    report["debug"] = {"root": [root.width(), root.height()], "hfw": lay.hasHeightForWidth(),
+                       "items": [[type(lay.itemAt(i).widget()).__name__, lay.itemAt(i).minimumSize().height(),
+                                  lay.itemAt(i).geometry().height()] for i in range(lay.count())],
+                       "pages": [[tabs.widget(i).minimumSizeHint().height(), tabs.widget(i).height()]
+                                 for i in range(tabs.count())]}  # fmt: skip
+    for w in fixed:
+        ok = w.isVisibleTo(d) and _inside(w, outer.viewport())
+        _record(report, f"fixed/{_label(w)}", w, ok, {"at": _at(w, outer.viewport())})
+    return report
+
+
+def _at(w, viewport):
+    p = w.mapTo(viewport, kit.qt().QtCore.QPoint(0, 0))
+    return [p.x(), p.y(), w.width(), w.height()]
+
+
+def _record(report, name, w, ok, where=None):
+    # A size set on the widget itself wins over its hint in Qt's layouts (e.g. a 2-line text box).
+    hint = w.minimumSizeHint()
+    need_w, need_h = w.minimumWidth() or hint.width(), w.minimumHeight() or hint.height()
+    squeezed = w.width() < need_w - 1 or w.height() < need_h - 1
+    report["checked"].append(name)
+    if not ok or squeezed:
+        report["problems"].append({"widget": name, "inside": ok, "squeezed": squeezed, "where": where,
+                                   "size": [w.width(), w.height()], "needs": [need_w, need_h]})  # fmt: skip
+
+
+def _shot(widget, name):
+    path = os.path.join(kit.OUT, name)
+    widget.grab().save(path, "PNG")
+    return path
+
+
+def sc_layout(res):
+    app = Krita.instance()
+    kit.settings()
+    kit.new_doc("layout")
+    c, d = kit.controller(), kit.docker()
+    c.connect()  # the pickers fill from the server's welcome
+    deadline = time.time() + 60
+    while not c.status.startswith("Connected") and time.time() < deadline:
+        yield
+    res["status"] = c.status
+    win = app.activeWindow().qwindow()
+    area = win.dockWidgetArea(d)
+    hidden = []
+    for other in win.findChildren(kit.qt().QtWidgets.QDockWidget):
+        if other is not d and other.isVisible() and win.dockWidgetArea(other) == area:
+            other.hide()  # the sdbridge docker gets the column, as a user arranging a workspace would
+            hidden.append(other.objectName())
+    res["hidden_dockers"] = hidden
+    d.show()
+    d.raise_()
+    win.showNormal()
+    for size, tag in ((SHOT, "1280x800"), (SMALL, "small")):
+        win.resize(*size)
+        yield from _settle(10)
+        res[f"window_{tag}"] = [win.width(), win.height()]
+        res[f"shot_{tag}"] = _shot(d, f"docker-{tag}.png")
+        _shot(win, f"window-{tag}.png")
+        if tag == "1280x800":  # every tab, for people reviewing the docker
+            for i in range(1, d.tabs.count()):
+                d.tabs.setCurrentIndex(i)
+                yield from _settle(3)
+                _shot(d, f"docker-{tag}-tab{i}.png")
+            d.tabs.setCurrentIndex(0)
+            yield from _settle(3)
+        report = yield from geometry(d)
+        res[f"geometry_{tag}"] = report
+    res["pickers"] = {
+        name: [getattr(d, name).itemText(i) for i in range(getattr(d, name).count())]
+        for name in ("model", "lora", "vae", "upscaler", "restorer", "sampler")
+    }
+    res["strength_label"] = d.strength_text.text()
+
+
+SCENARIOS = {"layout": sc_layout}
