@@ -18,7 +18,8 @@ setup_venv() {
   if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
     "$VENV/bin/pip" install -q --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1"
   fi
-  "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test]'
+  # The cluster extra (Ray) too, so the test suite covers `serve --ray` as well.
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test,cluster]'
   touch "$stamp"
 }
 

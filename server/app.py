@@ -44,6 +44,8 @@ from .protocol import (
 from .queue import Job, JobQueue, requeued_event
 from .samplers import NAMES, SCHEDULE_NAMES, schedules_for
 from .store import JobStore, StateDirError
+from .workers.local import LocalWorker
+from .workers.pool import WorkerPool, first_resident, resident_across
 
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT_S = 10
@@ -69,6 +71,9 @@ def is_loopback(host: str) -> bool:
 
 
 class Server:
+    """`models` lists and checks model names; jobs run on `pool`'s workers (default: one local worker on
+    `models` itself, the single-device server)."""
+
     def __init__(
         self,
         models: ModelManager,
@@ -76,6 +81,7 @@ class Server:
         token: str | None = None,
         state_dir: Path | None = None,
         allow_origins: Iterable[str] = (),
+        pool: WorkerPool | None = None,
     ) -> None:
         self.models = models
         self.limits = limits
@@ -84,7 +90,8 @@ class Server:
         self.instance = uuid.uuid4().hex  # a restart is a new instance, even on the same state dir
         self.admission = Admission(limits, allow_origins)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.queue = JobQueue(models, limits, self._publish)
+        self.pool = pool if pool is not None else WorkerPool([LocalWorker(models, limits)])
+        self.queue = JobQueue(self.pool, limits, self._publish)
         self.images = ImageStore(limits.image_cache_bytes)
         self.intake = Intake(models, limits, self.queue, self.admission, self.images)
         self.subscribers: dict[str, set[Connection]] = {}
@@ -114,11 +121,15 @@ class Server:
     # --- handshake --------------------------------------------------------------------------------
 
     def welcome(self) -> dict[str, Any]:
+        workers = self.pool.describe()
         dev = self.models.device
         name, vram = str(dev), None
         if dev.type == "cuda":
             props = torch.cuda.get_device_properties(dev)
             name, vram = f"{dev} {props.name}", int(props.total_memory)
+        single = self.pool.single_local(self.models)  # the one-device server: its own models run the jobs
+        if not single:  # the gateway's own device runs no job
+            name = ", ".join(dict.fromkeys(w["device"] for w in workers)) or "no worker yet"
         return {
             "type": "welcome",
             "protocol": PROTOCOL_VERSION,
@@ -127,8 +138,9 @@ class Server:
             "device": name,
             "vram": vram,
             "models": [e.describe() for e in self.models.entries.values()],
-            "model": self.models.resident_name,
-            "resident": self.models.resident(),
+            "model": self.models.resident_name if single else first_resident(workers),
+            "resident": self.models.resident() if single else resident_across(workers),
+            "workers": workers,
             **{kind: sorted(found) for kind, found in self.models.assets.items()},
             **self.models.controls.welcome(),
             "jobs": sorted(KINDS),
@@ -230,6 +242,8 @@ class Server:
             await self._cancel(conn, msg)
         elif kind == "fetch":
             await self._fetch(conn, msg)
+        elif kind == "status":
+            conn.send(self.status())
         elif kind == "ping":
             conn.send({"type": "pong", "nonce": msg.get("nonce")})
         elif kind == "blob":
@@ -273,9 +287,14 @@ class Server:
             return
         self._subscribe(conn, job.id)
         if job.state == "running":
-            conn.send({"type": "started", "id": job.id})
+            worker = job.worker
+            conn.send({"type": "started", "id": job.id} | ({"worker": worker.info.id} if worker is not None else {}))
         else:
             conn.send({"type": "queued", "id": job.id, "position": self.queue.position(job)})
+
+    def status(self) -> dict[str, Any]:
+        """The workers (host, device, state, resident models, current job) and the queue's length."""
+        return {"type": "status", "workers": self.pool.describe(), "queued": self.queue.pending()}
 
     async def _retained(self, job_id: str) -> dict[str, Any] | None:
         job = self.queue.get(job_id)
@@ -346,12 +365,13 @@ class Server:
         return server
 
     async def _shutdown(self, server: WsServer) -> None:
-        """Stop accepting; the running job ends (requeued, or finished); connections get their last events."""
+        """Stop accepting; every worker's running job ends (requeued, or finished); connections get their
+        last events."""
         server.close(close_connections=False)
         stuck = await asyncio.to_thread(self.queue.shutdown, STOP_JOB_S)
-        if stuck is not None:  # a step that doesn't return in time: it stays queued in the journal
-            self._deliver(stuck.id, requeued_event(stuck.id))
-            self.queue.requeued(stuck)
+        for job in stuck:  # a step that doesn't return in time: it stays queued in the journal
+            self._deliver(job.id, requeued_event(job.id))
+            self.queue.requeued(job)
         await asyncio.sleep(0)  # events the worker published just before it stopped
         for _ in range(int(FLUSH_S / 0.05)):
             if not any(c.outbox for c in self.connections):

@@ -14,6 +14,9 @@ from .app import Server
 from .limits import Limits
 from .models.registry import ModelManager
 from .pipelines.fastpath import FastOptions, preparer, release
+from .workers.build import local_pool
+from .workers.config import WorkerConfig
+from .workers.pool import WorkerPool
 
 
 @dataclass
@@ -39,12 +42,15 @@ def start_server(
     state_dir: Path | None = None,
     allow_origins: tuple[str, ...] = (),
     model_budgets: tuple[int | None, int | None] = (None, None),
+    devices: list[torch.device] | None = None,
+    pool: WorkerPool | None = None,
 ) -> RunningServer:
     """A real `Server` on a free port, in a thread with its own event loop; returns once listening.
 
     `fast`: the UNet fast path (`sdbridge serve --fast`); None runs the UNet eager.
     `state_dir`: where jobs are journaled (None: not at all, they live as long as the server).
-    `model_budgets`: bytes for models on the device and in the RAM tier (`--vram-budget`, `--ram-cache-gb`)."""
+    `model_budgets`: bytes for models on the device and in the RAM tier (`--vram-budget`, `--ram-cache-gb`).
+    `devices`: one local worker per device (`serve --devices`); `pool`: any other workers (a Ray cluster's)."""
     dev = device or torch.device("cpu")
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
     manager = ModelManager(
@@ -56,7 +62,10 @@ def start_server(
         on_load=preparer(fast) if fast is not None else None,
         on_release=release,
     )
-    server = Server(manager, limits or Limits(), token=token, state_dir=state_dir, allow_origins=allow_origins)
+    limits = limits or Limits()
+    if pool is None and devices is not None:
+        pool = local_pool(manager, WorkerConfig(models, fast=fast), devices, limits)
+    server = Server(manager, limits, token=token, state_dir=state_dir, allow_origins=allow_origins, pool=pool)
     ready = threading.Event()
     box: dict[str, Any] = {}
 

@@ -1,9 +1,11 @@
-"""The job queue: one GPU worker thread, fair scheduling between clients, cancel, and the journal.
+"""The job queue: fair scheduling between clients (`scheduling.FairScheduler`), one thread per worker,
+cancel, a job re-run once when its worker is lost, and the journal.
 
-The worker never talks to sockets: it hands events to `publish`, which the server schedules onto
-its event loop, so a slow or dead client can never stall the GPU or other clients. Every accepted job
-is in the store (`store.JobStore`) before the client hears `queued`, and its terminal event is
-written there before it is published, so a client that saw an event can fetch it after a crash.
+Workers never talk to sockets: their events go to `publish`, which the server schedules onto its event
+loop, so a slow or dead client can never stall a GPU or other clients. A single-GPU server has one
+local worker whose thread runs each job directly. Every accepted job is in the store
+(`store.JobStore`) before the client hears `queued`, and its terminal event is written there before
+it is published, so a client that saw an event can fetch it after a crash — whichever worker ran it.
 
 Live frames (docs/protocol.md, "Live frames"): at most one pending frame per client (a newer one
 takes its place in the fair turns and it ends `superseded`), a running frame stopped at its next step
@@ -18,91 +20,61 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
-from . import images
-from .errors import Cancelled, JobError
-from .jobs import KINDS
-from .jobs.base import JobContext, Request
+from .job import Event, Job, LiveStop
 from .limits import Limits
-from .models.registry import ModelManager
-from .pipelines.preview import Preview
 from .protocol import ProtocolError, error_event
-from .results import failure_event, rect_event, result_event
 from .scheduling import FairScheduler
 from .store import JobStore
+from .workers.base import JobSpec, Worker, WorkerLost
+from .workers.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 
-Event = dict[str, Any]
 Publish = Callable[["Job", Event], None]
-PREVIEW_INTERVAL_S = 0.25
 LIVE_RESULTS = 16  # clients whose last live result is kept for reuse (one result each)
+MAX_ATTEMPTS = 2  # a job whose worker is lost mid-run is run once more, elsewhere (same seed, same result)
 REQUEUED = "the server is shutting down; the job stays queued and runs when it starts again"
 
 
-@dataclass(eq=False)  # identity semantics: jobs live in the scheduler's queues
-class Job:
-    id: str
-    kind: str
-    request: Request | None  # None once done: only the terminal event is retained
-    owner: str  # token-scoped client id: fairness, limits and who may cancel/fetch it
-    state: str = "queued"  # queued | running | done
-    cancel: threading.Event = field(default_factory=threading.Event)
-    stopping: bool = False  # cancelled by a server shutdown: requeued, not finished
-    terminal: Event | None = None  # only when the store could not keep it
-    finished_at: float = 0.0  # wall clock, so retention counts across restarts
-    size: int = 0
-    position: int | None = None  # the last position announced
-    last_preview: float = float("-inf")  # the first step always previews
-    preview_formats: tuple[str, ...] = images.DEFAULT_PREVIEW_FORMATS  # the submitting client's choice
-    live: bool = False  # a live frame: latest frame wins
-    live_key: str | None = None  # content hash of its inputs (None: never reused)
-    submitted: float = field(default_factory=time.monotonic)
-    newer: str | None = None  # while running: the id of its client's newest live frame since
-
-    @property
-    def model(self) -> str | None:
-        gen = getattr(self.request, "gen", None)
-        return getattr(gen, "model", None)
-
-
 class JobQueue:
-    def __init__(self, models: ModelManager, limits: Limits, publish: Publish, store: JobStore | None = None) -> None:
-        self.models = models
+    def __init__(self, pool: WorkerPool, limits: Limits, publish: Publish, store: JobStore | None = None) -> None:
+        self.pool = pool
         self.limits = limits
         self.publish = publish
         self.store = store
         self.jobs: dict[str, Job] = {}
-        self.running: Job | None = None
         self._pending: FairScheduler[Job] = FairScheduler()
         self._live_results: OrderedDict[str, tuple[str, Event]] = OrderedDict()  # owner -> (key, result)
         self._reserved: dict[str, str] = {}  # job id -> owner, between accept checks and `submit`
+        self._idle: list[Worker] = []
+        self._threads: list[threading.Thread] = []
         self._cond = threading.Condition()
         self._stop = False
-        self._worker = threading.Thread(target=self._run, name="sdbridge-worker", daemon=True)
 
     def start(self) -> None:
-        self._worker.start()
+        self.pool.start(self._add_worker, self._wake)
 
-    def shutdown(self, timeout: float) -> Job | None:
-        """Stop taking jobs; the running one is cancelled at its next step and requeued (or finishes).
-        → the running job if the worker did not let go of it within `timeout`."""
+    def shutdown(self, timeout: float) -> list[Job]:
+        """Stop taking jobs; running ones are cancelled at their next step and requeued (or finish), on
+        every worker. → the running jobs whose worker did not let go of them within `timeout`."""
         with self._cond:
+            first = not self._stop
             self._stop = True
-            job = self.running
-            if job is not None:
+            for job in self._running():
                 job.stopping = True
                 job.cancel.set()
+                if job.worker is not None:
+                    job.worker.cancel(job.id)  # a remote worker polls its own flag: forward it
             self._cond.notify_all()
-        if self._worker.is_alive():
-            self._worker.join(timeout)
-        return job if self._worker.is_alive() and job is not None and job.state == "running" else None
-
-    def busy(self) -> bool:
-        """Whether the worker is still inside a job (after `shutdown`: one that did not let go in time)."""
-        return self._worker.is_alive()
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            stuck = [j for j in self._running() if j.worker is not None]
+        if first:
+            self.pool.stop()
+        return stuck
 
     # --- called from the event loop -------------------------------------------------------------
 
@@ -147,8 +119,8 @@ class JobQueue:
             if not (job.live and self._supersede_for(job, job)):
                 self._pending.add(job)
             order = self._order()
-            job.position = order.index(job) + (1 if self.running else 0)
-            self._cond.notify()
+            job.position = order.index(job) + self._offset()
+            self._cond.notify_all()  # every free worker decides whether the job is its to take
             self._announce_positions(order)
             return job.position
 
@@ -166,16 +138,22 @@ class JobQueue:
             if job.state == "queued" and self._pending.remove(job):
                 self._finish(job, {"type": "cancelled", "id": job.id})
                 self._announce_positions()
+            elif job.state == "running" and job.worker is not None:
+                job.worker.cancel(job.id)  # a remote worker polls its own flag: forward it
 
     def position(self, job: Job) -> int:
         with self._cond:
             order = self._order()
-            return order.index(job) + (1 if self.running else 0) if job in order else 0
+            return order.index(job) + self._offset() if job in order else 0
 
     def get(self, job_id: str) -> Job | None:
         with self._cond:
             self._expire()
             return self.jobs.get(job_id)
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._pending)
 
     def terminal(self, job: Job) -> Event | None:
         """The retained terminal event of a finished job, with its images (None: expired meanwhile)."""
@@ -200,9 +178,9 @@ class JobQueue:
                 self._pending.remove(old)
             old.cancel.set()
             self._finish(old, {"type": "superseded", "id": old.id, "by": job.id})
-        running = self.running
-        if running is not None and running.live and running.owner == job.owner:
-            running.newer = job.id
+        for running in self._running():
+            if running.live and running.owner == job.owner:
+                running.newer = job.id
         return replaced
 
     def _outdated(self, job: Job) -> bool:
@@ -228,77 +206,121 @@ class JobQueue:
                 while len(self._live_results) > LIVE_RESULTS:
                     self._live_results.popitem(last=False)
 
-    # --- worker ----------------------------------------------------------------------------------
+    def requeued(self, job: Job) -> None:
+        """The run a shutdown interrupted does not count towards the job's attempts."""
+        self._journal("requeued", job)
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not len(self._pending) and not self._stop:
+    # --- workers ---------------------------------------------------------------------------------
+
+    def _running(self) -> list[Job]:
+        return [j for j in self.jobs.values() if j.state == "running"]
+
+    def _offset(self) -> int:
+        return 1 if any(j.state == "running" for j in self.jobs.values()) else 0
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _add_worker(self, worker: Worker) -> None:
+        thread = threading.Thread(target=self._serve, args=(worker,), name=f"sdbridge-{worker.info.id}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _serve(self, worker: Worker) -> None:
+        wait_ready = getattr(worker, "wait_ready", None)
+        if wait_ready is not None:  # a remote worker: its process starts (imports torch) first
+            try:
+                wait_ready()
+            except WorkerLost as exc:
+                log.warning("worker %s did not start: %s", worker.info.id, exc)
+                self.pool.lost(worker, during_job=False)
+                return
+        while (job := self._next(worker)) is not None:
+            if not job.lost_on:  # a re-run is the same job to the client and the journal: it started already
+                self._journal("started", job)
+                self.publish(job, {"type": "started", "id": job.id, "worker": worker.info.id})
+            self._execute(worker, job)
+
+    def _next(self, worker: Worker) -> Job | None:
+        """Wait until there is a job for `worker`; None when the queue stops or the worker is drained."""
+        with self._cond:
+            if worker not in self._idle:
+                self._idle.append(worker)
+            try:
+                while True:
+                    if self._stop or not self.pool.usable(worker):
+                        return None
+                    others = [w for w in self._idle if w is not worker and self.pool.usable(w)]
+                    job = self._pending.pick(
+                        worker.is_resident, usable=lambda j: worker not in j.lost_on, elsewhere=_held_by(others)
+                    )
+                    if job is not None and job.live and self._reuse(job):  # same inputs finished while it waited
+                        continue
+                    if job is not None:
+                        break
                     self._cond.wait()
-                if self._stop:
-                    return
-                job = self._pending.pick(self.models.is_resident)
-                assert job is not None
-                if job.live and self._reuse(job):  # the same inputs finished while it waited
-                    continue
-                job.state = "running"
-                self.running = job
-                self._announce_positions()
-            self._journal("started", job)
-            self.publish(job, {"type": "started", "id": job.id})
-            self._execute(job)
-            with self._cond:
-                self.running = None
+            finally:
+                self._idle.remove(worker)
+                self._cond.notify_all()  # who is idle changed: the others' choices may too
+            job.state, job.worker = "running", worker
+            worker.info.state, worker.info.job = "busy", job.id
+            self._announce_positions()
+            return job
 
-    def _execute(self, job: Job) -> None:
+    def _execute(self, worker: Worker, job: Job) -> None:
         assert job.request is not None
-        fmt = job.request.result_format
-        ctx = JobContext(
-            models=self.models,
-            limits=self.limits,
-            progress=lambda step, total, preview: self._progress(job, step, total, preview),
-            cancelled=lambda: job.cancel.is_set() or self._outdated(job),
-            partial=lambda img: self.publish(job, {"type": "partial", "id": job.id, "image": rect_event(img, fmt)}),
-            plan=lambda plan: self.publish(job, {"type": "plan", "id": job.id, **plan}),
-        )
+        spec = JobSpec(job.id, job.kind, job.request, job.preview_formats)
         try:
-            if job.cancel.is_set():
-                raise Cancelled
-            result = KINDS[job.kind].run(job.request, ctx)
-            event = result_event(job.id, result, fmt)
-        except Cancelled:
-            stale = job.newer is not None and not job.cancel.is_set()
-            event = (
-                {"type": "superseded", "id": job.id, "by": job.newer} if stale else {"type": "cancelled", "id": job.id}
-            )
-        except (ProtocolError, JobError) as exc:
-            event = error_event(exc.code, exc.message, job.id)
-        except Exception as exc:  # a job failure must never take the worker down
-            event = failure_event(job.id, exc)
-        finally:
-            self.models.end_job()  # LoRA patches / VAE overrides never leak into the next job
-        if job.stopping and event["type"] == "cancelled":
-            self.publish(job, requeued_event(job.id))
-            self.requeued(job)
+            event = worker.execute(spec, lambda ev: self.publish(job, ev), LiveStop(job, self._outdated))
+        except WorkerLost as exc:
+            log.warning("job %s: worker %s lost (%s)", job.id, worker.info.id, exc)
+            self.pool.lost(worker, during_job=True)
+            self._rerun_or_fail(worker, job)
             return
+        finally:
+            if worker.info.state == "busy":
+                worker.info.state, worker.info.job = "idle", None
+        self.pool.succeeded(worker)
+        if event["type"] == "cancelled" and job.newer is not None and not job.cancel.is_set():
+            event = {"type": "superseded", "id": job.id, "by": job.newer}  # stopped for a newer live frame
+        if job.stopping and event["type"] == "cancelled":
+            self._requeue_on_stop(job)
+            return
+        with self._cond:
+            # Idle before the client hears the result: a job it sends next sees this worker free.
+            self._idle.append(worker)
         self._remember(job, event)
         self._finish(job, event)
 
-    def _progress(self, job: Job, step: int, total: int, preview: Preview) -> None:
-        ev: Event = {"type": "progress", "id": job.id, "step": step, "total": total}
-        now = time.monotonic()
-        # Previews are throttled: they cost an encode and bandwidth, and nobody watches 30 fps.
-        if preview is not None and (now - job.last_preview >= PREVIEW_INTERVAL_S or step == total):
-            job.last_preview = now
-            pixels = preview() if callable(preview) else preview  # lazy: made only when sent
-            thumb = images.preview_thumbnail(pixels)
-            fmt, data = images.encode_preview(thumb, job.preview_formats)
-            ev["preview"] = {"format": fmt, "data": data, "w": thumb.shape[1], "h": thumb.shape[0]}
-        self.publish(job, ev)
+    def _rerun_or_fail(self, worker: Worker, job: Job) -> None:
+        with self._cond:
+            job.lost_on.append(worker)
+            job.worker = None
+            if job.stopping:
+                pass  # the server is stopping: the job stays in the journal, below
+            elif job.cancel.is_set():
+                event: Event | None = {"type": "cancelled", "id": job.id}
+            elif len(job.lost_on) < MAX_ATTEMPTS:
+                job.state = "queued"
+                self._pending.add(job, first=True)  # it had its turn: it stays first
+                self._cond.notify_all()
+                return
+            else:
+                message = f"the worker running it was lost {len(job.lost_on)} times (last: {worker.info.host})"
+                event = error_event("worker_lost", message, job.id)
+        if job.stopping:
+            self._requeue_on_stop(job)
+        else:
+            self._finish(job, event)
+
+    def _requeue_on_stop(self, job: Job) -> None:
+        self.publish(job, requeued_event(job.id))
+        self.requeued(job)
 
     def _finish(self, job: Job, event: Event) -> None:
         """Journal the terminal event (writing a large result takes a moment: without the lock, so
-        the event loop's calls don't wait for it), then publish it.
+        the event loop's calls don't wait for it), then publish it — once per job, whichever worker ran it.
 
         The event object is shared by every connection that sends it, so nobody may change it."""
         size = None
@@ -315,11 +337,8 @@ class JobQueue:
             job.finished_at = time.time()
             job.size = size
             job.request = None  # free the inputs; only the terminal event is retained
+            job.worker = None
             self.publish(job, event)
-
-    def requeued(self, job: Job) -> None:
-        """The run a shutdown interrupted does not count towards the job's attempts."""
-        self._journal("requeued", job)
 
     def _journal(self, what: str, job: Job) -> None:
         if self.store is None:
@@ -344,19 +363,25 @@ class JobQueue:
             self.store.delete(gone)
 
     def _order(self) -> list[Job]:
-        running = self.running
-        if running is not None and running.model is not None:
-            model = running.model
-            return self._pending.order(lambda name: name == model)  # what is loaded once it ends
-        return self._pending.order(self.models.is_resident)
+        """The predicted start order: models running now are loaded once they end, idle workers keep theirs."""
+        running = {j.model for j in self._running() if j.model is not None}
+        idle = list(self._idle)
+        if running:
+            return self._pending.order(lambda name: name in running or any(w.is_resident(name) for w in idle))
+        return self._pending.order(lambda name: any(w.is_resident(name) for w in idle or self.pool.workers))
 
     def _announce_positions(self, order: list[Job] | None = None) -> None:
         """Tell every queued job whose place changed where it is now (caller holds the lock)."""
-        offset = 1 if self.running else 0
+        offset = self._offset()
         for i, job in enumerate(self._order() if order is None else order):
             if job.position != i + offset:
                 job.position = i + offset
                 self.publish(job, {"type": "queued", "id": job.id, "position": job.position})
+
+
+def _held_by(workers: list[Worker]) -> Callable[[Job], bool]:
+    """Whether one of `workers` (idle ones) has the job's model loaded and may run it: it is theirs to take."""
+    return lambda job: job.model is not None and any(w.is_resident(job.model) and w not in job.lost_on for w in workers)
 
 
 def requeued_event(job_id: str) -> Event:

@@ -15,9 +15,20 @@ from hypothesis import settings
 from server.client import Client
 from server.embedded import RunningServer
 from server.models.testmodels import ARCHS, write_sd_checkpoint
+from tests.raycluster import in_private_netns
 from tests.servers import ServeProcess, in_process, start_serve
 
 torch.set_num_threads(2)
+CLUSTER_TESTS = Path(__file__).parent / "server" / "workers" / "cluster"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The Ray cluster tests run only in a private network namespace, where `test_cluster_suite.py` starts
+    them (Ray would otherwise use the machine's network address instead of loopback)."""
+    if collection_path == CLUSTER_TESTS and not in_private_netns():
+        return True
+    return None
+
 
 # Property tests never assert wall-clock time (no deadline). The suite's profile, "repro", is
 # reproducible: the same examples on every run and machine (derandomized, no example database), each

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from server.embedded import RunningServer, start_server
 from server.limits import Limits
@@ -39,11 +40,13 @@ def in_process(
     state_dir: Path | None = None,
     allow_origins: tuple[str, ...] = (),
     model_budgets: tuple[int | None, int | None] = (None, None),
+    **workers: Any,
 ) -> Iterator[RunningServer]:
     """A real `Server` in this process on a free port, closed on exit (fixtures `yield` from this).
 
     Its jobs are journaled in `state_dir`, by default a temporary folder of its own (never the
-    user's cache dir), removed afterwards."""
+    user's cache dir), removed afterwards. `workers`: `devices=[…]` (one local worker each) or `pool=`
+    (e.g. a Ray cluster's workers)."""
     with tempfile.TemporaryDirectory(prefix="sdbridge-state-") as tmp:
         running = start_server(
             models,
@@ -53,6 +56,7 @@ def in_process(
             state_dir=state_dir or Path(tmp),
             allow_origins=allow_origins,
             model_budgets=model_budgets,
+            **workers,
         )
         try:
             yield running

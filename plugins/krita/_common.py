@@ -14,6 +14,7 @@ try:
         history,
         messages,
         pixels,
+        regions,
         results,
         settings,
     )
@@ -27,6 +28,7 @@ except ImportError:  # repository checkout
         history,
         messages,
         pixels,
+        regions,
         results,
         settings,
     )
@@ -42,6 +44,7 @@ __all__ = [
     "history",
     "messages",
     "pixels",
+    "regions",
     "results",
     "settings",
 ]

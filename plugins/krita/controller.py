@@ -144,6 +144,9 @@ class Controller:
             self.pending[job_id] = Pending(job_id, request.kind, action, doc, request, (canvas.w, canvas.h))
             link = "online" if self.client.connected else "offline" if self.offline else "connecting"
             self.message = messages.submitted(request, link, s.url)
+            if getattr(request, "regions", ()):  # region layers went with it (regions.py)
+                n = len(request.regions)
+                self.message += f" ({n} region{'s' if n != 1 else ''})"
             self._changed()
             return job_id
         except ActionError as exc:

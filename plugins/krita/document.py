@@ -14,6 +14,7 @@ from typing import Any
 
 from krita import Krita  # type: ignore[import-not-found]
 
+from . import regions
 from ._common import actions, pixels, results
 from .qt import QByteArray, decode_to_bgra, image_bytes
 
@@ -31,26 +32,32 @@ def is_rgba8(doc: Any) -> bool:
 
 
 def read_canvas(doc: Any, with_selection: bool = True) -> Any:
+    """The picture a job starts from (the preview layer and the region layers left out), the
+    selection, and the document's regions (regions.py)."""
     w, h = doc.width(), doc.height()
     doc.waitForDone()
+    with regions.hidden_for_reading(doc) as found:
+        bgra = _projection(doc, w, h)
+    if len(bgra) != w * h * 4:
+        raise actions.ActionError(f"could not read the canvas ({len(bgra)} bytes for {w}x{h})")
+    mask = selection_mask(doc) if with_selection else None
+    return Canvas(w, h, pixels.bgra_to_rgba(bgra), mask, regions=found)
+
+
+def _projection(doc: Any, w: int, h: int) -> bytes:
     hidden = _hide_preview(doc)  # the preview is not part of the picture a job starts from
     try:
         if is_rgba8(doc):
-            bgra = bytes(doc.pixelData(0, 0, w, h))
-        else:
-            # thumbnail() renders the projection converted to an 8-bit QImage at full size.
-            from .qt import QImage
+            return bytes(doc.pixelData(0, 0, w, h))
+        # thumbnail() renders the projection converted to an 8-bit QImage at full size.
+        from .qt import QImage
 
-            img = doc.thumbnail(w, h).convertToFormat(QImage.Format.Format_ARGB32)
-            bgra = image_bytes(img)
+        img = doc.thumbnail(w, h).convertToFormat(QImage.Format.Format_ARGB32)
+        return image_bytes(img)
     finally:
         if hidden is not None:
             hidden.setVisible(True)
             doc.refreshProjection()
-    if len(bgra) != w * h * 4:
-        raise actions.ActionError(f"could not read the canvas ({len(bgra)} bytes for {w}x{h})")
-    mask = selection_mask(doc) if with_selection else None
-    return Canvas(w, h, pixels.bgra_to_rgba(bgra), mask)
 
 
 def selection_mask(doc: Any) -> bytes | None:

@@ -97,6 +97,12 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"  {r['name']:40s} {'refiner':14s} loaded ({r['where']})")
     for c in welcome.get("controls", []):
         print(f"  {c['name']:40s} {c['type']:14s} {c['family']:6s} {c['kind'] or ''}")
+    workers = welcome.get("workers", [])
+    if len(workers) > 1 or any(not w["id"].startswith("local:") for w in workers):
+        for w in workers:
+            job = f", running {w['job']}" if w.get("job") else ""
+            held = ", ".join(w["resident"]) or "no model"
+            print(f"worker {w['id']} on {w['host']}: {w['device']}, {w['state']}{job}; {held}")
     return 0
 
 

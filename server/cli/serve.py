@@ -17,10 +17,12 @@ import torch
 from ..app import Server, StartupError
 from ..limits import Limits
 from ..models.fullsize import FULL_SIZE_ARCHS, write_full_size
-from ..models.loader import default_device
 from ..models.registry import ModelManager
 from ..models.testmodels import ARCHS, write_sd_checkpoint
 from ..pipelines.fastpath import MODES, FastOptions, preparer, release, resolve
+from ..workers.build import local_pool, parse_devices, ray_pool
+from ..workers.cluster import RayUnavailable
+from ..workers.config import WorkerConfig, visible_devices
 from .options import add_command
 
 
@@ -48,22 +50,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     elif not models_dir.is_dir():
         print(f"error: --models {models_dir} is not a folder", file=sys.stderr)
         return 2
-    device = torch.device(args.device) if args.device else default_device()
+    try:
+        if args.devices:
+            devices = parse_devices(args.devices)
+        else:  # default: every visible GPU (one GPU: exactly the single-device server), else the CPU
+            devices = [torch.device(args.device)] if args.device else visible_devices()
+    except (ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    device = torch.device("cpu") if args.ray else devices[0]  # with --ray the gateway only lists models
     dtype = torch.float16 if device.type == "cuda" and not args.fp32 else torch.float32
     fast = FastOptions(args.fast, args.fast_buckets, args.channels_last, args.vae_bf16)
     try:
-        mode = resolve(fast.mode, device)
+        # On a cluster each worker resolves `auto` on its own GPU.
+        mode = fast.mode if args.ray else ", ".join(dict.fromkeys(resolve(fast.mode, dev) for dev in devices))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     gib = 1 << 30
+    vram = None if args.vram_budget is None else int(args.vram_budget * gib)
+    ram = None if args.ram_cache_gb is None else int(args.ram_cache_gb * gib)
     manager = ModelManager(
         models_dir,
         device,
         dtype,
         allow_pickle=args.allow_pickle,
-        vram_budget=None if args.vram_budget is None else int(args.vram_budget * gib),
-        ram_budget=None if args.ram_cache_gb is None else int(args.ram_cache_gb * gib),
+        vram_budget=vram,
+        ram_budget=ram,
         on_load=preparer(fast),
         on_release=release,
     )
@@ -73,12 +86,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         image_cache_bytes=args.image_cache_mb << 20,
         live_interrupt_ms=args.live_interrupt_ms,
     )
+    config = WorkerConfig(models_dir.resolve(), args.fp32, args.allow_pickle, fast, vram, ram)
+    try:
+        pool = ray_pool(args.ray, config, limits) if args.ray else local_pool(manager, config, devices, limits)
+    except RayUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     state_dir = args.state_dir or home() / "state"
-    server = Server(manager, limits, token=args.token, state_dir=state_dir, allow_origins=args.allow_origin)
+    server = Server(manager, limits, token=args.token, state_dir=state_dir, allow_origins=args.allow_origin, pool=pool)
     cache = manager.cache
+    where = (
+        f"Ray cluster {args.ray}"
+        if args.ray
+        else "device" + "s" * (len(devices) > 1) + " " + ", ".join(map(str, devices))
+    )
     print(
-        f"sdbridge: {len(manager.entries)} model(s) in {models_dir}; device {device}; UNet {mode}; model cache "
-        f"{cache.device_budget / gib:.1f} GB on the device, {cache.ram_budget / gib:.1f} GB in RAM; "
+        f"sdbridge: {len(manager.entries)} model(s) in {models_dir}; {where}; UNet {mode}; model cache "
+        f"{cache.device_budget / gib:.1f} GB on the device, {cache.ram_budget / gib:.1f} GB in RAM (per worker); "
         f"jobs journaled in {state_dir}; "
         f"listening on ws://{args.host}:{args.port}",
         file=sys.stderr,
@@ -140,7 +164,17 @@ def register(sub: Any) -> None:
         default=os.environ.get("SDBRIDGE_TOKEN"),
         help="required from clients; mandatory for a non-loopback --host",
     )
-    p.add_argument("--device", help="cuda, cuda:1, cpu … (default: cuda when present)")
+    p.add_argument("--device", help="one device: cuda, cuda:1, cpu … (default: every visible GPU, else cpu)")
+    p.add_argument(
+        "--devices",
+        metavar="LIST",
+        help="one worker per device, e.g. cuda:0,cuda:1 (default: every visible GPU); cpu,cpu works for tests",
+    )
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run the workers on a Ray cluster (HOST:PORT, or auto: the one this host joined); one per GPU",
+    )
     p.add_argument("--fp32", action="store_true", help="full precision on CUDA")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickled .ckpt (runs code in the file)")
     p.add_argument(

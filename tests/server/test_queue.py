@@ -183,19 +183,17 @@ def test_chunked_upload_is_accepted(server) -> None:
 
 
 def test_preview_throttle_is_by_time_and_final_step_always_previews(monkeypatch) -> None:
-    from server import queue as queue_module
-    from server.queue import Job, JobQueue
+    from server.workers import runner
 
     sent: list[dict] = []
-    q = JobQueue(models=None, limits=None, publish=lambda job, ev: sent.append(ev))  # type: ignore[arg-type]
-    job = Job("p", "generate", None, 1)
     ticks = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6]
     real = time.monotonic
     fake = types.SimpleNamespace(monotonic=lambda: ticks.pop(0) if ticks else real())
-    monkeypatch.setattr(queue_module, "time", fake)  # only this module's clock, other threads unaffected
+    monkeypatch.setattr(runner, "time", fake)  # only this module's clock, other threads unaffected
     preview = np.zeros((8, 8, 3), np.uint8)
+    progress = runner.progress_sender("p", ("webp",), sent.append)
     for step in range(1, 9):
-        q._progress(job, step, 8, preview)
+        progress(step, 8, preview)
     with_preview = [ev["step"] for ev in sent if "preview" in ev]
     assert [ev["step"] for ev in sent] == list(range(1, 9))
     assert with_preview == [1, 4, 7, 8]  # >= 0.25 s apart, plus the last step

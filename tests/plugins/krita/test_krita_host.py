@@ -16,7 +16,9 @@ from krita_harness import HOSTS, Host, KritaRun, build_zip, fresh_profile, prepa
 
 from tests.servers import ServeProcess
 
-pytestmark = [pytest.mark.krita, pytest.mark.slow]
+# The first test of a host also waits for its whole Krita session (every scenario, ~3 min on an idle
+# 2-core machine, 10+ min on a loaded one): more than the suite's 600 s default per test.
+pytestmark = [pytest.mark.krita, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 SIZE = 128
 SCENARIOS = ["layout", "generate", "img2img", "inpaint_batch", "apply_selection", "discard_reuse", "outpaint",

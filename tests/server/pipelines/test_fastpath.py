@@ -185,14 +185,11 @@ def test_serve_refuses_graphs_without_cuda(tmp_path: Path) -> None:
 
 
 def test_previews_are_made_only_when_sent(monkeypatch) -> None:
-    from server import queue as queue_module
-    from server.queue import Job, JobQueue
+    from server.workers import runner
 
     sent: list[dict] = []
-    q = JobQueue(models=None, limits=None, publish=lambda job, ev: sent.append(ev))  # type: ignore[arg-type]
-    job = Job("p", "generate", None, 1)
     ticks = iter([0.0, 0.1, 0.2, 0.3, 0.4])
-    monkeypatch.setattr(queue_module, "time", types.SimpleNamespace(monotonic=lambda: next(ticks)))
+    monkeypatch.setattr(runner, "time", types.SimpleNamespace(monotonic=lambda: next(ticks)))
     made: list[int] = []
 
     def preview_at(step: int):  # noqa: ANN202 - the lazy preview a job hands over
@@ -202,7 +199,8 @@ def test_previews_are_made_only_when_sent(monkeypatch) -> None:
 
         return make
 
+    progress = runner.progress_sender("p", ("webp",), sent.append)
     for step in range(1, 6):
-        q._progress(job, step, 5, preview_at(step))
+        progress(step, 5, preview_at(step))
     assert made == [1, 4, 5] == [ev["step"] for ev in sent if "preview" in ev]
     assert all(sent[i - 1]["preview"]["data"][:4] == b"RIFF" for i in made)
