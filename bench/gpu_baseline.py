@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from server.imaging.tensors import to_pixels
+from server.models import reference
 from server.models.loader import LoadedModel
 from server.pipelines.denoise import seeded
 from server.prompt import encode_pair
@@ -24,37 +25,12 @@ def pipeline(model: LoadedModel) -> Any:
     import diffusers
 
     sched = diffusers.EulerDiscreteScheduler.from_config(model.scheduler_config)
-    vae = model.vae
+    vae = None
     if model.vae_dtype != model.dtype:
         # Our SDXL VAE stays fp32; diffusers users load it in fp16 and the pipeline upcasts it around
         # every decode (and casts it back after): give it its own copy to do that with.
         vae = copy.deepcopy(model.vae).to(model.dtype)
-    if model.family.xl:
-        te1, te2 = model.text_encoders
-        tok1, tok2 = model.tokenizers
-        pipe = diffusers.StableDiffusionXLPipeline(
-            vae=vae,
-            text_encoder=te1,
-            text_encoder_2=te2,
-            tokenizer=tok1,
-            tokenizer_2=tok2,
-            unet=model.unet,
-            scheduler=sched,
-            force_zeros_for_empty_prompt=True,
-        )
-    else:
-        pipe = diffusers.StableDiffusionPipeline(
-            vae=vae,
-            text_encoder=model.text_encoders[0],
-            tokenizer=model.tokenizers[0],
-            unet=model.unet,
-            scheduler=sched,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return reference.assemble(model, sched, vae=vae)
 
 
 class Baseline:
@@ -62,19 +38,12 @@ class Baseline:
 
     def __init__(self, model: LoadedModel, prompt: str, negative: str) -> None:
         self.model, self.pipe = model, pipeline(model)
-        self.cond, self.uncond = encode_pair(model, prompt, negative)
+        cond, uncond = encode_pair(model, prompt, negative)
+        self.embeds = {k: v.to(model.device, model.dtype) for k, v in reference.prompt_kwargs(cond, uncond).items()}
 
     def generate(self, seed: int, batch: int, px: int, steps: int, cfg: float) -> list[np.ndarray]:
         n = batch
         latents, gens = seeded([seed + i for i in range(n)], (1, 4, px // 8, px // 8))
-        kw: dict[str, Any] = {
-            "prompt_embeds": self.cond.embeds.to(self.model.device, self.model.dtype),
-            "negative_prompt_embeds": self.uncond.embeds.to(self.model.device, self.model.dtype),
-        }
-        if self.model.family.xl:
-            assert self.cond.pooled is not None and self.uncond.pooled is not None
-            kw["pooled_prompt_embeds"] = self.cond.pooled.to(self.model.device, self.model.dtype)
-            kw["negative_pooled_prompt_embeds"] = self.uncond.pooled.to(self.model.device, self.model.dtype)
         out = self.pipe(
             num_inference_steps=steps,
             guidance_scale=cfg,
@@ -84,7 +53,7 @@ class Baseline:
             width=px,
             height=px,
             output_type="pt",
-            **kw,
+            **self.embeds,
         )
         return [to_pixels(img, signed=False) for img in out.images]
 

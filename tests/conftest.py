@@ -16,7 +16,7 @@ from server.client import Client
 from server.embedded import RunningServer
 from server.models.testmodels import ARCHS, write_sd_checkpoint
 from tests.raycluster import in_private_netns
-from tests.servers import ServeProcess, in_process, start_serve
+from tests.servers import ServeProcess, in_process, served, start_serve
 
 torch.set_num_threads(2)
 CLUSTER_TESTS = Path(__file__).parent / "server" / "workers" / "cluster"
@@ -47,11 +47,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def server(models_dir: Path) -> Iterator[RunningServer]:
-    """The in-process server over `models_dir` (no restorer, default limits, no token)."""
-    with in_process(models_dir) as running:
-        yield running
+server = served("server", "models_dir", "The in-process server over `models_dir` (no restorer, no token).")
 
 
 @pytest.fixture(scope="session")
@@ -79,10 +75,7 @@ def control_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def control_server(control_tree: Path) -> Iterator[RunningServer]:
-    with in_process(control_tree) as running:
-        yield running
+control_server = served("control_server", "control_tree", "The in-process server over `control_tree`.")
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SDBRIDGE = [sys.executable, "-m", "server.cli"]
 
 
+def served(name: str, tree: str, doc: str) -> Any:
+    """A session fixture `name`: the in-process server (`in_process`, defaults) over the models tree that
+    fixture `tree` writes."""
+    import pytest
+
+    def serve(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+        with in_process(request.getfixturevalue(tree)) as running:
+            yield running
+
+    serve.__doc__ = doc
+    return pytest.fixture(scope="session", name=name)(serve)
+
+
 def free_port() -> int:
     """A loopback port nobody listens on right now (the OS picks it)."""
     with socket.socket() as s:

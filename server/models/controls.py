@@ -5,7 +5,7 @@ byte budget, like upscalers)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,28 +46,29 @@ def base_family(family: str) -> str:
     return family.removesuffix("-inpaint")
 
 
+@dataclass(eq=False)
 class ControlModels:
     """Discovered ControlNets, IP-Adapters and CLIP vision encoders of one models tree."""
 
-    def __init__(
-        self,
-        root: Path | None,
-        device: torch.device,
-        dtype: torch.dtype,
-        allow_pickle: bool = False,
-        cache_bytes: int = CONTROL_CACHE_BYTES,
-    ) -> None:
-        self.root, self.device, self.dtype, self.allow_pickle = root, device, dtype, allow_pickle
-        self.encoders: dict[str, ClipVisionEntry] = discover_clip_vision(root) if root else {}
-        self.entries: dict[str, ControlEntry] = {}
-        if root is not None:
-            self.entries.update(discover_controlnets(root))
-            for name, entry in discover_ipadapters(root, self.encoders).items():
+    root: Path | None
+    device: torch.device
+    dtype: torch.dtype
+    allow_pickle: bool = False
+    cache_bytes: int = CONTROL_CACHE_BYTES
+    encoders: dict[str, ClipVisionEntry] = field(init=False, default_factory=dict)
+    entries: dict[str, ControlEntry] = field(init=False, default_factory=dict)
+    loaded: FileCache[Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.root is not None:
+            self.encoders = discover_clip_vision(self.root)
+            self.entries.update(discover_controlnets(self.root))
+            for name, entry in discover_ipadapters(self.root, self.encoders).items():
                 if name in self.entries:
                     log.warning("IP-Adapter %s has the name of a ControlNet: the ControlNet keeps it", name)
                     continue
                 self.entries[name] = entry
-        self.loaded: FileCache[Any] = FileCache(cache_bytes, _weigh)
+        self.loaded = FileCache(self.cache_bytes, _weigh)
 
     def welcome(self) -> dict[str, Any]:
         """`welcome.controls` (name, type, family, kind of each) and `welcome.clip_vision` (names)."""

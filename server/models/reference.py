@@ -1,8 +1,10 @@
-"""Diffusers' own single-file load (`from_single_file`) with an offline config folder written from `arch`.
+"""Diffusers' own pipelines, the reference our loader and our sampling loop are held to.
 
-The reference the loader is tested against (same weights, bit for bit) and measured against
-(`bench/models.py`); the server itself loads through `loader`, which reads each tensor once, in
-its final dtype, onto the device.
+`from_single_file`: diffusers' own single-file load with an offline config folder written from `arch`,
+which the loader is tested against (same weights, bit for bit) and measured against (`bench/models.py`);
+the server itself loads through `loader`, which reads each tensor once, in its final dtype, onto the device.
+`assemble`: a diffusers pipeline built on the very modules our loader loaded, which the parity tests and
+the GPU baseline run beside our own loop.
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import arch, detect
 from .checkpoint import read_header
 from .tokenizer import clip_tokenizer
+
+if TYPE_CHECKING:
+    from .loader import LoadedModel
 
 
 def write_config_dir(family: arch.Family, root: Path) -> None:
@@ -69,3 +74,30 @@ def from_single_file(path: Path, dtype: torch.dtype) -> Any:
         return pipeline_class(family).from_single_file(
             str(path), config=tmp, local_files_only=True, torch_dtype=dtype, **kw
         )
+
+
+def assemble(model: LoadedModel, scheduler: Any, kind: str = "", vae: Any = None, **extra: Any) -> Any:
+    """diffusers' `StableDiffusion[XL]{kind}Pipeline` (kind "", "Img2Img" or "ControlNet") on `model`'s own
+    UNet, VAE (or `vae`), text encoders and tokenizers: no safety checker, no watermark, as our server."""
+    import diffusers
+
+    parts: dict[str, Any] = {"vae": model.vae if vae is None else vae, "unet": model.unet, "scheduler": scheduler}
+    parts |= {"text_encoder": model.text_encoders[0], "tokenizer": model.tokenizers[0]}
+    if model.family.xl:
+        parts |= {"text_encoder_2": model.text_encoders[1], "tokenizer_2": model.tokenizers[1]}
+        parts["add_watermarker"] = False
+    else:
+        parts |= {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+    cls = getattr(diffusers, f"StableDiffusion{'XL' if model.family.xl else ''}{kind}Pipeline")
+    pipe = cls(**parts, **extra)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def prompt_kwargs(cond: Any, uncond: Any) -> dict[str, Any]:
+    """The pipeline keywords that hand it our encoder's embeddings (`prompt.Conditioning`: embeds, pooled),
+    so both sides sample the same conditioning."""
+    kw = {"prompt_embeds": cond.embeds, "negative_prompt_embeds": uncond.embeds}
+    if cond.pooled is not None:
+        kw |= {"pooled_prompt_embeds": cond.pooled, "negative_pooled_prompt_embeds": uncond.pooled}
+    return kw

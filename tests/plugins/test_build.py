@@ -26,6 +26,9 @@ assert common.geometry.mask_bounds(bytes([0, 255, 0, 0]), 2, 2) == common.geomet
 assert r.padded(1).clamped(6, 6) == common.geometry.Rect(1, 2, 5, 4)
 assert common.jobs.UpscaleRequest(region=r).params()["region"] == {"x": 2, "y": 3, "w": 4, "h": 5}
 assert common._wire.protocol.__name__ == sys.argv[1] + "._protocol"
+everything = {}
+exec("from " + sys.argv[1] + " import *", everything)  # the editors' shims: every listed module imports
+assert set(common.__all__) <= set(everything), set(common.__all__) - set(everything)
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tiling", "server", "plugins", "numpy", "torch"))
 assert not loaded, loaded
 print("ok")
@@ -66,3 +69,12 @@ def test_krita_zip_has_folder_entries_for_kritas_importer(tmp_path: Path) -> Non
     folders = {n.rsplit("/", 1)[0] + "/" for n in names if "/" in n.rstrip("/")}
     assert "sdbridge/" in names and "sdbridge/__init__.py" in names and "sdbridge.desktop" in names
     assert folders <= set(names), sorted(folders - set(names))
+
+
+def test_the_shared_client_lists_every_module_for_the_editor_shims() -> None:
+    """The Krita shim takes the shared client by `import *`: a module left out of `__all__` would be
+    missing in the editor only."""
+    import plugins.common
+
+    modules = {p.stem for p in (ROOT / "plugins" / "common").glob("*.py") if not p.stem.startswith("_")}
+    assert set(plugins.common.__all__) == modules

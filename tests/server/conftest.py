@@ -4,15 +4,13 @@ overrides, refiners and upscalers, whichever job kind they go through."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file, save_file
 
-from server.embedded import RunningServer
 from server.models.testmodels import ARCHS
-from tests.servers import in_process
+from tests.servers import served
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +33,4 @@ def a1111_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def a1111_server(a1111_tree: Path) -> Iterator[RunningServer]:
-    with in_process(a1111_tree) as running:
-        yield running
+a1111_server = served("a1111_server", "a1111_tree", "The in-process server over `a1111_tree`.")

@@ -96,6 +96,8 @@ def plan_job(
     gen, strength, batch = sampling(values), _strength(values), _batch(values)
     kind = spec.kind
     ctl = controls(values, control, canvas, sel if kind == "generate" else None) if kind != "restore" else ()
+    edit: dict[str, Any] = {"result_format": RESULT_FORMAT, "sampling": gen, "strength": strength, "batch": batch,
+                            "controls": ctl}  # fmt: skip
     if kind == "generate":
         _need_prompt(spec, values)
         target = sel or Rect(0, 0, canvas.w, canvas.h)
@@ -104,23 +106,11 @@ def plan_job(
         w, h = (target.w, target.h) if target.area <= max_pixels else geometry.fit_size(target.w, target.h, max_pixels)
         # img2img from what the user sees inside the target (alpha forced opaque: no holes in init)
         init = canvas.image(opaque=True, rect=target) if strength is not None and strength < 1.0 else None
-        strength = strength if init is not None else None
+        edit["strength"] = strength if init is not None else None
         # txt2img may be drawn smaller (pixel limit): the regions shrink with it; img2img is the init's size
         regions = canvas.region_list(rect=target, size=None if init is not None else (w, h))
-        req = jobs.GenerateRequest(
-            result_format=RESULT_FORMAT,
-            sampling=gen,
-            strength=strength,
-            width=w,
-            height=h,
-            batch=batch,
-            init=init,
-            controls=ctl,
-            regions=regions,
-        )
+        req = jobs.GenerateRequest(**edit, width=w, height=h, init=init, regions=regions)
         return Plan(req, target=target, mask_result=sel is not None)
-    edit: dict[str, Any] = {"result_format": RESULT_FORMAT, "sampling": gen, "strength": strength, "batch": batch,
-                            "controls": ctl}  # fmt: skip
     if kind in ("inpaint", "face"):  # the same fields: the image, the selection (face: optional), regions
         if kind == "inpaint":
             _need_prompt(spec, values)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from server.imaging import control as cimg
 from server.imaging.tensors import to_pixels
-from server.models import controlnet, loader
+from server.models import controlnet, loader, reference
 from tests.server.jobs.edit_helpers import photo, pixels, png
 from tests.server.jobs.test_controls_parse import CANNY, XL_CANNY, submit
 
@@ -32,17 +32,7 @@ def _reference(tree: Path, family: str, control: np.ndarray, **kw: Any) -> np.nd
     name = CANNY if family == "sd15" else XL_CANNY
     net = controlnet.load_controlnet(controlnet.discover_controlnets(tree)[name], CPU, torch.float32, False)
     sched = diffusers.EulerDiscreteScheduler.from_config(m.scheduler_config)
-    common: dict[str, Any] = {"vae": m.vae, "unet": m.unet, "controlnet": net, "scheduler": sched}
-    if family == "sd15":
-        pipe = diffusers.StableDiffusionControlNetPipeline(
-            text_encoder=m.text_encoders[0], tokenizer=m.tokenizers[0], safety_checker=None,
-            feature_extractor=None, requires_safety_checker=False, **common,
-        )  # fmt: skip
-    else:
-        pipe = diffusers.StableDiffusionXLControlNetPipeline(
-            text_encoder=m.text_encoders[0], text_encoder_2=m.text_encoders[1], tokenizer=m.tokenizers[0],
-            tokenizer_2=m.tokenizers[1], add_watermarker=False, **common,
-        )  # fmt: skip
+    pipe = reference.assemble(m, sched, "ControlNet", controlnet=net)
     h, w = control.shape[:2]
     out = pipe(
         PROMPT,

@@ -41,13 +41,9 @@ def ours(model: LoadedModel, sampler: str, seeds: list[int], per_call: int | Non
 
 
 def theirs(pipe, model: LoadedModel, sampler: str, seeds: list[int]) -> torch.Tensor:  # noqa: ANN001 - a pipeline
-    cond, uncond = encode_pair(model, "a red fox in the snow", "blurry", 1)
     pipe.scheduler = make_scheduler(sampler, model.scheduler_config)
-    kw = {"prompt_embeds": cond.embeds, "negative_prompt_embeds": uncond.embeds}
-    if model.family.xl:
-        kw |= {"pooled_prompt_embeds": cond.pooled, "negative_pooled_prompt_embeds": uncond.pooled}
     out = pipe(
-        **kw,
+        **reference.prompt_kwargs(*encode_pair(model, "a red fox in the snow", "blurry", 1)),
         num_inference_steps=STEPS,
         guidance_scale=CFG,
         height=SIZE,
@@ -59,28 +55,11 @@ def theirs(pipe, model: LoadedModel, sampler: str, seeds: list[int]) -> torch.Te
     return out.images
 
 
-def pipeline_of(model: LoadedModel):  # noqa: ANN201 - a diffusers pipeline
-    cls = reference.pipeline_class(model.family)
-    parts = {"vae": model.vae, "unet": model.unet, "scheduler": make_scheduler("Euler", model.scheduler_config)}
-    if model.family.xl:
-        te, te2 = model.text_encoders
-        tok, tok2 = model.tokenizers
-        return cls(text_encoder=te, text_encoder_2=te2, tokenizer=tok, tokenizer_2=tok2, **parts)
-    return cls(
-        text_encoder=model.text_encoders[0],
-        tokenizer=model.tokenizers[0],
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-        **parts,
-    )
-
-
 @pytest.mark.parametrize("name", ["tiny-sd15", "tiny-sdxl"])
 @pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M Karras", "Euler a"])
 def test_loop_matches_the_diffusers_pipeline(manager: ModelManager, name: str, sampler: str) -> None:
     model = manager.get(name)
-    pipe = pipeline_of(model)
+    pipe = reference.assemble(model, make_scheduler("Euler", model.scheduler_config))
     for seeds in ([11], [11, 12, 13]):
         assert torch.equal(ours(model, sampler, seeds), theirs(pipe, model, sampler, seeds)), seeds
 

@@ -14,6 +14,7 @@ import diffusers
 import pytest
 import torch
 
+from server.models import reference
 from server.models.loader import LoadedModel
 from server.models.registry import ModelManager
 from server.pipelines import denoise
@@ -47,34 +48,15 @@ def _scheduler(model: LoadedModel, cls_name: str, overrides: dict[str, Any]) -> 
     return getattr(diffusers, cls_name).from_config(model.scheduler_config, **overrides)  # as diffusers' docs do
 
 
-def _pipe(model: LoadedModel, scheduler: Any, img2img: bool) -> Any:
-    parts = dict(vae=model.vae, unet=model.unet, scheduler=scheduler)
-    if model.family.xl:
-        cls = diffusers.StableDiffusionXLImg2ImgPipeline if img2img else diffusers.StableDiffusionXLPipeline
-        return cls(
-            text_encoder=model.text_encoders[0],
-            text_encoder_2=model.text_encoders[1],
-            tokenizer=model.tokenizers[0],
-            tokenizer_2=model.tokenizers[1],
-            **parts,
-        )
-    cls = diffusers.StableDiffusionImg2ImgPipeline if img2img else diffusers.StableDiffusionPipeline
-    return cls(
-        text_encoder=model.text_encoders[0],
-        tokenizer=model.tokenizers[0],
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-        **parts,
-    )
-
-
 def _embeds(model: LoadedModel, cfg: float, w: int, h: int) -> tuple[denoise.Guidance, dict[str, Any]]:
     cond, uncond = encode_pair(model, "a red cat on a sofa", "blurry", 1)
-    kw: dict[str, Any] = {"prompt_embeds": cond.embeds, "negative_prompt_embeds": uncond.embeds}
-    if model.family.xl:
-        kw |= {"pooled_prompt_embeds": cond.pooled, "negative_pooled_prompt_embeds": uncond.pooled}
-    return denoise.Guidance(model, cond, uncond, cfg, w, h), kw
+    return denoise.Guidance(model, cond, uncond, cfg, w, h), reference.prompt_kwargs(cond, uncond)
+
+
+def _theirs(pipe: Any, steps: int, cfg: float, **kw: Any) -> torch.Tensor:
+    """The pipeline's latents, its generator seeded afresh as ours."""
+    gen = torch.Generator("cpu").manual_seed(SEED)
+    return pipe(**kw, num_inference_steps=steps, guidance_scale=cfg, generator=gen, output_type="latent").images
 
 
 @pytest.mark.parametrize(("sampler", "cls_name", "overrides", "extra"), CASES, ids=lambda c: str(c))
@@ -89,19 +71,8 @@ def test_txt2img_matches_the_diffusers_pipeline(
     # The pipeline is handed the noise, so its generator (seeded afresh) draws only the per-step noise.
     spec = denoise.Run(sampler, steps, noise, [torch.Generator("cpu").manual_seed(SEED)])
     ours = denoise.sample(model, guidance.model_fn(), spec)
-    pipe = _pipe(model, _scheduler(model, cls_name, overrides), img2img=False)
-    theirs = pipe(
-        **kw,
-        **extra,
-        height=h,
-        width=w,
-        num_inference_steps=steps,
-        guidance_scale=cfg,
-        latents=noise.clone(),
-        generator=torch.Generator("cpu").manual_seed(SEED),
-        output_type="latent",
-    ).images
-    assert torch.equal(ours, theirs)
+    pipe = reference.assemble(model, _scheduler(model, cls_name, overrides))
+    assert torch.equal(ours, _theirs(pipe, steps, cfg, **kw, **extra, height=h, width=w, latents=noise.clone()))
 
 
 @pytest.mark.parametrize(("sampler", "cls_name", "overrides", "extra"), CASES[:3], ids=lambda c: str(c))
@@ -116,15 +87,6 @@ def test_img2img_matches_the_diffusers_pipeline(
     gen = torch.Generator("cpu").manual_seed(SEED)
     noise = torch.randn(init.shape, generator=gen)  # the pipeline draws its noise first, then step noise
     ours = denoise.sample(model, guidance.model_fn(), denoise.Run(sampler, steps, noise, [gen], init, strength))
-    pipe = _pipe(model, _scheduler(model, cls_name, overrides), img2img=True)
-    theirs = pipe(
-        **kw,
-        **extra,
-        image=init.clone(),  # 4 channels: taken as latents, not encoded
-        strength=strength,
-        num_inference_steps=steps,
-        guidance_scale=cfg,
-        generator=torch.Generator("cpu").manual_seed(SEED),
-        output_type="latent",
-    ).images
-    assert torch.equal(ours, theirs)
+    pipe = reference.assemble(model, _scheduler(model, cls_name, overrides), "Img2Img")
+    # the init has 4 channels: taken as latents, not encoded
+    assert torch.equal(ours, _theirs(pipe, steps, cfg, **kw, **extra, image=init.clone(), strength=strength))
