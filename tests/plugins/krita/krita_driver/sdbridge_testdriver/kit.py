@@ -196,10 +196,16 @@ def run_action(res, action_id, doc, timeout=180):
     c = controller()
     before, frames = len(c.finished), c.preview_frames
     watch = Watch()
-    trigger(action_id)
-    res["submitted"] = bool(c.pending)
-    watch.look()
-    yield from wait_idle(timeout, before if res["submitted"] else None, watch)
+    # Also look each time the controller has handled a batch of events (the docker refreshes then): a tick
+    # of ours can fall after the step preview was already replaced by the result.
+    c.listeners.append(watch.look)
+    try:
+        trigger(action_id)
+        res["submitted"] = bool(c.pending)
+        watch.look()
+        yield from wait_idle(timeout, before if res["submitted"] else None, watch)
+    finally:
+        c.listeners.remove(watch.look)
     res["finished"] = c.finished[before:]
     res["messages"] = watch.messages
     res["preview_frames"] = c.preview_frames - frames

@@ -55,9 +55,9 @@ def apply(res, doc, entry_id, to_selection=False, undo=True):
 
 def sc_generate(res):
     """txt2img: the result lands on the locked preview layer and in the history; Apply adds the layer."""
-    # Enough steps that the docker still shows a step preview at one of the driver's 20 ms ticks: a
-    # 2-step job on an idle machine ended (and cleared its preview) between two ticks.
-    kit.settings(steps=24)
+    # Enough steps that the plug-in handles a step preview in an event batch (50 ms) before the one with the
+    # result: a 2-step job on an idle machine sent both in one; so did a 24-step one with Krita starved for CPU.
+    kit.settings(steps=60)
     doc = kit.new_doc("gen")
     kit.dump("generate.before.bgra", bytes(doc.pixelData(0, 0, SIZE, SIZE)))
     yield from kit.run_action(res, "sdbridge_generate", doc)
