@@ -1,0 +1,133 @@
+"""Real Krita (5 and 6): live painting from the docker's Live tab, and the schedule-type picker, through
+the built plugin and a real `sdbridge serve` (tiny SD1.5, LCM preset), in one Krita session per host.
+
+Strokes painted through Krita's API give new live pictures on the locked `[sdbridge live]` layer;
+Apply copies the shown picture to a normal layer in one undo step; with Live off the server receives
+no frame while painting goes on (counted in the server's own journal, by the plugin's client id), also
+across a dropped connection, and a drop while on pauses Live until the reconnect. The schedule type
+picked next to the sampler reaches the server (the result's params echo it) and the document's log.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from krita_harness import HOSTS, Host, KritaRun, build_zip, fresh_profile, prepare_template, require, run_krita
+
+from server.samplers import schedules_for
+from tests.servers import ServeProcess
+
+# One Krita session per host (~2 min on an idle 2-core machine, far more on a loaded one).
+pytestmark = [pytest.mark.krita, pytest.mark.slow, pytest.mark.timeout(1500)]
+
+SIZE = 128
+LIVE = "[sdbridge live]"
+
+
+class LiveRun:
+    def __init__(self, run: KritaRun, journal: list[tuple[str, str, float]]) -> None:
+        self.run, self.journal = run, journal  # journal: (job id, owner, accepted_at) of every job the server took
+
+    def ok(self, scenario: str) -> dict:
+        res = self.run.result(scenario)
+        assert res["ok"], res.get("error")
+        assert not res["uncaught"], res["uncaught"]
+        return res
+
+    def bgra(self, name: str) -> np.ndarray:
+        data = (self.run.out / name).read_bytes()
+        assert len(data) == SIZE * SIZE * 4, f"{name}: {len(data)} bytes"
+        return np.frombuffer(data, np.uint8).reshape(SIZE, SIZE, 4).astype(int)
+
+    def received(self, client_id: str, t0: float, t1: float) -> list[str]:
+        """Jobs of that client the server accepted between t0 and t1."""
+        return [j for j, owner, at in self.journal if owner.endswith("/" + client_id) and t0 <= at <= t1]
+
+
+def read_journal(serve: ServeProcess) -> list[tuple[str, str, float]]:
+    db = serve.log.with_name(f"{serve.log.stem}-state") / "jobs.sqlite3"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        return [(r[0], r[1], r[2]) for r in con.execute("SELECT id, owner, accepted_at FROM jobs ORDER BY seq")]
+
+
+@pytest.fixture(scope="module", params=HOSTS, ids=[h.name for h in HOSTS])
+def live_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> LiveRun:
+    host: Host = request.param
+    require(host)
+    serve: ServeProcess = request.getfixturevalue("sdb_serve")
+    base = tmp_path_factory.mktemp(f"{host.name}-live")
+    template, _importer, _notes = prepare_template(host, base, build_zip(base / "build"))
+    scenarios = ["layout", "live", "schedule"]
+    run = run_krita(host, base, fresh_profile(template, base / "home"), base / "out", scenarios, serve.url, 900)
+    print(f"\n{host.name} live run: rc={run.rc} wall={run.wall:.1f}s", file=sys.stderr)
+    return LiveRun(run, read_journal(serve))
+
+
+def test_the_live_tab_fits_the_docker(live_run: LiveRun) -> None:
+    res = live_run.ok("layout")
+    assert Path(res["shot_1280x800"]).stat().st_size > 1000
+    for size in ("1280x800", "small"):
+        geo = res[f"geometry_{size}"]
+        assert not geo["problems"] and geo["tabs_fit"] and geo["outer_scroll_max"] == 0, geo
+        checked = geo["checked"]
+        for name in ("live_toggle", "live_preset", "live_strength", "live_seed", "live_new_seed", "live_apply"):
+            assert any(c.startswith("Live/") and c.endswith("sdbridge_" + name) for c in checked), (name, checked)
+        assert any(c.endswith("sdbridge_schedule") for c in checked)
+
+
+def test_live_shows_a_picture_on_a_locked_layer_and_strokes_change_it(live_run: LiveRun) -> None:
+    res = live_run.ok("live")
+    assert res["toggle_on"] == [True, "Live: on", True]
+    assert res["live_layer"] == {"name": LIVE, "locked": True, "visible": True, "on_top": True}
+    first, one, two = (live_run.bgra(f"live.{n}.bgra") for n in ("first", "stroke1", "stroke2"))
+    assert (first[..., 3] == 255).all() and first[..., :3].std() > 1  # a picture, over the whole canvas
+    assert res["frame_stroke2"] > res["frame_stroke1"] > 1  # each stroke: a new frame
+    # Each stroke changes the picture, most where it was painted.
+    x0, y0 = slice(10, 50), slice(10, 50)
+    assert np.abs(one - first).mean() > 1 and np.abs(one - first)[y0, x0].mean() > np.abs(one - first).mean()
+    assert np.abs(two - one).mean() > 1 and np.abs(two - one)[20:80, 70:110].mean() > np.abs(two - one).mean()
+    assert res["state_text"].startswith("On: frame") and res["apply_enabled"]
+
+
+def test_apply_copies_the_live_picture_to_a_layer_in_one_undo_step(live_run: LiveRun) -> None:
+    res = live_run.ok("live")
+    assert res["applied"] == {"type": "paintlayer", "locked": False}
+    names = [x["name"] for x in res["after_apply"] if x["depth"] == 0]
+    assert names[-2:] == ["live: a red fox (77)", LIVE]  # under the live layer, which stays on top
+    assert np.array_equal(live_run.bgra("live.applied.bgra"), live_run.bgra("live.shown.bgra"))
+    assert res["apply_message"] == "Applied the live picture as layer “live: a red fox (77)”"
+    assert res["after_undo_matches"], res["after_undo"]
+
+
+def test_live_off_sends_no_frames_while_painting_goes_on(live_run: LiveRun) -> None:
+    res = live_run.ok("live")
+    assert res["toggle_off"] == [False, "Live: off", False] and not res["live_layer_after_off"]
+    client = res["client_id"]
+    before = set(res["ids_before_off"])
+    # The server got the frames sent while Live was on (it journals every job it accepts) ...
+    assert before and before <= {j for j, owner, _at in live_run.journal if owner.endswith("/" + client)}
+    # ... and none while it was off and strokes went on, before and after a dropped connection.
+    for tag in ("off", "off2"):
+        assert res[f"{tag}_sent"] == 0 and res[f"{tag}_pending"] == [], res
+        assert live_run.received(client, res[f"{tag}_t0"], res[f"{tag}_t1"]) == []
+    assert res["counts"]["errors"] == 0, res["counts"]
+
+
+def test_a_dropped_connection_pauses_live_and_the_reconnect_resumes_it(live_run: LiveRun) -> None:
+    res = live_run.ok("live")
+    assert res["paused_state"] == "On: waiting for the server"
+    assert res["resumed_frames"] >= 1
+
+
+def test_the_schedule_type_picker_reaches_the_server(live_run: LiveRun) -> None:
+    res = live_run.ok("schedule")
+    assert res["offered"] == {s: list(schedules_for(s)) for s in ("Euler a", "DPM++ 2M")}
+    assert "Karras" not in res["offered"]["Euler a"]
+    assert res["setting"] == "Karras"
+    assert [f["status"] for f in res["finished"]] == ["result"], res["finished"]
+    assert res["result_params"] == {"sampler": "DPM++ 2M", "schedule": "Karras", "steps": 3}
+    assert res["logged"] == "Karras"  # saved with the document's parameters
