@@ -193,7 +193,7 @@ class SDBridgeDocker(DockWidget):
         self.sampler = f.choice("sampler", [])
         self.sampler.setEditable(True)
         form.addRow("Sampler", self.sampler)
-        self.schedule = f.choice("schedule", ["Automatic"])  # the sampler's types once the server says
+        self.schedule = f.choice("schedule", [read_settings().schedule])  # the sampler's types once connected
         self.schedule.setObjectName("sdbridge_schedule")
         self.schedule.setToolTip("Schedule type: where the steps sit on the noise scale (A1111's Schedule type)")
         self.sampler.currentTextChanged.connect(lambda _t: self.refresh())
