@@ -70,7 +70,7 @@ class LivePanel(W.QWidget):  # type: ignore[misc,name-defined]
         col.addWidget(self.state)
         col.addStretch(1)
         box.addWidget(scroll_page(fields), 1)
-        self.apply = W.QPushButton("Apply")
+        self.apply = W.QPushButton("Apply live picture")
         self.apply.setObjectName("sdbridge_live_apply")
         self.apply.setToolTip("Copy the live picture to a new layer named 'live: prompt (seed)'")
         self.apply.clicked.connect(self._apply)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pytest
-from krita_harness import HOSTS, Host, KritaRun, build_zip, fresh_profile, prepare_template, require, run_krita
+from krita_harness import HOSTS, KritaRun, own_session, run_krita
 
 from server.samplers import schedules_for
 from tests.servers import ServeProcess
@@ -26,6 +27,16 @@ pytestmark = [pytest.mark.krita, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 SIZE = 128
 LIVE = "[sdbridge live]"
+STROKE1, STROKE2 = (10, 10, 40, 40), (40, 40, 40, 40)  # as the driver paints them: x, y, w, h
+
+
+def changes(new: np.ndarray, old: np.ndarray, rect: tuple[int, int, int, int]) -> tuple[float, float]:
+    """Mean change (summed over B, G, R) inside `rect` and outside it."""
+    x, y, w, h = rect
+    d = np.abs(new - old)[..., :3].sum(-1)
+    inside = np.zeros(d.shape, bool)
+    inside[y : y + h, x : x + w] = True
+    return float(d[inside].mean()), float(d[~inside].mean())
 
 
 class LiveRun:
@@ -50,19 +61,14 @@ class LiveRun:
 
 def read_journal(serve: ServeProcess) -> list[tuple[str, str, float]]:
     db = serve.log.with_name(f"{serve.log.stem}-state") / "jobs.sqlite3"
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
         return [(r[0], r[1], r[2]) for r in con.execute("SELECT id, owner, accepted_at FROM jobs ORDER BY seq")]
 
 
 @pytest.fixture(scope="module", params=HOSTS, ids=[h.name for h in HOSTS])
 def live_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> LiveRun:
-    host: Host = request.param
-    require(host)
-    serve: ServeProcess = request.getfixturevalue("sdb_serve")
-    base = tmp_path_factory.mktemp(f"{host.name}-live")
-    template, _importer, _notes = prepare_template(host, base, build_zip(base / "build"))
-    scenarios = ["layout", "live", "schedule"]
-    run = run_krita(host, base, fresh_profile(template, base / "home"), base / "out", scenarios, serve.url, 900)
+    host, serve, base, home = own_session(request, tmp_path_factory, "live")
+    run = run_krita(host, base, home, base / "out", ["layout", "live", "schedule"], serve.url, 900)
     print(f"\n{host.name} live run: rc={run.rc} wall={run.wall:.1f}s", file=sys.stderr)
     return LiveRun(run, read_journal(serve))
 
@@ -83,13 +89,13 @@ def test_live_shows_a_picture_on_a_locked_layer_and_strokes_change_it(live_run: 
     res = live_run.ok("live")
     assert res["toggle_on"] == [True, "Live: on", True]
     assert res["live_layer"] == {"name": LIVE, "locked": True, "visible": True, "on_top": True}
-    first, one, two = (live_run.bgra(f"live.{n}.bgra") for n in ("first", "stroke1", "stroke2"))
-    assert (first[..., 3] == 255).all() and first[..., :3].std() > 1  # a picture, over the whole canvas
+    before, first, one, two = (live_run.bgra(f"live.{n}.bgra") for n in ("before", "first", "stroke1", "stroke2"))
+    assert (first[..., 3] == 255).all() and np.abs(first - before).mean() > 1  # a picture, not the canvas
     assert res["frame_stroke2"] > res["frame_stroke1"] > 1  # each stroke: a new frame
     # Each stroke changes the picture, most where it was painted.
-    x0, y0 = slice(10, 50), slice(10, 50)
-    assert np.abs(one - first).mean() > 1 and np.abs(one - first)[y0, x0].mean() > np.abs(one - first).mean()
-    assert np.abs(two - one).mean() > 1 and np.abs(two - one)[20:80, 70:110].mean() > np.abs(two - one).mean()
+    for new, old, rect in ((one, first, STROKE1), (two, one, STROKE2)):
+        inside, outside = changes(new, old, rect)
+        assert inside > 2 and inside > outside, (rect, inside, outside)
     assert res["state_text"].startswith("On: frame") and res["apply_enabled"]
 
 

@@ -7,6 +7,7 @@ the test can count in the server's journal what the server received meanwhile.
 """
 
 import asyncio
+import os
 import time
 
 from krita import Krita
@@ -14,6 +15,7 @@ from krita import Krita
 from . import kit
 from .kit import SIZE
 
+STROKE1, STROKE2 = (10, 10, 40, 40), (40, 40, 40, 40)  # x, y, w, h: the second over the dark square
 WHITE, BLACK, GREEN = bytes((255, 255, 255, 255)), bytes((0, 0, 0, 255)), bytes((0, 200, 0, 255))  # BGRA
 
 
@@ -95,7 +97,9 @@ def quiet_window(doc, res, tag):
 def sc_live(res):
     kit.settings(prompt="a red fox", live_preset="LCM 6 steps", live_strength=0.5, live_seed=77)
     doc = kit.new_doc("live")
+    kit.dump("live.before.bgra", bytes(doc.pixelData(0, 0, SIZE, SIZE)))
     p = _panel()
+    kit.docker().tabs.setCurrentWidget(p)  # the Live tab, as a user opens it
     kit.click(p.toggle)
     s = _session()
     res["toggle_on"] = [p.toggle.isChecked(), p.toggle.text(), s.on]
@@ -106,10 +110,11 @@ def sc_live(res):
                          "on_top": top.name() == layer.name()}  # fmt: skip
     res["client_id"] = kit.controller().client.client_id
     kit.dump("live.first.bgra", live_pixels(doc))
-    kit.dump("live.before.bgra", bytes(doc.pixelData(0, 0, SIZE, SIZE)))
-    yield from frame_after(doc, res, "stroke1", (10, 10, 40, 40), WHITE)
-    yield from frame_after(doc, res, "stroke2", (70, 20, 40, 60), BLACK)
+    yield from frame_after(doc, res, "stroke1", STROKE1, WHITE)
+    yield from frame_after(doc, res, "stroke2", STROKE2, GREEN)
     res["state_text"] = p.state.text()
+    kit.docker().grab().save(os.path.join(kit.OUT, "live-docker.png"), "PNG")  # for people reviewing it
+    Krita.instance().activeWindow().qwindow().grab().save(os.path.join(kit.OUT, "live-window.png"), "PNG")
     res["apply_enabled"] = p.apply.isEnabled()
     # Apply: the picture on the live layer becomes a normal layer under it, in one undo step.
     before = kit.layers(doc)
