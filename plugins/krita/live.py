@@ -180,6 +180,9 @@ class LiveSession:
         self._timer.start(max(POLL_MS, int(cost * 5000)))
 
     def _send(self, doc: Any, now: float) -> None:
+        if "live" not in ((self.c.welcome or {}).get("features") or ()):
+            self.stop("this server has no live painting; update it")
+            return
         s = read_settings()
         try:
             canvas = document.read_canvas(doc)
@@ -254,4 +257,4 @@ class LiveSession:
         self.shown = Shown(doc, rect, rgba, seed if isinstance(seed, int) else read_settings().live_seed,
                            str(params.get("prompt", "")), number)  # fmt: skip
         self.counts["shown"] += 1
-        self.state = f"On: frame {number} shown ({round(self.loop.latency, 2)} s a frame)"
+        self.state = f"On: frame {number} shown, {self.loop.latency:.2f} s a frame"

@@ -110,7 +110,7 @@ class LivePanel(W.QWidget):  # type: ignore[misc,name-defined]
             self.toggle.blockSignals(False)
         self.toggle.setText("Live: on" if s.on else "Live: off")
         n = s.counts
-        self.state.setText(f"{s.state} · frames sent {n['sent']}, shown {n['shown']}, replaced {n['superseded']}")
+        self.state.setText(f"{s.state}\nFrames: {n['sent']} sent, {n['shown']} shown, {n['superseded']} replaced")
         self.apply.setEnabled(s.shown is not None)
 
 

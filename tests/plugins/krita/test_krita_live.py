@@ -129,6 +129,11 @@ def test_a_dropped_connection_pauses_live_and_the_reconnect_resumes_it(live_run:
     assert res["resumed_frames"] >= 1
 
 
+def test_closing_the_document_stops_live(live_run: LiveRun) -> None:
+    res = live_run.ok("live")
+    assert res["after_close"] == {"toggle": False, "state": "Off: its document was closed", "sent": 0}
+
+
 def test_the_schedule_type_picker_reaches_the_server(live_run: LiveRun) -> None:
     res = live_run.ok("schedule")
     assert res["offered"] == {s: list(schedules_for(s)) for s in ("Euler a", "DPM++ 2M")}

@@ -155,6 +155,15 @@ def sc_live(res):
     yield from wait_for("reconnected", lambda: c.client.connected is False)
     yield from wait_for("reconnected", lambda: c.client.connected)
     yield from quiet_window(doc, res, "off2")
+    # Closing the document stops Live (the toggle says so too).
+    kit.click(p.toggle)
+    yield from wait_for("on for the close", lambda: settled(s))
+    sent = s.counts["sent"]
+    doc.setModified(False)  # no "save changes?" question
+    doc.close()
+    yield from wait_for("stopped by the close", lambda: not s.on)
+    yield from pause(1.0)
+    res["after_close"] = {"toggle": p.toggle.isChecked(), "state": s.state, "sent": s.counts["sent"] - sent}
     res["all_ids"] = list(s.sent_ids)
     res["counts"] = dict(s.counts)
 
