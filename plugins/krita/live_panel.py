@@ -109,6 +109,9 @@ class LivePanel(W.QWidget):  # type: ignore[misc,name-defined]
             self.toggle.setChecked(s.on)
             self.toggle.blockSignals(False)
         self.toggle.setText("Live: on" if s.on else "Live: off")
+        font = self.toggle.font()
+        font.setBold(s.on)  # on at a glance, in any theme
+        self.toggle.setFont(font)
         n = s.counts
         self.state.setText(f"{s.state}\nFrames: {n['sent']} sent, {n['shown']} shown, {n['superseded']} replaced")
         self.apply.setEnabled(s.shown is not None)
