@@ -211,6 +211,14 @@ def active_document() -> Any:
     return Krita.instance().activeDocument()
 
 
+def by_key(key: str | None) -> Any:
+    """The open document with this id (a fresh wrapper); None once it is closed. Safer than keeping a
+    wrapper: libkis's annotation() dereferences the document of a wrapper whose document was closed."""
+    if not key:
+        return None
+    return next((d for d in Krita.instance().documents() if doc_key(d) == key), None)
+
+
 def is_open(doc: Any) -> bool:
     """Whether `doc` (a wrapper kept since a job was sent) is still one of Krita's open documents."""
     key = doc_key(doc) if doc is not None else None

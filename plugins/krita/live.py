@@ -32,7 +32,7 @@ POLL_MS = 100  # the fingerprint's shortest period; larger documents are polled 
 class Shown:
     """The picture on the live layer: what Apply copies (kept after Live is off, until the next start)."""
 
-    doc: Any
+    doc_key: str  # its document (document.by_key)
     rect: geometry.Rect
     rgba: bytes
     seed: int
@@ -73,7 +73,7 @@ class LiveSession:
     def __init__(self, controller: Controller) -> None:
         self.c = controller
         self.on = False
-        self.doc: Any = None
+        self.key: str | None = None  # the document's id: a kept wrapper would outlive a closed document
         self.loop = live.LiveLoop()
         self.frames: dict[str, tuple[int, tuple[int, int]]] = {}  # in flight: id -> (frame number, canvas size)
         self.sent_ids: list[str] = []  # every frame sent since the plugin started (scripts, tests)
@@ -105,8 +105,8 @@ class LiveSession:
             return False
         if self.on:
             self.stop("switched to another document")
-        document.doc_key(doc, create=True)  # is_open() recognises the document by it
-        self.on, self.doc, self.paused, self._print = True, doc, not self.c.client.connected, None
+        key = document.doc_key(doc, create=True)
+        self.on, self.key, self.paused, self._print = True, key, not self.c.client.connected, None
         self.loop = live.LiveLoop(latency=self.loop.latency)  # keep what was learnt about frame times
         self.loop.changed(time.monotonic())  # the first frame goes at once
         self.state = "On: waiting for the server" if self.paused else "On"
@@ -122,8 +122,8 @@ class LiveSession:
         self.on = False
         self._timer.stop()
         self._drop_frames(cancel=True)
-        doc, self.doc = self.doc, None
-        if doc is not None and document.is_open(doc):
+        doc, self.key = document.by_key(self.key), None
+        if doc is not None:
             document.remove_preview(doc, LIVE_NAME)
         self.state = "Off" + (f": {why}" if why else "")
         self.c.say("Live off" + (f": {why}" if why else ""))
@@ -147,21 +147,26 @@ class LiveSession:
         shown = self.shown
         if shown is None:
             raise actions.ActionError("no live picture yet: switch Live on and paint")
-        if not document.is_open(shown.doc):
+        doc = document.by_key(shown.doc_key)
+        if doc is None:
             raise actions.ActionError("the live picture's document was closed")
-        if shown.rect.right > shown.doc.width() or shown.rect.bottom > shown.doc.height():
+        if shown.rect.right > doc.width() or shown.rect.bottom > doc.height():
             raise actions.ActionError("the canvas shrank since the live picture was made")
         name = f"live: {shown.prompt.strip() or 'untitled'} ({shown.seed})"
-        return document.add_layer(shown.doc, name, shown.rect, shown.rgba)
+        return document.add_layer(doc, name, shown.rect, shown.rgba)
 
     # --- the loop ------------------------------------------------------------------------------------
 
     def _tick(self) -> None:
         if not self.on:
             return
-        doc, client = self.doc, self.c.client
-        if client is None or not document.is_open(doc):
-            self.stop("its document was closed" if client is not None else "the plugin stopped")
+        client = self.c.client
+        if client is None:  # the plugin shut down (Krita is quitting): leave the document alone
+            self.on, self.state = False, "Off"
+            return
+        doc = document.by_key(self.key)
+        if doc is None:
+            self.stop("its document was closed")
             return
         began = time.monotonic()
         try:
@@ -204,7 +209,8 @@ class LiveSession:
         for job_id in self.loop.stop():
             self.frames.pop(job_id, None)
             if client is not None:
-                if cancel:
+                state = client.job(job_id)
+                if cancel and state is not None and state.status != "pending":  # never sent: nothing to stop
                     client.cancel(job_id)
                 client.forget(job_id)
         self.frames.clear()
@@ -240,9 +246,9 @@ class LiveSession:
         return True
 
     def _show(self, result: dict[str, Any], number: int, size: tuple[int, int]) -> None:
-        doc = self.doc
+        doc = document.by_key(self.key)
         images = result.get("images") or []
-        if not images or (doc.width(), doc.height()) != size:
+        if doc is None or not images or (doc.width(), doc.height()) != size:
             return  # the canvas changed size meanwhile: the next frame brings a fitting picture
         img = images[0]
         w, h, rgba = document.decode_result_image(img)
@@ -254,7 +260,7 @@ class LiveSession:
         document.show_preview(doc, rect, pixels.rgba_to_bgra(rgba), LIVE_NAME)
         params = result.get("params") or {}
         seed = params.get("seed")
-        self.shown = Shown(doc, rect, rgba, seed if isinstance(seed, int) else read_settings().live_seed,
+        self.shown = Shown(self.key or "", rect, rgba, seed if isinstance(seed, int) else read_settings().live_seed,
                            str(params.get("prompt", "")), number)  # fmt: skip
         self.counts["shown"] += 1
         self.state = f"On: frame {number} shown, {self.loop.latency:.2f} s a frame"
