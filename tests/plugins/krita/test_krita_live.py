@@ -99,6 +99,16 @@ def test_live_shows_a_picture_on_a_locked_layer_and_strokes_change_it(live_run: 
     assert res["state_text"].startswith("On: frame") and res["apply_enabled"]
 
 
+def test_only_what_a_stroke_changed_travels(live_run: LiveRun) -> None:
+    res = live_run.ok("live")
+    uploads = res["uploads"]
+    assert len(uploads) == res["counts"]["sent"]  # one image per frame: the canvas
+    assert uploads[0] == ["init", "full", None, None, SIZE, SIZE]
+    assert uploads[1] == ["init", "patch", *STROKE1] and uploads[2] == ["init", "patch", *STROKE2]
+    # A new connection: the server may have dropped the last canvas, so it goes in full once more.
+    assert uploads[res["frames_before_drop"]][1] == "full"
+
+
 def test_apply_copies_the_live_picture_to_a_layer_in_one_undo_step(live_run: LiveRun) -> None:
     res = live_run.ok("live")
     assert res["applied"] == {"type": "paintlayer", "locked": False}

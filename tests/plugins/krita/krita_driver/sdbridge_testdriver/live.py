@@ -94,7 +94,33 @@ def quiet_window(doc, res, tag):
     res[f"{tag}_pending"] = [j.id for j in kit.controller().client.jobs() if not j.done]
 
 
+def watch_uploads():
+    """Record how each image of a job goes on the wire (the shared client's upload de-duplication):
+    `full`, `hash` only, or a `patch` (a changed rectangle); returns the list and the undo."""
+    import sdbridge_common.uploads as uploads  # the plugin's vendored shared client
+
+    sent, wire = [], uploads.Uploads.wire
+
+    def recording(self, name, img):
+        obj = wire(self, name, img)
+        kind = "patch" if "base" in obj else "full" if ("data" in obj or "blob" in obj) else "hash"
+        sent.append([name, kind, obj.get("x"), obj.get("y"), obj.get("w"), obj.get("h")])
+        return obj
+
+    uploads.Uploads.wire = recording
+    return sent, lambda: setattr(uploads.Uploads, "wire", wire)
+
+
 def sc_live(res):
+    sent, unwatch = watch_uploads()
+    try:
+        yield from live_scenario(res)
+    finally:
+        unwatch()
+        res["uploads"] = sent
+
+
+def live_scenario(res):
     kit.settings(prompt="a red fox", live_preset="LCM 6 steps", live_strength=0.5, live_seed=77)
     doc = kit.new_doc("live")
     kit.dump("live.before.bgra", bytes(doc.pixelData(0, 0, SIZE, SIZE)))
@@ -141,7 +167,7 @@ def sc_live(res):
     # A dropped connection pauses Live; it goes on by itself after the reconnect when still on.
     kit.click(p.toggle)
     yield from wait_for("on again", lambda: settled(s))
-    sent = s.counts["sent"]
+    sent = res["frames_before_drop"] = s.counts["sent"]
     drop_connection()
     yield from wait_for("paused by the drop", lambda: s.paused)
     res["paused_state"] = s.state
