@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.krita, pytest.mark.slow, pytest.mark.timeout(1500)]
 SIZE = 128
 LIVE = "[sdbridge live]"
 STROKE1, STROKE2 = (10, 10, 40, 40), (40, 40, 40, 40)  # as the driver paints them: x, y, w, h
+SELECTION = (8, 8, 32, 32)
 
 
 def changes(new: np.ndarray, old: np.ndarray, rect: tuple[int, int, int, int]) -> tuple[float, float]:
@@ -102,11 +103,23 @@ def test_live_shows_a_picture_on_a_locked_layer_and_strokes_change_it(live_run: 
 def test_only_what_a_stroke_changed_travels(live_run: LiveRun) -> None:
     res = live_run.ok("live")
     uploads = res["uploads"]
-    assert len(uploads) == res["counts"]["sent"]  # one image per frame: the canvas
     assert uploads[0] == ["init", "full", None, None, SIZE, SIZE]
     assert uploads[1] == ["init", "patch", *STROKE1] and uploads[2] == ["init", "patch", *STROKE2]
     # A new connection: the server may have dropped the last canvas, so it goes in full once more.
-    assert uploads[res["frames_before_drop"]][1] == "full"
+    assert uploads[res["uploads_before_drop"]][1] == "full"
+
+
+def test_layer_edits_and_selections_send_frames_and_a_selection_is_inpainted(live_run: LiveRun) -> None:
+    res = live_run.ok("live")
+    assert res["frame_layer_edit"] >= 1
+    assert [u[0] for u in res["selection_uploads"]] == ["image", "mask"]  # an inpaint frame: canvas + selection
+    shown = live_run.bgra("live.selection.bgra")
+    x, y, w, h = SELECTION
+    assert (shown[y : y + h, x : x + w, 3] == 255).all()  # the selection is repainted ...
+    far = np.ones((SIZE, SIZE), bool)
+    far[max(0, y - 40) : y + h + 40, max(0, x - 40) : x + w + 40] = False
+    assert far.any() and (shown[..., 3][far] == 0).all()  # ... and far from it the canvas shows through
+    assert res["deselected_layer"] == SIZE  # without a selection: the whole canvas again
 
 
 def test_apply_copies_the_live_picture_to_a_layer_in_one_undo_step(live_run: LiveRun) -> None:

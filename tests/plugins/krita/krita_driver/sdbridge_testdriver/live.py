@@ -16,6 +16,7 @@ from . import kit
 from .kit import SIZE
 
 STROKE1, STROKE2 = (10, 10, 40, 40), (40, 40, 40, 40)  # x, y, w, h: the second over the dark square
+SELECTION = (8, 8, 32, 32)
 WHITE, BLACK, GREEN = bytes((255, 255, 255, 255)), bytes((0, 0, 0, 255)), bytes((0, 200, 0, 255))  # BGRA
 
 
@@ -114,13 +115,31 @@ def watch_uploads():
 def sc_live(res):
     sent, unwatch = watch_uploads()
     try:
-        yield from live_scenario(res)
+        yield from live_scenario(res, sent)
     finally:
         unwatch()
         res["uploads"] = sent
 
 
-def live_scenario(res):
+def edits(doc, res, sent):
+    """A layer edit and a selection each send a frame; with a selection the frame inpaints it."""
+    s = _session()
+    n = s.counts["sent"]
+    kit.node(doc, "drawing").setOpacity(160)
+    yield from wait_for("layer edit", lambda: s.shown.frame > n and settled(s))
+    res["frame_layer_edit"] = s.shown.frame - n
+    n, before = s.counts["sent"], len(sent)
+    kit.select(doc, *SELECTION)
+    yield from wait_for("selection", lambda: s.shown.frame > n and settled(s))
+    res["selection_uploads"] = sent[before:]
+    kit.dump("live.selection.bgra", live_pixels(doc))
+    n = s.counts["sent"]
+    kit.trigger("deselect")
+    yield from wait_for("deselected", lambda: s.shown.frame > n and settled(s))
+    res["deselected_layer"] = live_layer(doc).bounds().width()
+
+
+def live_scenario(res, sent):
     kit.settings(prompt="a red fox", live_preset="LCM 6 steps", live_strength=0.5, live_seed=77)
     doc = kit.new_doc("live")
     kit.dump("live.before.bgra", bytes(doc.pixelData(0, 0, SIZE, SIZE)))
@@ -158,6 +177,7 @@ def live_scenario(res):
     res["after_undo_matches"] = kit.layers(doc) == before
     res["after_undo"] = kit.layers(doc)
     yield from wait_for("after undo", lambda: settled(s))
+    yield from edits(doc, res, sent)
     # Off: no more frames while painting goes on; the live layer goes.
     res["ids_before_off"] = list(s.sent_ids)
     kit.click(p.toggle)
@@ -167,13 +187,13 @@ def live_scenario(res):
     # A dropped connection pauses Live; it goes on by itself after the reconnect when still on.
     kit.click(p.toggle)
     yield from wait_for("on again", lambda: settled(s))
-    sent = res["frames_before_drop"] = s.counts["sent"]
+    n, res["uploads_before_drop"] = s.counts["sent"], len(sent)
     drop_connection()
     yield from wait_for("paused by the drop", lambda: s.paused)
     res["paused_state"] = s.state
     stroke(doc, (20, 100, 20, 20), GREEN)
-    yield from wait_for("resumed after the reconnect", lambda: not s.paused and settled(s) and s.shown.frame > sent)
-    res["resumed_frames"] = s.counts["sent"] - sent
+    yield from wait_for("resumed after the reconnect", lambda: not s.paused and settled(s) and s.shown.frame > n)
+    res["resumed_frames"] = s.counts["sent"] - n
     # Off, then a drop and a reconnect: still no frames.
     kit.click(p.toggle)
     drop_connection()
