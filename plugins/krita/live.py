@@ -30,7 +30,7 @@ POLL_MS = 100  # the fingerprint's shortest period; larger documents are polled 
 
 @dataclass(frozen=True)
 class Shown:
-    """The picture on the live layer: what Apply copies (kept after Live is off, until the next start)."""
+    """The picture on the live layer: what Apply copies (kept after Live is off)."""
 
     doc_key: str  # its document (document.by_key)
     rect: geometry.Rect
@@ -181,8 +181,8 @@ class LiveSession:
             self.loop.changed(now)
         if client.connected and not self.paused and self.loop.due(now):
             self._send(doc, now)
-        # Polling costs at most about a fifth of the time, however large the document.
-        self._timer.start(max(POLL_MS, int(cost * 5000)))
+        if self.on:  # polling costs at most about a fifth of the time, however large the document
+            self._timer.start(max(POLL_MS, int(cost * 5000)))
 
     def _send(self, doc: Any, now: float) -> None:
         if "live" not in ((self.c.welcome or {}).get("features") or ()):
