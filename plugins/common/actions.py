@@ -150,9 +150,18 @@ def sampling(s: Settings, welcome: dict[str, Any] | None) -> Sampling:
         steps=s.steps,
         cfg=s.cfg,
         sampler=s.sampler if s.sampler and (not samplers or s.sampler in samplers) else None,
+        schedule=schedule(s, welcome),
         model=s.model if s.model and (not models or s.model in models) else None,
         vae=s.vae if s.vae and (welcome is None or s.vae in choices.names(welcome, "vaes")) else None,
     )
+
+
+def schedule(s: Settings, welcome: dict[str, Any] | None) -> str | None:
+    """The schedule type to send: the chosen one when the server runs the sampler with it (no welcome
+    yet: the server will say), else None (the server's `Automatic`), like a sampler it lacks."""
+    if welcome is None:
+        return s.schedule or None
+    return s.schedule if s.schedule in choices.schedules(welcome, s.sampler) else None
 
 
 def plan_generate(canvas: Canvas, s: Settings, welcome: dict[str, Any] | None = None) -> JobRequest:

@@ -35,6 +35,15 @@ def samplers(welcome: dict[str, Any] | None) -> list[Option]:
     return [Option(name, name) for name in names(welcome, "samplers")]
 
 
+def schedules(welcome: dict[str, Any] | None, sampler: str) -> list[str]:
+    """The schedule types `sampler` runs with on this server (all the server lists when it does not say
+    per sampler; none for a server without schedule types)."""
+    per = (welcome or {}).get("sampler_schedules")
+    if isinstance(per, dict) and isinstance(per.get(sampler), list):
+        return [str(v) for v in per[sampler] if isinstance(v, str) and v]
+    return names(welcome, "schedules")
+
+
 def upscalers(welcome: dict[str, Any] | None) -> list[Option]:
     return [Option("", "Lanczos (no model)")] + [Option(n, n) for n in names(welcome, "upscalers")]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .actions import Canvas, clamp_strength, model_names
+from .actions import Canvas, clamp_strength, model_names, schedule
 from .jobs import GenerateRequest, InpaintRequest, JobRequest, Sampling
 from .settings import Settings
 
@@ -38,15 +38,27 @@ PRESETS: dict[str, LivePreset] = {
     )
 }
 DEFAULT_PRESET = "LCM 6 steps"
+# Not a preset: the sampler, schedule, steps and CFG the docker's Generate settings use.
+CUSTOM = "Custom (sampler, steps, CFG of the settings)"
+PRESET_NAMES = (*PRESETS, CUSTOM)
+
+
+def preset_for(s: Settings, welcome: dict | None = None) -> LivePreset:
+    """The preset a frame samples with: the chosen one (`CUSTOM`: the settings' own sampling); one of
+    few-step samplers an older server lacks falls back to the regular-model preset."""
+    if s.live_preset == CUSTOM:
+        return LivePreset(CUSTOM, s.sampler, s.steps, s.cfg, schedule(s, welcome) or "Automatic")
+    preset = PRESETS.get(s.live_preset) or PRESETS[DEFAULT_PRESET]
+    samplers = (welcome or {}).get("samplers") or []
+    if samplers and preset.sampler not in samplers:
+        preset = PRESETS["Regular model 12 steps"]  # an older server without the few-step samplers
+    return preset
 
 
 def live_request(canvas: Canvas, s: Settings, welcome: dict | None = None) -> JobRequest:
     """One live frame (fixed seed: the same canvas gives the same picture): img2img of the whole
     canvas, or inpaint of the selection when there is one."""
-    preset = PRESETS.get(s.live_preset) or PRESETS[DEFAULT_PRESET]
-    samplers = (welcome or {}).get("samplers") or []
-    if samplers and preset.sampler not in samplers:
-        preset = PRESETS["Regular model 12 steps"]  # an older server without the few-step samplers
+    preset = preset_for(s, welcome)
     models = model_names(welcome)
     sampling = Sampling(
         prompt=s.prompt,

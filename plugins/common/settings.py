@@ -28,6 +28,7 @@ class Settings:
     steps: int = 20
     cfg: float = 7.0
     sampler: str = "Euler a"
+    schedule: str = "Automatic"  # A1111's schedule type; one the sampler takes (welcome.sampler_schedules)
     vae: str = ""  # "" = the checkpoint's own VAE
     strength: float = 1.0  # 1.0 = txt2img / full inpaint; < 1 = img2img / refine the selection
     width: int = 0  # 0 = canvas size (capped by the server's max_pixels)

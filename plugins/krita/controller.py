@@ -69,6 +69,9 @@ class Controller:
         self.progress: tuple[int, int] = (0, 0)
         self.finished: list[dict[str, Any]] = []  # for tests/scripts: {job, kind, status, entries, error}
         self.listeners: list[Callable[[], None]] = []
+        # See every client event first; True = consumed (live painting's frames, plugins/krita/live.py).
+        self.observers: list[Callable[[Any], bool]] = []
+        self.live: Any = None  # the live-painting session, made by the docker's Live tab
         self._timer = QTimer()
         self._timer.setInterval(50)
         self._timer.timeout.connect(self._tick)
@@ -254,6 +257,8 @@ class Controller:
         self._changed()
 
     def _event(self, ev: Any) -> None:
+        if any(fn(ev) for fn in list(self.observers)):
+            return
         t, data = ev.type, ev.data
         job = self.pending.get(ev.job_id) if ev.job_id else None
         if t == "connected":

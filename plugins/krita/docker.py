@@ -16,6 +16,7 @@ from krita import DockWidget, DockWidgetFactoryBase, Krita  # type: ignore[impor
 from ._common import actions, choices, geometry
 from .control_panel import ControlPanel
 from .controller import Controller, read_settings, write_setting
+from .live_panel import LivePanel
 from .qt import Qt, QtWidgets
 from .review_panel import ReviewPanel
 from .widgets import Form, Picker, row, scroll_page
@@ -76,7 +77,8 @@ class SDBridgeDocker(DockWidget):
         self.tabs.setTabToolTip(3, "Control layers: layers that guide every job (ControlNet, IP-Adapter)")
         gear = Krita.instance().icon("configure")
         self.tabs.addTab(self._settings_tab(), gear, "" if not gear.isNull() else "Settings")
-        self.tabs.setTabToolTip(4, "Settings: server, token, steps, CFG, sampler, VAE")
+        self.tabs.setTabToolTip(4, "Settings: server, token, steps, CFG, sampler, schedule type, VAE")
+        self.tabs.insertTab(1, LivePanel(controller, self.form, self.prompt), "Live")
         outer.addWidget(self.tabs, 1)
         self.bar = W.QProgressBar()
         self.bar.setObjectName("sdbridge_progress")
@@ -191,6 +193,11 @@ class SDBridgeDocker(DockWidget):
         self.sampler = f.choice("sampler", [])
         self.sampler.setEditable(True)
         form.addRow("Sampler", self.sampler)
+        self.schedule = f.choice("schedule", [read_settings().schedule])  # the sampler's types once connected
+        self.schedule.setObjectName("sdbridge_schedule")
+        self.schedule.setToolTip("Schedule type: where the steps sit on the noise scale (A1111's Schedule type)")
+        self.sampler.currentTextChanged.connect(lambda _t: self.refresh())
+        form.addRow("Schedule", self.schedule)
         self.vae = f.combo("vae", "The model's own")
         form.addRow("VAE", self.vae)
         page = W.QWidget()
@@ -249,7 +256,8 @@ class SDBridgeDocker(DockWidget):
             self.vae.offer(choices.vaes(welcome))
             self.upscaler.offer(choices.upscalers(welcome))
             self.restorer.offer(choices.restorers(welcome))
-            _fill_choice(self.sampler, choices.names(welcome, "samplers"))
+            _fill_choice(self.sampler, choices.names(welcome, "samplers"), "sampler")
+            _fill_choice(self.schedule, choices.schedules(welcome, self.sampler.currentText()), "schedule")
         self.controls.refresh()
         self.review.refresh()
 
@@ -285,14 +293,14 @@ def _elided(label: Any, text: str) -> None:
         label.setText(label.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, max(40, label.width())))
 
 
-def _fill_choice(combo: Any, items: list[str]) -> None:
+def _fill_choice(combo: Any, items: list[str], key: str) -> None:
     if [combo.itemText(i) for i in range(combo.count())] == items:
         return
-    current = combo.currentText() or read_settings().sampler
+    current = combo.currentText() or getattr(read_settings(), key)
     combo.blockSignals(True)
     combo.clear()
     combo.addItems(items)
     combo.setCurrentText(current)
     combo.blockSignals(False)
     if combo.currentText() != current:
-        write_setting("sampler", combo.currentText())
+        write_setting(key, combo.currentText())

@@ -24,6 +24,8 @@ ANNOTATION = "sdbridge"  # JSON list of the parameters of every job (a log other
 HISTORY_ANNOTATION = "sdbridge-history"  # the review history with its images (plugins/common/history.py)
 KEY_ANNOTATION = "sdbridge-doc"  # a random id: which in-memory history belongs to this document
 PREVIEW_NAME = "[sdbridge preview]"
+LIVE_NAME = "[sdbridge live]"  # live painting's result (plugins/krita/live.py)
+PLUGIN_LAYERS = (PREVIEW_NAME, LIVE_NAME)  # shown results: never part of the picture a job starts from
 LOG_LIMIT = 200
 
 
@@ -45,7 +47,7 @@ def read_canvas(doc: Any, with_selection: bool = True) -> Any:
 
 
 def _projection(doc: Any, w: int, h: int) -> bytes:
-    hidden = _hide_preview(doc)  # the preview is not part of the picture a job starts from
+    hidden = _hide_plugin_layers(doc)  # the shown results are not part of the picture a job starts from
     try:
         if is_rgba8(doc):
             return bytes(doc.pixelData(0, 0, w, h))
@@ -55,8 +57,9 @@ def _projection(doc: Any, w: int, h: int) -> bytes:
         img = doc.thumbnail(w, h).convertToFormat(QImage.Format.Format_ARGB32)
         return image_bytes(img)
     finally:
-        if hidden is not None:
-            hidden.setVisible(True)
+        for node in hidden:
+            node.setVisible(True)
+        if hidden:
             doc.refreshProjection()
 
 
@@ -86,26 +89,26 @@ def decode_png(data: bytes) -> tuple[int, int, bytes] | None:
 # --- the preview layer ----------------------------------------------------------------------------
 
 
-def find_preview(doc: Any) -> Any:
-    return next((n for n in doc.rootNode().childNodes() if n.name() == PREVIEW_NAME), None)
+def find_preview(doc: Any, name: str = PREVIEW_NAME) -> Any:
+    return next((n for n in doc.rootNode().childNodes() if n.name() == name), None)
 
 
-def _hide_preview(doc: Any) -> Any:
-    node = find_preview(doc)
-    if node is None or not node.visible():
-        return None
-    node.setVisible(False)
-    doc.refreshProjection()
-    doc.waitForDone()
-    return node
+def _hide_plugin_layers(doc: Any) -> list[Any]:
+    hidden = [n for n in doc.rootNode().childNodes() if n.name() in PLUGIN_LAYERS and n.visible()]
+    for node in hidden:
+        node.setVisible(False)
+    if hidden:
+        doc.refreshProjection()
+        doc.waitForDone()
+    return hidden
 
 
-def show_preview(doc: Any, rect: Any, bgra: bytes) -> Any:
-    """Put `bgra` (rect-sized) on the locked preview layer at the top of the stack, replacing what it
-    showed. The layer is made once (one "add layer" undo step); later previews only swap pixels."""
-    node = find_preview(doc)
+def show_preview(doc: Any, rect: Any, bgra: bytes, name: str = PREVIEW_NAME) -> Any:
+    """Put `bgra` (rect-sized) on the locked preview layer `name` at the top of the stack, replacing what
+    it showed. The layer is made once (one "add layer" undo step); later previews only swap pixels."""
+    node = find_preview(doc, name)
     if node is None:
-        node = doc.createNode(PREVIEW_NAME, "paintlayer")
+        node = doc.createNode(name, "paintlayer")
         if not is_rgba8(doc):
             node.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
         doc.rootNode().addChildNode(node, _top_child(doc.rootNode()))
@@ -121,8 +124,8 @@ def show_preview(doc: Any, rect: Any, bgra: bytes) -> Any:
     return node
 
 
-def remove_preview(doc: Any) -> bool:
-    node = find_preview(doc)
+def remove_preview(doc: Any, name: str = PREVIEW_NAME) -> bool:
+    node = find_preview(doc, name)
     if node is None:
         return False
     node.remove()
@@ -144,19 +147,22 @@ def change_canvas(doc: Any, change: Any) -> None:
 
 
 def add_layer(doc: Any, name: str, rect: Any, rgba: bytes) -> Any:
-    """A new paint layer at the top with `rgba` at `rect`. Built while detached, attached in one
-    step: one Edit ▸ Undo removes it."""
+    """A new paint layer at the top (under the preview layers, which stay on top) with `rgba` at `rect`.
+    Built while detached, attached in one step: one Edit ▸ Undo removes it."""
     node = doc.createNode(name, "paintlayer")
     if not is_rgba8(doc):
         node.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
     node.setPixelData(QByteArray(pixels.rgba_to_bgra(rgba)), rect.x, rect.y, rect.w, rect.h)
-    doc.rootNode().addChildNode(node, _top_child(doc.rootNode()))
+    doc.rootNode().addChildNode(node, _top_child(doc.rootNode(), below=PLUGIN_LAYERS))
     doc.refreshProjection()
     return node
 
 
-def _top_child(parent: Any) -> Any:
+def _top_child(parent: Any, below: tuple[str, ...] = ()) -> Any:
+    """The topmost child (no selection mask), or the topmost under the layers named in `below`."""
     kids = [n for n in parent.childNodes() if n.type() != "selectionmask"]
+    while kids and kids[-1].name() in below:
+        kids.pop()
     return kids[-1] if kids else None
 
 
@@ -203,6 +209,14 @@ def log_params(doc: Any, record: dict[str, Any]) -> None:
 
 def active_document() -> Any:
     return Krita.instance().activeDocument()
+
+
+def by_key(key: str | None) -> Any:
+    """The open document with this id (a fresh wrapper); None once it is closed. Safer than keeping a
+    wrapper: libkis's annotation() dereferences the document of a wrapper whose document was closed."""
+    if not key:
+        return None
+    return next((d for d in Krita.instance().documents() if doc_key(d) == key), None)
 
 
 def is_open(doc: Any) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from plugins.common import choices, results
+from plugins.common import actions, choices, results
 from plugins.common.client import Client
 from plugins.common.jobs import (
     FaceRequest,
@@ -19,6 +19,7 @@ from plugins.common.jobs import (
     Sampling,
     WireImage,
 )
+from plugins.common.settings import Settings
 
 W = H = 64
 
@@ -126,3 +127,17 @@ def test_batch_of_one_is_one_group() -> None:
     assert results.batch_images(imgs, {"seeds": [5]}) == [[0, 1, 2]]
     assert results.batch_images(imgs, {}) == [[0, 1, 2]]
     assert results.batch_images(imgs, {"seeds": [1, 2]}) == [[0, 1, 2]]  # uneven: never split wrongly
+
+
+def test_schedule_types_follow_the_sampler_and_reach_the_server(client: Client) -> None:
+    welcome = client.welcome or {}
+    assert choices.schedules(welcome, "DPM++ 2M") == welcome["sampler_schedules"]["DPM++ 2M"]
+    assert "Karras" in choices.schedules(welcome, "DPM++ 2M") and "Karras" not in choices.schedules(welcome, "Euler a")
+    assert choices.schedules({"schedules": ["Automatic", "Karras"]}, "Euler a") == ["Automatic", "Karras"]
+    assert choices.schedules({"samplers": ["Euler a"]}, "Euler a") == []  # a server without schedule types
+    s = Settings(prompt="a fox", sampler="DPM++ 2M", schedule="Karras", steps=2, model="tiny-sd15", seed=3)
+    assert actions.sampling(s, None).schedule == "Karras"  # not connected yet: the server will say
+    assert actions.sampling(s.replace(sampler="Euler a"), welcome).schedule is None  # its Automatic, like a sampler
+    assert actions.sampling(s, {"samplers": ["DPM++ 2M"]}).schedule is None  # it lacks: the server's default
+    job = client.submit(GenerateRequest(sampling=actions.sampling(s, welcome), width=W, height=H))
+    assert (client.wait(job, 300).result or {})["params"]["schedule"] == "Karras"

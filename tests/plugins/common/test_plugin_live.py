@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from plugins.common.actions import Canvas
 from plugins.common.jobs import GenerateRequest, InpaintRequest
-from plugins.common.live import PRESETS, LiveLoop, live_request
+from plugins.common.live import CUSTOM, PRESET_NAMES, PRESETS, LiveLoop, live_request
 from plugins.common.settings import Settings
 
 W, H = 16, 8
@@ -83,3 +83,12 @@ def test_latency_adapts_the_debounce_and_superseded_frames_do_not_count() -> Non
     loop.sent("y", 1.0)
     loop.changed(1.1)
     assert loop.stop() == ["y"] and not loop.due(5.0) and not loop.in_flight
+
+
+def test_the_custom_preset_samples_with_the_settings() -> None:
+    s = Settings(live_preset=CUSTOM, sampler="DPM++ 2M", schedule="Karras", steps=9, cfg=4.5)
+    welcome = WELCOME | {"sampler_schedules": {"DPM++ 2M": ["Automatic", "Karras"], "Euler": ["Automatic"]}}
+    p = live_request(CANVAS, s, welcome).params()
+    assert (p["sampler"], p["schedule"], p["steps"], p["cfg"]) == ("DPM++ 2M", "Karras", 9, 4.5)
+    assert live_request(CANVAS, s.replace(sampler="Euler"), welcome).params()["schedule"] == "Automatic"
+    assert PRESET_NAMES[-1] == CUSTOM and set(PRESET_NAMES[:-1]) == set(PRESETS)

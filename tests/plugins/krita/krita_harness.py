@@ -265,3 +265,16 @@ def run_scenarios(
 def fresh_profile(template: Path, dest: Path) -> Path:
     subprocess.run(["cp", "-a", str(template), str(dest)], check=True)
     return dest
+
+
+def own_session(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tag: str
+) -> tuple[Host, Any, Path, Path]:
+    """For a test module's own Krita session on the host in `request.param`: the host (missing: skipped,
+    failed in CI), the session's `sdbridge serve`, a fresh folder and a profile ready to run in."""
+    host: Host = request.param
+    require(host)
+    serve = request.getfixturevalue("sdb_serve")  # only once the host is known to be there
+    base = tmp_path_factory.mktemp(f"{host.name}-{tag}")
+    template, _importer, _notes = prepare_template(host, base, build_zip(base / "build"))
+    return host, serve, base, fresh_profile(template, base / "home")
