@@ -17,6 +17,7 @@ from ._common import actions, choices, geometry
 from .control_panel import ControlPanel
 from .controller import Controller, read_settings, write_setting
 from .qt import Qt, QtWidgets
+from .region_panel import RegionPanel
 from .review_panel import ReviewPanel
 from .widgets import Form, Picker, row, scroll_page
 
@@ -77,6 +78,10 @@ class SDBridgeDocker(DockWidget):
         gear = Krita.instance().icon("configure")
         self.tabs.addTab(self._settings_tab(), gear, "" if not gear.isNull() else "Settings")
         self.tabs.setTabToolTip(4, "Settings: server, token, steps, CFG, sampler, VAE")
+        self.regions = RegionPanel(controller)  # before Control: an icon tab, like the two after it
+        area = Krita.instance().icon("tool_rect_selection")
+        self.tabs.insertTab(3, scroll_page(self.regions), area, "" if not area.isNull() else "Regions")
+        self.tabs.setTabToolTip(3, "Regions: a prompt per area of the canvas, from layers")
         outer.addWidget(self.tabs, 1)
         self.bar = W.QProgressBar()
         self.bar.setObjectName("sdbridge_progress")
