@@ -92,7 +92,8 @@ def from_selection(doc: Any) -> Any:
     node.setPixelData(QByteArray(bytes(bgra)), 0, 0, w, h)
     node.setBlendingMode("behind")
     doc.rootNode().addChildNode(node, _top(doc, skip=(document.PREVIEW_NAME, regions.OVERLAY_NAME)))
-    _deselect()
+    doc.setSelection(None)  # not the Deselect action: it acts on the active view, later (a stroke)
+    doc.waitForDone()
     doc.refreshProjection()
     return node
 
@@ -124,12 +125,6 @@ def _top(doc: Any, skip: tuple[str, ...] = ()) -> Any:
     """The top layer of the stack but those named in `skip` (new layers go above it)."""
     kids = [n for n in doc.rootNode().childNodes() if n.type() != "selectionmask" and n.name() not in skip]
     return kids[-1] if kids else None
-
-
-def _deselect() -> None:
-    action = Krita.instance().action("deselect")
-    if action is not None:
-        action.trigger()
 
 
 # --- edits ----------------------------------------------------------------------------------------
