@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import document, region_layers, regions
-from .controller import Controller
+from .controller import Controller, log
 from .qt import QTimer, QtWidgets
 from .widgets import row
 
@@ -179,8 +179,12 @@ class RegionPanel(W.QWidget):  # type: ignore[misc,name-defined]
     # --- view --------------------------------------------------------------------------------------
 
     def _poll(self) -> None:
-        if self.isVisible():
+        if not self.isVisible():
+            return
+        try:
             self.refresh()
+        except Exception as exc:  # a document closing under the timer: the next tick looks again
+            log(f"regions tab: {type(exc).__name__}: {exc}")
 
     def refresh(self) -> None:
         doc = document.active_document()
