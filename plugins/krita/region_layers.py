@@ -10,6 +10,7 @@ live in the `sdbridge-regions` annotation (regions.load_extras).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import count
 from typing import Any
 
 from krita import Krita  # type: ignore[import-not-found]
@@ -42,8 +43,19 @@ class Entry:
         return self.prompt or "(no prompt)"
 
 
-def color(index: int) -> tuple[int, int, int]:
-    return PALETTE[index % len(PALETTE)]
+def colors(nodes: list[Any], extras: dict[str, dict[str, str]]) -> list[tuple[int, int, int]]:
+    """The colour of each region layer: the one it was made with (kept in the annotation, so a layer's
+    thumbnail, its row and Show masks agree however the list is reordered), else the first one free."""
+    fixed = [extras.get(layer_id(n), {}).get("color", "") for n in nodes]
+    used = {int(c) for c in fixed if c.isdigit()}
+    free = (i for i in count() if i not in used)
+    return [PALETTE[(int(c) if c.isdigit() else next(free)) % len(PALETTE)] for c in fixed]
+
+
+def free_color(doc: Any) -> int:
+    """The palette index for a new region: the first one no region of `doc` shows."""
+    taken = {PALETTE.index(c) for c in colors(regions.region_nodes(doc), regions.load_extras(doc))}
+    return next((i for i in range(len(PALETTE)) if i not in taken), len(taken))
 
 
 def percent(opacity: int) -> int:
@@ -53,11 +65,12 @@ def percent(opacity: int) -> int:
 def listing(doc: Any) -> tuple[Entry, ...]:
     """The document's regions, top first, as the tab shows them."""
     extras = regions.load_extras(doc)
+    nodes = regions.region_nodes(doc)
     out = []
-    for i, n in enumerate(regions.region_nodes(doc)):
+    for n, rgb in zip(nodes, colors(nodes, extras), strict=True):
         ident = layer_id(n)
         out.append(Entry(ident, common.layer_prompt(n.name()) or "", extras.get(ident, {}).get("negative", ""),
-                         percent(n.opacity()), bool(n.visible()), n.type() == "grouplayer", color(i)))  # fmt: skip
+                         percent(n.opacity()), bool(n.visible()), n.type() == "grouplayer", rgb))  # fmt: skip
     return tuple(out)
 
 
@@ -83,7 +96,8 @@ def from_selection(doc: Any) -> Any:
     if mask is None or not mask.strip(b"\x00"):
         raise actions.ActionError("select the area of the new region first")
     w, h = doc.width(), doc.height()
-    b, g, r = reversed(color(len(regions.region_nodes(doc))))
+    index = free_color(doc)
+    b, g, r = reversed(PALETTE[index % len(PALETTE)])
     bgra = bytearray(bytes((b, g, r, 0)) * (w * h))
     bgra[3::4] = mask  # straight alpha: the colour everywhere, the selection as coverage
     node = doc.createNode(name_for(""), "paintlayer")
@@ -92,6 +106,7 @@ def from_selection(doc: Any) -> Any:
     node.setPixelData(QByteArray(bytes(bgra)), 0, 0, w, h)
     node.setBlendingMode("behind")
     doc.rootNode().addChildNode(node, _top(doc, skip=(document.PREVIEW_NAME, regions.OVERLAY_NAME)))
+    _keep(doc, node, color=str(index))
     doc.setSelection(None)  # not the Deselect action: it acts on the active view, later (a stroke)
     doc.waitForDone()
     doc.refreshProjection()
@@ -114,11 +129,17 @@ def from_group(doc: Any) -> Any:
         if group is None or group.type() != "grouplayer" or layer_id(group) == layer_id(parent):
             raise actions.ActionError("could not put the active layer in a group: group it, then try again")
         node = group
-    extras = regions.load_extras(doc)
-    extras[layer_id(node)] = {"was": node.name()}
+    was, index = node.name(), free_color(doc)
     node.setName(name_for(""))
-    regions.save_extras(doc, extras)
+    _keep(doc, node, was=was, color=str(index))
     return node
+
+
+def _keep(doc: Any, node: Any, **values: str) -> None:
+    """Remember `values` for the region layer `node` in the document."""
+    extras = regions.load_extras(doc)
+    extras.setdefault(layer_id(node), {}).update(values)
+    regions.save_extras(doc, extras)
 
 
 def _top(doc: Any, skip: tuple[str, ...] = ()) -> Any:
@@ -189,11 +210,12 @@ def show_masks(doc: Any) -> Any:
     painter = QtGui.QPainter(canvas)
     try:
         nodes = regions.region_nodes(doc)
+        tints = colors(nodes, regions.load_extras(doc))
         for i in reversed(range(len(nodes))):  # bottom first: the top region is drawn last
             if not regions.shown(nodes[i]):
                 continue
             tint = QImage(w, h, QImage.Format.Format_ARGB32_Premultiplied)
-            tint.fill(QtGui.QColor(*color(i), OVERLAY_ALPHA))
+            tint.fill(QtGui.QColor(*tints[i], OVERLAY_ALPHA))
             shape = QtGui.QPainter(tint)
             shape.setCompositionMode(QtGui.QPainter.CompositionMode.CompositionMode_DestinationIn)
             shape.drawImage(0, 0, bgra_image(regions.coverage(doc, nodes[i]), w, h))  # keeps the tint where the mask is

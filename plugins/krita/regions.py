@@ -31,8 +31,9 @@ OVERLAY_NAME = "[sdbridge region masks]"  # the Regions tab's "Show masks" previ
 
 
 def load_extras(doc: Any) -> dict[str, dict[str, str]]:
-    """Per region layer id: what its layer cannot hold (`negative`, `was`: a group's name before). An
-    unreadable or hand-edited annotation gives what can be read, never an error."""
+    """Per region layer id: what its layer cannot hold (`negative`; `was`: a group's name before;
+    `color`: its palette index in the Regions tab). An unreadable or hand-edited annotation gives
+    what can be read, never an error."""
     try:
         data = json.loads(bytes(doc.annotation(ANNOTATION) or b"{}").decode("utf-8"))
     except ValueError:
@@ -41,7 +42,7 @@ def load_extras(doc: Any) -> dict[str, dict[str, str]]:
     if not isinstance(items, dict):
         return {}
     return {
-        str(k): {f: str(v[f]) for f in ("negative", "was") if isinstance(v.get(f), str)}
+        str(k): {f: str(v[f]) for f in ("negative", "was", "color") if isinstance(v.get(f), str)}
         for k, v in items.items()
         if isinstance(v, dict)
     }

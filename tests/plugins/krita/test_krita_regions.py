@@ -175,6 +175,8 @@ def test_show_masks_tints_each_region_and_is_never_sent(regions_run: KritaRun) -
     assert (left[..., 3] > 0).all() and (right[..., 3] > 0).all()
     assert (overlay[:, QUARTER + FEATHER : SIZE - QUARTER, 3] == 0).all()  # nothing where no region is
     assert not np.array_equal(left[64, 8, :3], right[64, 8, :3])  # a colour per region
+    # the selection's region in the colour its layer was painted with (its thumbnail in the Layers docker)
+    assert np.abs(left[64, 8, :3] - dumped(regions_run, "left.bgra")[64, 8, :3]).max() <= 2
     assert res["masked"]["sent"] == res["two"]["sent"]
     assert np.array_equal(dumped(regions_run, "masked.bgra"), dumped(regions_run, "two.bgra"))
     assert res["overlay_after_job"] and res["overlay_off"]
@@ -188,4 +190,4 @@ def test_regions_come_back_with_the_kra(regions_run: KritaRun) -> None:
     assert res["rows_reloaded"] == res["rows_deleted"]  # the same layers (ids), prompts, negatives, strengths
     assert res["layers_reloaded"] == res["layers"]
     assert res["annotation_reloaded"] == res["annotation"]
-    assert res["annotation"]["regions"][res["rows"][1]["layer"]] == {"negative": "blurry"}
+    assert res["annotation"]["regions"][res["rows"][1]["layer"]]["negative"] == "blurry"
