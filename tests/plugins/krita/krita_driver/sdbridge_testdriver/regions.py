@@ -2,6 +2,7 @@
 action, one document per variant; the result on the preview layer is dumped for the test to measure."""
 
 import os
+import time
 
 from . import kit
 from .kit import SIZE
@@ -67,8 +68,17 @@ def sc_regions(res):
                 paint(doc, doc.rootNode(), *spec[:3], **spec[3])
         doc.refreshProjection()
         doc.waitForDone()
-        out = yield from generate(doc, "regions." + name)
-        res["variants"][name] = out
+        res["variants"][name] = yield from generate(doc, "regions." + name)
+    yield from quiet()
+
+
+def quiet(seconds=1.0):
+    """Let Krita's compressed Layers-docker updates run before documents close: Krita 6 crashed in
+    KisNodeModel::processUpdateQueue on layers of documents closed meanwhile (region layers are shown,
+    hidden and renamed a lot here), when the next scenario started."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        yield
 
 
 def generate(doc, dump_as):
