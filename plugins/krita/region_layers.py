@@ -39,9 +39,6 @@ class Entry:
     group: bool
     color: tuple[int, int, int]  # RGB
 
-    def label(self) -> str:
-        return self.prompt or "(no prompt)"
-
 
 def colors(nodes: list[Any], extras: dict[str, dict[str, str]]) -> list[tuple[int, int, int]]:
     """The colour of each region layer: the one it was made with (kept in the annotation, so a layer's
@@ -117,10 +114,13 @@ def from_group(doc: Any) -> Any:
     """The active group becomes a region (its old name is kept to give back on Remove); an active layer
     that is no group is first wrapped in one (Krita's Layer ▸ Quick Group)."""
     node = doc.activeNode()
-    if node is None or node.type() not in LAYER_TYPES:
+    if node is None or node.type() not in LAYER_TYPES or node.name() in (document.PREVIEW_NAME, regions.OVERLAY_NAME):
         raise actions.ActionError("select a group layer (or the layer to put in one) in the Layers docker")
-    if common.layer_prompt(node.name()) is not None:
-        raise actions.ActionError(f"'{node.name()}' is a region already")
+    owner = node
+    while owner is not None and owner.parentNode() is not None:  # a region group's layers are its pixels
+        if common.layer_prompt(owner.name()) is not None:
+            raise actions.ActionError(f"'{node.name()}' is a region already, or part of one ('{owner.name()}')")
+        owner = owner.parentNode()
     if node.type() != "grouplayer":
         parent = node.parentNode()
         Krita.instance().action("create_quick_group").trigger()  # the layers selected in the Layers docker

@@ -142,6 +142,9 @@ def test_regions_made_in_the_tab_change_their_own_areas(regions_run: KritaRun) -
     assert np.array_equal(layer[..., 3], selection) and ((selection > 0) & (selection < 255)).any()
     assert not res["selection_after"]
     assert rows(res, "rows") == TWO  # the group was made last: it is the top layer
+    member = "'sky pixels' is a region already, or part of one ('region: a stormy night sky')"
+    assert res["refused_member"] == f"region from group: {member}"
+    assert res["refused_no_selection"] == "region from selection: select the area of the new region first"
     assert [(x["name"], x["type"], x["opacity"], x["blend"]) for x in res["layers"]] == [
         ("region: a stormy night sky", "grouplayer", 204, "normal"),
         ("region: a red barn in snow", "paintlayer", 255, "behind"),  # a mask that does not hide the picture

@@ -116,6 +116,13 @@ def sc_region_list(res):
     typed(row_of(panel, group).prompt, "a stormy night sky")
     typed(row_of(panel, group).strength, "80")
     yield from layout._settle(3)
+    # refused, in words: a layer of a region group (its pixels), and no selection
+    doc.setActiveNode(next(n for n in group.childNodes() if n.name() == "sky pixels"))
+    yield from layout._settle(3)
+    kit.click(panel.from_group)
+    res["refused_member"] = kit.controller().message
+    kit.click(panel.from_selection)
+    res["refused_no_selection"] = kit.controller().message
     res["rows"] = rows(panel)
     res["layers"] = region_layers(doc)
     res["annotation"] = annotation(doc)
