@@ -48,17 +48,21 @@ class RegionLayer:
         return self.mask.strip(b"\x00") != b""
 
 
+def region_layer(name: str, rgba: bytes, opacity: float, negative: str | None = None) -> RegionLayer | None:
+    """The region of one layer (name, canvas-size RGBA, opacity 0…1, its own negative prompt if any);
+    None when it is no region layer or covers nothing."""
+    prompt = layer_prompt(name)
+    if prompt is None:
+        return None
+    strength = None if opacity >= 1.0 else max(0.0, opacity)
+    layer = RegionLayer(prompt, alpha(rgba), strength, negative or None, name=name)
+    return layer if layer.covers() else None
+
+
 def from_layers(layers: Iterable[tuple[str, bytes, float]]) -> tuple[RegionLayer, ...]:
     """Region layers among (name, canvas-size RGBA, opacity 0…1) triples, top first; empty layers skipped."""
-    out = []
-    for name, rgba, opacity in layers:
-        prompt = layer_prompt(name)
-        if prompt is None:
-            continue
-        layer = RegionLayer(prompt, alpha(rgba), None if opacity >= 1.0 else max(0.0, opacity), name=name)
-        if layer.covers():
-            out.append(layer)
-    return tuple(out)
+    found = (region_layer(name, rgba, opacity) for name, rgba, opacity in layers)
+    return tuple(layer for layer in found if layer is not None)
 
 
 def empty_prompts(layers: Iterable[RegionLayer]) -> list[str]:

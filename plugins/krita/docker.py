@@ -18,6 +18,7 @@ from .control_panel import ControlPanel
 from .controller import Controller, read_settings, write_setting
 from .live_panel import LivePanel
 from .qt import Qt, QtWidgets
+from .region_panel import RegionPanel
 from .review_panel import ReviewPanel
 from .widgets import Form, Picker, row, scroll_page
 
@@ -78,6 +79,10 @@ class SDBridgeDocker(DockWidget):
         gear = Krita.instance().icon("configure")
         self.tabs.addTab(self._settings_tab(), gear, "" if not gear.isNull() else "Settings")
         self.tabs.setTabToolTip(4, "Settings: server, token, steps, CFG, sampler, schedule type, VAE")
+        self.regions = RegionPanel(controller)  # before Control: an icon tab, like the two after it
+        area = Krita.instance().icon("tool_rect_selection")
+        self.tabs.insertTab(3, scroll_page(self.regions), area, "" if not area.isNull() else "Regions")
+        self.tabs.setTabToolTip(3, "Regions: a prompt per area of the canvas, from layers")
         self.tabs.insertTab(1, LivePanel(controller, self.form, self.prompt), "Live")
         outer.addWidget(self.tabs, 1)
         self.bar = W.QProgressBar()

@@ -47,6 +47,17 @@ def test_region_layers_from_layer_alpha_and_opacity() -> None:
     assert gray_rows(found[0].mask, W)[0] == bytes([200] * 3 + [0] * 5)
 
 
+def test_a_region_layer_with_its_own_negative_prompt_sends_it() -> None:
+    left = rgba_box(Rect(0, 0, 3, H))
+    layer = regions.region_layer("region: a barn", left, 1.0, "blurry")
+    assert layer is not None and (layer.prompt, layer.negative, layer.strength) == ("a barn", "blurry", None)
+    assert regions.region_layer("region: a barn", left, 1.0, "").negative is None  # "": the job's own negative
+    assert regions.region_layer("barn", left, 1.0, "blurry") is None
+    assert regions.region_layer("region: a barn", rgba_box(Rect(0, 0, 0, 0)), 1.0) is None  # covers nothing
+    (region,) = regions.fit([layer], W, H)
+    assert region.params("region-1") == {"prompt": "a barn", "mask": "region-1", "negative": "blurry"}
+
+
 def test_fit_crops_pads_and_drops_what_is_outside() -> None:
     layer = regions.RegionLayer("a barn", regions.alpha(rgba_box(Rect(0, 0, 3, H))))
     (whole,) = regions.fit([layer], W, H)

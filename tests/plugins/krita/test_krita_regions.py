@@ -7,15 +7,20 @@ the other. A region layer over the whole canvas whose prompt is the document's p
 plain result bit for bit (so region layers are left out of the picture sent); hidden region layers
 are no regions; a group layer named `region: …` is one region made of its members' pixels; layer
 opacity is the region's strength.
+
+The same session runs `region_list`: regions made in the docker's Regions tab (a soft selection, a
+layer group), prompts typed into the list, the list following layers renamed or deleted by hand,
+Show masks, and the regions coming back from a saved .kra.
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
-from krita_harness import HOSTS, Host, KritaRun, build_zip, fresh_profile, prepare_template, require, run_krita
+from krita_harness import HOSTS, Host, KritaRun, build_zip, fresh_profile, prepare_template, require, run_scenarios
 
 from tests.plugins.region_checks import assert_own_quarters_change
 from tests.server.jobs.edit_helpers import photo
@@ -40,8 +45,10 @@ def regions_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
     out.mkdir()
     rgba = photo("chelsea", SIZE, SIZE)
     (out / "regions.photo.bgra").write_bytes(rgba[..., [2, 1, 0, 3]].tobytes())  # Krita's byte order
-    run = run_krita(host, base, fresh_profile(template, base / "home"), out, ["regions"], serve.url, timeout=600)
-    print(f"\n{host.name} regions run: rc={run.rc} wall={run.wall:.1f}s", file=sys.stderr)
+    notes: list[str] = []  # a Krita crash between scenarios: reported, the rest rerun (krita_harness.run_scenarios)
+    home = fresh_profile(template, base / "home")
+    run = run_scenarios(host, base, home, out, ["regions", "region_list"], serve.url, notes)
+    print(f"\n{host.name} regions run: rc={run.rc} wall={run.wall:.1f}s {notes}", file=sys.stderr)
     return run
 
 
@@ -97,3 +104,94 @@ def test_a_region_group_is_one_region_and_results_stay_out_of_it(regions_run: Kr
 def test_layer_opacity_is_the_region_strength(regions_run: KritaRun) -> None:
     ((prompt, strength, _w, _h),) = sent(regions_run, "half")
     assert prompt == "a cat" and strength == pytest.approx(128 / 255)
+
+
+# --- the Regions tab ---------------------------------------------------------------------------------
+
+QUARTER, FEATHER = SIZE // 4, 4
+
+
+def region_list(run: KritaRun) -> dict:
+    res = run.result("region_list")
+    assert res["ok"], res.get("error")
+    assert not res["uncaught"], res["uncaught"]
+    for job in ("plain", "two", "masked"):
+        assert [f["status"] for f in res[job]["finished"]] == ["result"], res[job]
+    return res
+
+
+def dumped(run: KritaRun, name: str, channels: int = 4) -> np.ndarray:
+    data = np.frombuffer((run.out / f"region_list.{name}").read_bytes(), np.uint8)
+    return data.reshape(SIZE, SIZE, channels).astype(np.int16) if channels > 1 else data.reshape(SIZE, SIZE)
+
+
+def rows(res: dict, key: str) -> list[tuple]:
+    return [(r["on"], r["prompt"], r["negative"], r["strength"]) for r in res[key]]
+
+
+TWO = [(True, "a stormy night sky", "", 80), (True, "a red barn in snow", "blurry", 100)]
+
+
+def test_regions_made_in_the_tab_change_their_own_areas(regions_run: KritaRun) -> None:
+    """A region from a soft selection (left quarter) and one from a layer group (right quarter), prompts
+    typed into the list: both are sent, and the picture differs from the plain one in each area."""
+    res = region_list(regions_run)
+    # the selection's layer: its alpha is the selection, soft edges kept; the selection is dropped
+    assert res["new_layer"]["name"] == "region:" and res["new_layer"]["rows"] == 1
+    selection, layer = dumped(regions_run, "selection.gray", 1), dumped(regions_run, "left.bgra")
+    assert np.array_equal(layer[..., 3], selection) and ((selection > 0) & (selection < 255)).any()
+    assert not res["selection_after"]
+    assert rows(res, "rows") == TWO  # the group was made last: it is the top layer
+    member = "'sky pixels' is a region already, or part of one ('region: a stormy night sky')"
+    assert res["refused_member"] == f"region from group: {member}"
+    assert res["refused_no_selection"] == "region from selection: select the area of the new region first"
+    assert [(x["name"], x["type"], x["opacity"], x["blend"]) for x in res["layers"]] == [
+        ("region: a stormy night sky", "grouplayer", 204, "normal"),
+        ("region: a red barn in snow", "paintlayer", 255, "behind"),  # a mask that does not hide the picture
+    ]
+    assert res["two"]["sent"] == [[["a stormy night sky", pytest.approx(0.8), SIZE, SIZE, None],
+                                   ["a red barn in snow", None, SIZE, SIZE, "blurry"]]]  # fmt: skip
+    assert res["plain"]["sent"] == [[]]
+    plain, two = dumped(regions_run, "plain.bgra"), dumped(regions_run, "two.bgra")
+    change = np.abs(two[..., :3] - plain[..., :3]).mean(-1)
+    left, right = change[:, : QUARTER - FEATHER].mean(), change[:, SIZE - QUARTER :].mean()
+    print(f"\nchange vs plain: left {left:.1f}, right {right:.1f}", file=sys.stderr)
+    assert left > 2 and right > 2
+
+
+def test_the_list_follows_layers_renamed_or_deleted_by_hand(regions_run: KritaRun) -> None:
+    res = region_list(regions_run)
+    assert res["renamed_seen"] and rows(res, "rows_renamed") == [(True, "a full moon", "", 100), *TWO]
+    assert res["deleted_seen"] and rows(res, "rows_deleted") == TWO
+    # an ordinary layer made a region: wrapped in a group; Remove gives the group its name back, layer kept
+    wrapped, unwrapped = res["wrapped"], res["unwrapped"]
+    assert (wrapped["name"], wrapped["type"], wrapped["rows"]) == ("region:", "grouplayer", 3), wrapped
+    assert unwrapped["child"] == ["lone layer"] and unwrapped["name"] != "region:", unwrapped
+    assert unwrapped["message"] == f"Group '{unwrapped['name']}' is no region any more"
+    assert rows(unwrapped, "rows") == TWO and len(res["annotation"]["regions"]) == 2
+
+
+def test_show_masks_tints_each_region_and_is_never_sent(regions_run: KritaRun) -> None:
+    res = region_list(regions_run)
+    assert res["overlay"] == {"locked": True, "visible": True} and res["masks_checked"]
+    overlay = dumped(regions_run, "overlay.bgra")
+    left, right = overlay[:, : QUARTER - FEATHER], overlay[:, SIZE - QUARTER :]
+    assert (left[..., 3] > 0).all() and (right[..., 3] > 0).all()
+    assert (overlay[:, QUARTER + FEATHER : SIZE - QUARTER, 3] == 0).all()  # nothing where no region is
+    assert not np.array_equal(left[64, 8, :3], right[64, 8, :3])  # a colour per region
+    # the selection's region in the colour its layer was painted with (its thumbnail in the Layers docker)
+    assert np.abs(left[64, 8, :3] - dumped(regions_run, "left.bgra")[64, 8, :3]).max() <= 2
+    assert res["masked"]["sent"] == res["two"]["sent"]
+    assert np.array_equal(dumped(regions_run, "masked.bgra"), dumped(regions_run, "two.bgra"))
+    assert res["overlay_after_job"] and res["overlay_off"]
+    assert "[sdbridge region masks]" not in res["layers_off"]
+    assert Path(res["shot"]).stat().st_size > 1000  # the Regions tab at 1280x800, for people reviewing it
+
+
+def test_regions_come_back_with_the_kra(regions_run: KritaRun) -> None:
+    res = region_list(regions_run)
+    assert res["saved"] and res["reloaded_seen"]
+    assert res["rows_reloaded"] == res["rows_deleted"]  # the same layers (ids), prompts, negatives, strengths
+    assert res["layers_reloaded"] == res["layers"]
+    assert res["annotation_reloaded"] == res["annotation"]
+    assert res["annotation"]["regions"][res["rows"][1]["layer"]]["negative"] == "blurry"

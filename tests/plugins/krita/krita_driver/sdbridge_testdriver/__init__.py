@@ -71,9 +71,10 @@ class Driver(Extension):
             kit.qt().QTimer.singleShot(0, self.quit)
 
     def run_all(self):
-        from . import layout, live, regions, scenarios
+        from . import layout, live, region_list, regions, scenarios
 
-        funcs = {**scenarios.SCENARIOS, **layout.SCENARIOS, "regions": regions.sc_regions, **live.SCENARIOS}
+        funcs = {**scenarios.SCENARIOS, **layout.SCENARIOS, "regions": regions.sc_regions, **region_list.SCENARIOS}
+        funcs |= live.SCENARIOS
         summary = {"t_window_s": round(time.time() - kit.T0, 2), "scenarios": {}}
         summary.update(kit.plugin_summary())
         for name in kit.SCENARIOS:

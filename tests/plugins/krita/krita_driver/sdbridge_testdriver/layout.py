@@ -106,8 +106,23 @@ def _shot(widget, name):
     return path
 
 
+def docker_column(d):
+    """The sdbridge docker shown with its column to itself, as a user arranging a workspace would:
+    returns Krita's main window and the names of the dockers hidden."""
+    win = Krita.instance().activeWindow().qwindow()
+    area = win.dockWidgetArea(d)
+    hidden = []
+    for other in win.findChildren(kit.qt().QtWidgets.QDockWidget):
+        if other is not d and other.isVisible() and win.dockWidgetArea(other) == area:
+            other.hide()
+            hidden.append(other.objectName())
+    d.show()
+    d.raise_()
+    win.showNormal()
+    return win, hidden
+
+
 def sc_layout(res):
-    app = Krita.instance()
     kit.settings()
     kit.new_doc("layout")
     c, d = kit.controller(), kit.docker()
@@ -116,17 +131,7 @@ def sc_layout(res):
     while not c.status.startswith("Connected") and time.time() < deadline:
         yield
     res["status"] = c.status
-    win = app.activeWindow().qwindow()
-    area = win.dockWidgetArea(d)
-    hidden = []
-    for other in win.findChildren(kit.qt().QtWidgets.QDockWidget):
-        if other is not d and other.isVisible() and win.dockWidgetArea(other) == area:
-            other.hide()  # the sdbridge docker gets the column, as a user arranging a workspace would
-            hidden.append(other.objectName())
-    res["hidden_dockers"] = hidden
-    d.show()
-    d.raise_()
-    win.showNormal()
+    win, res["hidden_dockers"] = docker_column(d)
     for size, tag in ((SHOT, "1280x800"), (SMALL, "small")):
         win.resize(*size)
         yield from _settle(10)

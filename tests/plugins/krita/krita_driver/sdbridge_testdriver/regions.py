@@ -2,11 +2,13 @@
 action, one document per variant; the result on the preview layer is dumped for the test to measure."""
 
 import os
+import time
 
 from . import kit
 from .kit import SIZE
 
 PROMPT = "a red fox in the snow"
+SETTINGS = {"prompt": PROMPT, "seed": 1234, "steps": 4, "strength": 0.6}  # img2img of the photo
 LEFT, RIGHT, WHOLE = (0, 0, SIZE // 4, SIZE), (SIZE - SIZE // 4, 0, SIZE // 4, SIZE), (0, 0, SIZE, SIZE)
 RED, BLUE = bytes((0, 0, 255, 255)), bytes((255, 0, 0, 255))  # BGRA
 
@@ -53,8 +55,7 @@ VARIANTS = {
 
 
 def sc_regions(res):
-    kit.settings(prompt=PROMPT, seed=1234, steps=4, strength=0.6)
-    c = kit.controller()
+    kit.settings(**SETTINGS)
     res["variants"] = {}
     for name, layers in VARIANTS.items():
         doc = photo_doc("regions-" + name)
@@ -67,19 +68,38 @@ def sc_regions(res):
                 paint(doc, doc.rootNode(), *spec[:3], **spec[3])
         doc.refreshProjection()
         doc.waitForDone()
-        sent, wrapped = [], c.client
-        if wrapped is not None:  # what the plugin sends (the client exists after the first job)
-            submit = c.client.submit
-            c.client.submit = lambda req, *a, _s=submit, _l=sent: (_l.append(req), _s(req, *a))[1]
-        out = {}
+        res["variants"][name] = yield from generate(doc, "regions." + name)
+    yield from quiet()
+
+
+def quiet(seconds=1.0):
+    """Let Krita's compressed Layers-docker updates run before documents close: Krita 6 crashed in
+    KisNodeModel::processUpdateQueue on layers of documents closed meanwhile (region layers are shown,
+    hidden and renamed a lot here), when the next scenario started."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        yield
+
+
+def generate(doc, dump_as):
+    """The Generate action on `doc`, recording the regions of the request the plugin sent (prompt,
+    strength, mask size, negative); the result on the preview layer is dumped as `<dump_as>.bgra`."""
+    c = kit.controller()
+    sent, wrapped = [], c.client
+    if wrapped is not None:  # what the plugin sends (the client exists after the first job)
+        submit = c.client.submit
+        c.client.submit = lambda req, *a, _s=submit, _l=sent: (_l.append(req), _s(req, *a))[1]
+    out = {}
+    try:
         yield from kit.run_action(out, "sdbridge_generate", doc)
+    finally:
         if wrapped is not None:
             del wrapped.submit  # the instance attribute goes, the method is back
-        import sdbridge.document as document
+    import sdbridge.document as document
 
-        preview = kit.node(doc, document.PREVIEW_NAME)
-        kit.dump(f"regions.{name}.bgra", kit.pixels(doc, preview) if preview is not None else b"")
-        res["variants"][name] = {
-            "finished": out["finished"], "messages": out["messages"], "layers": out["layers"],
-            "sent": [[(r.prompt, r.strength, r.mask.w, r.mask.h) for r in req.regions] for req in sent],
-        }  # fmt: skip
+    preview = kit.node(doc, document.PREVIEW_NAME)
+    kit.dump(dump_as + ".bgra", kit.pixels(doc, preview) if preview is not None else b"")
+    return {
+        "finished": out["finished"], "messages": out["messages"], "layers": out["layers"],
+        "sent": [[(r.prompt, r.strength, r.mask.w, r.mask.h, r.negative) for r in req.regions] for req in sent],
+    }  # fmt: skip
