@@ -102,21 +102,28 @@ def _hide_preview(doc: Any) -> Any:
 
 def show_preview(doc: Any, rect: Any, bgra: bytes) -> Any:
     """Put `bgra` (rect-sized) on the locked preview layer at the top of the stack, replacing what it
-    showed. The layer is made once (one "add layer" undo step); later previews only swap pixels."""
+    showed. The layer is made once (one "add layer" undo step); later previews only swap pixels.
+
+    No layer property (lock, visibility) changes on the attached layer unless it must: each change
+    queues a delayed update in Krita's Layers docker that still points at the layer, and Krita 5.1
+    and 6.0 crash when that update runs after the document was closed (README, Known Krita issues).
+    `setPixelData` writes into a locked layer: the lock only stops the user's tools."""
     node = find_preview(doc)
     if node is None:
         node = doc.createNode(PREVIEW_NAME, "paintlayer")
         if not is_rgba8(doc):
             node.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
+        node.setLocked(True)  # still detached: no signal reaches the Layers docker
+        node.setPixelData(QByteArray(bgra), rect.x, rect.y, rect.w, rect.h)
         doc.rootNode().addChildNode(node, _top_child(doc.rootNode()))
-    node.setLocked(False)
-    old = node.bounds()
-    x, y, w, h = old.x(), old.y(), old.width(), old.height()
-    if w > 0 and h > 0:
-        node.setPixelData(QByteArray(bytes(w * h * 4)), x, y, w, h)  # clear what it showed
-    node.setPixelData(QByteArray(bgra), rect.x, rect.y, rect.w, rect.h)
-    node.setVisible(True)
-    node.setLocked(True)  # the user cannot paint on it by accident
+    else:
+        old = node.bounds()
+        x, y, w, h = old.x(), old.y(), old.width(), old.height()
+        if w > 0 and h > 0:
+            node.setPixelData(QByteArray(bytes(w * h * 4)), x, y, w, h)  # clear what it showed
+        node.setPixelData(QByteArray(bgra), rect.x, rect.y, rect.w, rect.h)
+        if not node.visible():  # the user hid it: a new result is shown again
+            node.setVisible(True)
     doc.refreshProjection()
     return node
 
