@@ -17,6 +17,7 @@ try:
         regions,
         results,
         settings,
+        unfinished,
     )
 except ImportError:  # repository checkout
     from plugins.common import (
@@ -31,6 +32,7 @@ except ImportError:  # repository checkout
         regions,
         results,
         settings,
+        unfinished,
     )
 
 Option = choices.Option
@@ -47,4 +49,5 @@ __all__ = [
     "regions",
     "results",
     "settings",
+    "unfinished",
 ]

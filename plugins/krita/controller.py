@@ -16,7 +16,7 @@ from typing import Any
 
 from krita import Krita  # type: ignore[import-not-found]
 
-from . import controls, document
+from . import controls, document, resume
 from ._common import actions, client, messages, pixels, settings
 from .qt import QTimer, decodable_formats, decode_to_bgra
 from .review import Review
@@ -89,7 +89,11 @@ class Controller:
             old.stop(timeout=0.5)
             self.client = None
         if self.client is None:
-            self.client = client.Client(s.url, token, CLIENT_NAME, preview_formats=decodable_formats()).start()
+            ident = settings.with_client_id(s).client_id  # one id for good: results stay ours after a restart
+            if ident != s.client_id:
+                write_setting("client_id", ident)
+            formats = decodable_formats()
+            self.client = client.Client(s.url, token, CLIENT_NAME, preview_formats=formats, client_id=ident).start()
             self.status = f"Connecting to {s.url}…"
             self.offline = False
             self._timer.start()
@@ -106,6 +110,7 @@ class Controller:
                 self.client.submit(job.request, job.job_id)
                 continue
             self.pending.pop(job.job_id, None)
+            resume.forget(job.job_id)
             self.message = f"{messages.kind_name(job.kind)}: left behind on the previous server"
             self.finished.append({"job": job.job_id, "kind": job.kind, "status": "dropped", "entries": []})
 
@@ -114,6 +119,17 @@ class Controller:
         if self.ensure_client(s):
             self.client.reconnect_now()
         self._changed()
+
+    def resume_documents(self) -> None:
+        """Follow the jobs sent before Krita restarted (resume.py) whose documents are open now."""
+        for doc, rec in resume.waiting(set(self.pending)):
+            if not self.ensure_client(read_settings()):
+                return
+            request = rec.request()
+            self.client.attach(rec.job, request)
+            self.pending[rec.job] = Pending(rec.job, rec.kind, rec.kind, doc, request, rec.base)
+            self.message = f"{messages.kind_name(rec.kind)}: fetching a result sent before Krita restarted"
+            self._changed()
 
     def shutdown(self) -> None:
         self._timer.stop()
@@ -142,6 +158,7 @@ class Controller:
             document.doc_key(doc, create=True)  # the result finds its document's history by it
             job_id = self.client.submit(request)
             self.pending[job_id] = Pending(job_id, request.kind, action, doc, request, (canvas.w, canvas.h))
+            resume.remember(job_id, doc, request, (canvas.w, canvas.h))
             link = "online" if self.client.connected else "offline" if self.offline else "connecting"
             self.message = messages.submitted(request, link, s.url)
             if getattr(request, "regions", ()):  # region layers went with it (regions.py)
@@ -305,10 +322,12 @@ class Controller:
         # (waitForDone), and anything observing `pending` meanwhile must still see it busy.
         record: dict[str, Any] = {"job": job.job_id, "kind": job.kind, "status": ev.type, "entries": []}
         self.preview, self.progress = None, (0, 0)
+        keep = False  # the job stays in resume.py's list: its result is fetched again later
         try:
             if ev.type == "result":
                 if not document.is_open(job.doc):
-                    raise ActionError("its document was closed; the result was dropped")
+                    keep = True  # the server keeps the result: reopening the document fetches it again
+                    raise ActionError("its document is closed; open it again to get the result")
                 new = self.review.add_result(job.doc, job.request, ev.data, job.base)
                 record["entries"] = [e.id for e in new]
                 self._remember_seed(ev.data)
@@ -326,6 +345,8 @@ class Controller:
             record["message"] = self.message
             self.finished.append(record)
             self.pending.pop(job.job_id, None)
+            if not keep:
+                resume.forget(job.job_id)
             if self.client is not None:
                 self.client.forget(job.job_id)
 

@@ -77,9 +77,10 @@ class Driver(Extension):
             kit.qt().QTimer.singleShot(0, self.quit)
 
     def run_all(self):
-        from . import layout, quiet, regions, scenarios
+        from . import layout, quiet, regions, restart, scenarios
 
         funcs = {**scenarios.SCENARIOS, **layout.SCENARIOS, "regions": regions.sc_regions, **quiet.SCENARIOS}
+        funcs.update(restart.SCENARIOS)
         summary = {"t_window_s": round(time.time() - kit.T0, 2), "scenarios": {}}
         summary.update(kit.plugin_summary())
         for name in kit.SCENARIOS:
