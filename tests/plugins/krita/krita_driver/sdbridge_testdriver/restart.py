@@ -61,6 +61,10 @@ def sc_restart_fetch(res):
     res["layers"] = kit.layers(doc)
     res["kept_after"] = _kept()
     res["message"] = c.message
+    for _ in range(5):  # the docker redraws its history strip
+        yield
+    for name, widget in (("docker", kit.docker()), ("window", app.activeWindow().qwindow())):
+        widget.grab().save(os.path.join(kit.OUT, f"{name}-after-restart.png"), "PNG")  # for people reviewing
 
 
 SCENARIOS = {"restart_submit": sc_restart_submit, "restart_fetch": sc_restart_fetch}
