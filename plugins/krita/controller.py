@@ -32,7 +32,7 @@ class Pending:
     job_id: str
     kind: str  # the request's kind (Generate with a selection is an inpaint job)
     action: str
-    doc: Any
+    doc_key: str  # its document, looked up when the result comes (a kept wrapper may outlive the document)
     request: Any
     base: tuple[int, int]
     submitted: float = field(default_factory=time.monotonic)
@@ -122,12 +122,12 @@ class Controller:
 
     def resume_documents(self) -> None:
         """Follow the jobs sent before Krita restarted (resume.py) whose documents are open now."""
-        for doc, rec in resume.waiting(set(self.pending)):
+        for rec in resume.waiting(set(self.pending)):
             if not self.ensure_client(read_settings()):
                 return
             request = rec.request()
             self.client.attach(rec.job, request)
-            self.pending[rec.job] = Pending(rec.job, rec.kind, rec.kind, doc, request, rec.base)
+            self.pending[rec.job] = Pending(rec.job, rec.kind, rec.kind, rec.doc, request, rec.base)
             self.message = f"{messages.kind_name(rec.kind)}: fetching a result sent before Krita restarted"
             self._changed()
 
@@ -155,10 +155,10 @@ class Controller:
             request = actions.PLANNERS[action](canvas, s, self.welcome)
             if any(f.name == "controls" for f in fields(request)):  # the document's control layers guide it
                 request = replace(request, controls=controls.for_request(doc, self.welcome))
-            document.doc_key(doc, create=True)  # the result finds its document's history by it
+            key = document.doc_key(doc, create=True) or ""  # the result finds its document's history by it
             job_id = self.client.submit(request)
-            self.pending[job_id] = Pending(job_id, request.kind, action, doc, request, (canvas.w, canvas.h))
-            resume.remember(job_id, doc, request, (canvas.w, canvas.h))
+            self.pending[job_id] = Pending(job_id, request.kind, action, key, request, (canvas.w, canvas.h))
+            resume.remember(job_id, key, request, (canvas.w, canvas.h))
             link = "online" if self.client.connected else "offline" if self.offline else "connecting"
             self.message = messages.submitted(request, link, s.url)
             if getattr(request, "regions", ()):  # region layers went with it (regions.py)
@@ -212,10 +212,11 @@ class Controller:
                 return
             self.applying += 1
             self.message = "Resizing the canvas…"
+            key = document.doc_key(doc, create=True)
 
             def later() -> None:
                 self.applying -= 1
-                self._on_entry("apply", lambda _doc: done(finish()), doc)
+                self._on_entry("apply", lambda _doc: done(finish()), key)
 
             QTimer.singleShot(CANVAS_SETTLE_MS, later)
 
@@ -235,15 +236,13 @@ class Controller:
         """Run `fn(active document)` for the docker (the control-layer list); errors become messages."""
         return self._on_entry(what, fn)
 
-    def _on_entry(self, what: str, fn: Callable[[Any], Any], doc: Any = None) -> bool:
-        """Run a history action on `doc` (default: the active document); errors become messages."""
+    def _on_entry(self, what: str, fn: Callable[[Any], Any], key: str | None = None) -> bool:
+        """Run a history action on the document with id `key` (default: the active one); errors become
+        messages."""
         try:
+            doc = document.active_document() if key is None else document.by_key(key)
             if doc is None:
-                doc = document.active_document()
-                if doc is None:
-                    raise ActionError("open a document first")
-            elif not document.is_open(doc):
-                raise ActionError("its document was closed")
+                raise ActionError("open a document first" if key is None else "its document was closed")
             fn(doc)
             self._changed()
             return True
@@ -325,10 +324,11 @@ class Controller:
         keep = False  # the job stays in resume.py's list: its result is fetched again later
         try:
             if ev.type == "result":
-                if not document.is_open(job.doc):
+                doc = document.by_key(job.doc_key)
+                if doc is None:
                     keep = True  # the server keeps the result: reopening the document fetches it again
                     raise ActionError("its document is closed; open it again to get the result")
-                new = self.review.add_result(job.doc, job.request, ev.data, job.base)
+                new = self.review.add_result(doc, job.request, ev.data, job.base)
                 record["entries"] = [e.id for e in new]
                 self._remember_seed(ev.data)
                 self.message = messages.finished(job.request, ev.data, len(new))

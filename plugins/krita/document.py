@@ -212,7 +212,10 @@ def active_document() -> Any:
     return Krita.instance().activeDocument()
 
 
-def is_open(doc: Any) -> bool:
-    """Whether `doc` (a wrapper kept since a job was sent) is still one of Krita's open documents."""
-    key = doc_key(doc) if doc is not None else None
-    return key is not None and any(doc_key(d) == key for d in Krita.instance().documents())
+def by_key(key: str | None) -> Any:
+    """The open document with that id (`doc_key`) as a fresh wrapper, None once it is closed. Wrappers kept
+    from earlier are not asked: libkis reads a closed document's annotations without a check (Krita 5
+    and 6 crash)."""
+    if not key:
+        return None
+    return next((d for d in Krita.instance().documents() if doc_key(d) == key), None)

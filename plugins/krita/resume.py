@@ -26,9 +26,8 @@ def _store(records: list[Unfinished]) -> None:
     Krita.instance().writeSetting(settings.GROUP, KEY, unfinished.to_json(records))
 
 
-def remember(job_id: str, doc: Any, request: Any, base: tuple[int, int]) -> None:
-    key = document.doc_key(doc, create=True) or ""
-    _store(unfinished.added(load(), Unfinished.of(job_id, key, request, base)))
+def remember(job_id: str, doc_key: str, request: Any, base: tuple[int, int]) -> None:
+    _store(unfinished.added(load(), Unfinished.of(job_id, doc_key, request, base)))
 
 
 def forget(job_id: str) -> None:
@@ -37,7 +36,7 @@ def forget(job_id: str) -> None:
         _store(unfinished.without(records, job_id))
 
 
-def waiting(followed: set[str]) -> list[tuple[Any, Unfinished]]:
-    """(open document, record) for every kept job not in `followed` whose document is open now."""
-    docs = {document.doc_key(d): d for d in Krita.instance().documents()}
-    return [(docs[r.doc], r) for r in load() if r.job not in followed and r.doc in docs]
+def waiting(followed: set[str]) -> list[Unfinished]:
+    """Every kept job not in `followed` whose document is open now."""
+    open_keys = {document.doc_key(d) for d in Krita.instance().documents()}
+    return [r for r in load() if r.job not in followed and r.doc in open_keys]
