@@ -25,5 +25,6 @@ __all__ = [
     "regions",
     "results",
     "settings",
+    "unfinished",
     "uploads",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 
 from krita import Krita  # type: ignore[import-not-found]
 
-from . import controls, document
+from . import controls, document, resume
 from ._common import actions, client, messages, pixels, settings
 from .qt import QTimer, decodable_formats, decode_to_bgra
 from .review import Review
@@ -32,7 +32,7 @@ class Pending:
     job_id: str
     kind: str  # the request's kind (Generate with a selection is an inpaint job)
     action: str
-    doc: Any
+    doc_key: str  # its document, looked up when the result comes (a kept wrapper may outlive the document)
     request: Any
     base: tuple[int, int]
     submitted: float = field(default_factory=time.monotonic)
@@ -92,7 +92,11 @@ class Controller:
             old.stop(timeout=0.5)
             self.client = None
         if self.client is None:
-            self.client = client.Client(s.url, token, CLIENT_NAME, preview_formats=decodable_formats()).start()
+            ident = settings.with_client_id(s).client_id  # one id for good: results stay ours after a restart
+            if ident != s.client_id:
+                write_setting("client_id", ident)
+            formats = decodable_formats()
+            self.client = client.Client(s.url, token, CLIENT_NAME, preview_formats=formats, client_id=ident).start()
             self.status = f"Connecting to {s.url}…"
             self.offline = False
             self._timer.start()
@@ -109,6 +113,7 @@ class Controller:
                 self.client.submit(job.request, job.job_id)
                 continue
             self.pending.pop(job.job_id, None)
+            resume.forget(job.job_id)
             self.message = f"{messages.kind_name(job.kind)}: left behind on the previous server"
             self.finished.append({"job": job.job_id, "kind": job.kind, "status": "dropped", "entries": []})
 
@@ -117,6 +122,17 @@ class Controller:
         if self.ensure_client(s):
             self.client.reconnect_now()
         self._changed()
+
+    def resume_documents(self) -> None:
+        """Follow the jobs sent before Krita restarted (resume.py) whose documents are open now."""
+        for rec in resume.waiting(set(self.pending)):
+            if not self.ensure_client(read_settings()):
+                return
+            request = rec.request()
+            self.client.attach(rec.job, request)
+            self.pending[rec.job] = Pending(rec.job, rec.kind, rec.kind, rec.doc, request, rec.base)
+            self.message = f"{messages.kind_name(rec.kind)}: fetching a result sent before Krita restarted"
+            self._changed()
 
     def shutdown(self) -> None:
         self._timer.stop()
@@ -142,9 +158,10 @@ class Controller:
             request = actions.PLANNERS[action](canvas, s, self.welcome)
             if any(f.name == "controls" for f in fields(request)):  # the document's control layers guide it
                 request = replace(request, controls=controls.for_request(doc, self.welcome))
-            document.doc_key(doc, create=True)  # the result finds its document's history by it
+            key = document.doc_key(doc, create=True) or ""  # the result finds its document's history by it
             job_id = self.client.submit(request)
-            self.pending[job_id] = Pending(job_id, request.kind, action, doc, request, (canvas.w, canvas.h))
+            self.pending[job_id] = Pending(job_id, request.kind, action, key, request, (canvas.w, canvas.h))
+            resume.remember(job_id, key, request, (canvas.w, canvas.h))
             link = "online" if self.client.connected else "offline" if self.offline else "connecting"
             self.message = messages.submitted(request, link, s.url)
             if getattr(request, "regions", ()):  # region layers went with it (regions.py)
@@ -198,10 +215,11 @@ class Controller:
                 return
             self.applying += 1
             self.message = "Resizing the canvas…"
+            key = document.doc_key(doc, create=True)
 
             def later() -> None:
                 self.applying -= 1
-                self._on_entry("apply", lambda _doc: done(finish()), doc)
+                self._on_entry("apply", lambda _doc: done(finish()), key)
 
             QTimer.singleShot(CANVAS_SETTLE_MS, later)
 
@@ -221,15 +239,13 @@ class Controller:
         """Run `fn(active document)` for the docker (the control-layer list); errors become messages."""
         return self._on_entry(what, fn)
 
-    def _on_entry(self, what: str, fn: Callable[[Any], Any], doc: Any = None) -> bool:
-        """Run a history action on `doc` (default: the active document); errors become messages."""
+    def _on_entry(self, what: str, fn: Callable[[Any], Any], key: str | None = None) -> bool:
+        """Run a history action on the document with id `key` (default: the active one); errors become
+        messages."""
         try:
+            doc = document.active_document() if key is None else document.by_key(key)
             if doc is None:
-                doc = document.active_document()
-                if doc is None:
-                    raise ActionError("open a document first")
-            elif not document.is_open(doc):
-                raise ActionError("its document was closed")
+                raise ActionError("open a document first" if key is None else "its document was closed")
             fn(doc)
             self._changed()
             return True
@@ -310,11 +326,14 @@ class Controller:
         # (waitForDone), and anything observing `pending` meanwhile must still see it busy.
         record: dict[str, Any] = {"job": job.job_id, "kind": job.kind, "status": ev.type, "entries": []}
         self.preview, self.progress = None, (0, 0)
+        keep = False  # the job stays in resume.py's list: its result is fetched again later
         try:
             if ev.type == "result":
-                if not document.is_open(job.doc):
-                    raise ActionError("its document was closed; the result was dropped")
-                new = self.review.add_result(job.doc, job.request, ev.data, job.base)
+                doc = document.by_key(job.doc_key)
+                if doc is None:
+                    keep = True  # the server keeps the result: reopening the document fetches it again
+                    raise ActionError("its document is closed; open it again to get the result")
+                new = self.review.add_result(doc, job.request, ev.data, job.base)
                 record["entries"] = [e.id for e in new]
                 self._remember_seed(ev.data)
                 self.message = messages.finished(job.request, ev.data, len(new))
@@ -331,6 +350,8 @@ class Controller:
             record["message"] = self.message
             self.finished.append(record)
             self.pending.pop(job.job_id, None)
+            if not keep:
+                resume.forget(job.job_id)
             if self.client is not None:
                 self.client.forget(job.job_id)
 

@@ -104,22 +104,29 @@ def _hide_plugin_layers(doc: Any) -> list[Any]:
 
 
 def show_preview(doc: Any, rect: Any, bgra: bytes, name: str = PREVIEW_NAME) -> Any:
-    """Put `bgra` (rect-sized) on the locked preview layer `name` at the top of the stack, replacing what
-    it showed. The layer is made once (one "add layer" undo step); later previews only swap pixels."""
+    """Put `bgra` (rect-sized) on the locked preview layer `name` at the top of the stack, replacing what it
+    showed. The layer is made once (one "add layer" undo step); later previews only swap pixels.
+
+    No layer property (lock, visibility) changes on the attached layer unless it must: each change
+    queues a delayed update in Krita's Layers docker that still points at the layer, and Krita 5.1
+    and 6.0 crash when that update runs after the document was closed (README, Known Krita issues).
+    `setPixelData` writes into a locked layer: the lock only stops the user's tools."""
     node = find_preview(doc, name)
     if node is None:
         node = doc.createNode(name, "paintlayer")
         if not is_rgba8(doc):
             node.setColorSpace("RGBA", "U8", "sRGB-elle-V2-srgbtrc.icc")
+        node.setLocked(True)  # still detached: no signal reaches the Layers docker
+        node.setPixelData(QByteArray(bgra), rect.x, rect.y, rect.w, rect.h)
         doc.rootNode().addChildNode(node, _top_child(doc.rootNode()))
-    node.setLocked(False)
-    old = node.bounds()
-    x, y, w, h = old.x(), old.y(), old.width(), old.height()
-    if w > 0 and h > 0:
-        node.setPixelData(QByteArray(bytes(w * h * 4)), x, y, w, h)  # clear what it showed
-    node.setPixelData(QByteArray(bgra), rect.x, rect.y, rect.w, rect.h)
-    node.setVisible(True)
-    node.setLocked(True)  # the user cannot paint on it by accident
+    else:
+        old = node.bounds()
+        x, y, w, h = old.x(), old.y(), old.width(), old.height()
+        if w > 0 and h > 0:
+            node.setPixelData(QByteArray(bytes(w * h * 4)), x, y, w, h)  # clear what it showed
+        node.setPixelData(QByteArray(bgra), rect.x, rect.y, rect.w, rect.h)
+        if not node.visible():  # the user hid it: a new result is shown again
+            node.setVisible(True)
     doc.refreshProjection()
     return node
 
@@ -217,9 +224,3 @@ def by_key(key: str | None) -> Any:
     if not key:
         return None
     return next((d for d in Krita.instance().documents() if doc_key(d) == key), None)
-
-
-def is_open(doc: Any) -> bool:
-    """Whether `doc` (a wrapper kept since a job was sent) is still one of Krita's open documents."""
-    key = doc_key(doc) if doc is not None else None
-    return key is not None and any(doc_key(d) == key for d in Krita.instance().documents())

@@ -37,6 +37,8 @@ class SDBridgeExtension(Extension):
         app.notifier().applicationClosing.connect(self.controller.shutdown)
         # Once a document is gone (the signal comes while it still is listed), forget its history.
         app.notifier().imageClosed.connect(lambda _name: QTimer.singleShot(0, self.controller.forget_closed_documents))
+        # A document opened again: jobs sent for it before Krita restarted are followed again (resume.py).
+        app.notifier().viewCreated.connect(lambda _view: QTimer.singleShot(0, self.controller.resume_documents))
 
     def createActions(self, window: Any) -> None:
         for kind, text in ACTIONS.items():

@@ -28,6 +28,12 @@ def _record_uncaught(exc_type, exc, tb):
 
 if kit.OUT:
     sys.excepthook = _record_uncaught
+    # A native crash (Krita's own or in a wrapper's destructor) leaves the Python stacks of every thread
+    # here: the harness reports it with the crash.
+    import faulthandler
+
+    _FAULTS = open(os.path.join(kit.OUT, "faulthandler.log"), "w")  # noqa: SIM115 (open for the whole session)
+    faulthandler.enable(_FAULTS, all_threads=True)
 
 
 class Driver(Extension):
@@ -71,10 +77,10 @@ class Driver(Extension):
             kit.qt().QTimer.singleShot(0, self.quit)
 
     def run_all(self):
-        from . import layout, live, region_list, regions, scenarios
+        from . import layout, live, quiet, region_list, regions, restart, scenarios
 
         funcs = {**scenarios.SCENARIOS, **layout.SCENARIOS, "regions": regions.sc_regions, **region_list.SCENARIOS}
-        funcs |= live.SCENARIOS
+        funcs |= live.SCENARIOS | quiet.SCENARIOS | restart.SCENARIOS
         summary = {"t_window_s": round(time.time() - kit.T0, 2), "scenarios": {}}
         summary.update(kit.plugin_summary())
         for name in kit.SCENARIOS:
@@ -89,6 +95,7 @@ class Driver(Extension):
             res["uncaught"] = list(ERRORS)
             summary["scenarios"][name] = res["seconds"]
             kit.write_json(name + ".json", res)
+            yield from kit.settle()  # see kit.SETTLE_S
             for d in Krita.instance().documents():
                 d.setModified(False)
                 d.close()

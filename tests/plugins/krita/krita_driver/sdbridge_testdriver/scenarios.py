@@ -230,8 +230,7 @@ def sc_persist(res):
     import sdbridge.document as document
 
     key = document.doc_key(doc)
-    doc.setModified(False)
-    doc.close()
+    yield from kit.close(doc)
     for _ in range(5):
         yield
     # Closed: the plugin forgot its in-memory copy, so what comes back below is read from the file.
