@@ -55,9 +55,10 @@ def apply(res, doc, entry_id, to_selection=False, undo=True):
 
 def sc_generate(res):
     """txt2img: the result lands on the locked preview layer and in the history; Apply adds the layer."""
-    # Enough steps that the plug-in handles a step preview in an event batch (50 ms) before the one with the
-    # result: a 2-step job on an idle machine sent both in one; so did a 24-step one with Krita starved for CPU.
-    kit.settings(steps=60)
+    # A job of seconds (300 tiny steps, ~3 s on an idle 2-core machine), so the plug-in handles a step preview
+    # in an event batch (50 ms) before the one with the result. A 2-step job sent both in one batch; so did a
+    # 60-step one (~0.7 s) once, with Krita's UI thread held up for its whole length.
+    kit.settings(steps=300)
     doc = kit.new_doc("gen")
     kit.dump("generate.before.bgra", bytes(doc.pixelData(0, 0, SIZE, SIZE)))
     yield from kit.run_action(res, "sdbridge_generate", doc)
