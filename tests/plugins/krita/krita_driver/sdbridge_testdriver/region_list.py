@@ -14,7 +14,7 @@ from krita import Krita, Selection
 
 from . import kit, layout
 from .kit import SIZE
-from .regions import BLUE, RED, RIGHT, SETTINGS, generate, paint, photo_doc, quiet
+from .regions import BLUE, RED, RIGHT, SETTINGS, generate, paint, photo_doc
 
 QUARTER = SIZE // 4
 FEATHER = 4
@@ -177,7 +177,7 @@ def sc_region_list(res):
     # 6. saved as .kra and opened again: the rows come back from the layers and the annotation
     path = os.path.join(kit.OUT, "region_list.kra")
     res["saved"] = bool(doc.saveAs(path))
-    yield from quiet()
+    yield from kit.settle()
     doc.setModified(False)
     doc.close()
     yield from layout._settle(5)
@@ -189,7 +189,7 @@ def sc_region_list(res):
     res["rows_reloaded"] = rows(panel)
     res["layers_reloaded"] = region_layers(doc2)
     res["annotation_reloaded"] = annotation(doc2)
-    yield from quiet()
+    yield from kit.settle()
 
 
 SCENARIOS = {"region_list": sc_region_list}

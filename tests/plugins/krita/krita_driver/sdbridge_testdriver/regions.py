@@ -2,7 +2,6 @@
 action, one document per variant; the result on the preview layer is dumped for the test to measure."""
 
 import os
-import time
 
 from . import kit
 from .kit import SIZE
@@ -69,16 +68,7 @@ def sc_regions(res):
         doc.refreshProjection()
         doc.waitForDone()
         res["variants"][name] = yield from generate(doc, "regions." + name)
-    yield from quiet()
-
-
-def quiet(seconds=1.0):
-    """Let Krita's compressed Layers-docker updates run before documents close: Krita 6 crashed in
-    KisNodeModel::processUpdateQueue on layers of documents closed meanwhile (region layers are shown,
-    hidden and renamed a lot here), when the next scenario started."""
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        yield
+    yield from kit.settle()  # see kit.SETTLE_S: let the Layers docker catch up before documents close
 
 
 def generate(doc, dump_as):
