@@ -264,6 +264,11 @@ def crash_report(run: KritaRun) -> str:
     return f"\n{text}" if text else ""
 
 
+def assert_clean_exit(run: KritaRun, context: str = "") -> None:
+    """Krita ended on its own with rc 0: a crash fails the test, with the stacks the driver saw."""
+    assert run.rc == 0, f"{context}Krita ended with rc {run.rc}{crash_report(run)}\n{run.log[-3000:]}"
+
+
 def fresh_profile(template: Path, dest: Path) -> Path:
     subprocess.run(["cp", "-a", str(template), str(dest)], check=True)
     return dest

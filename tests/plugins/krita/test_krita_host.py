@@ -16,8 +16,8 @@ from krita_harness import (
     HOSTS,
     Host,
     KritaRun,
+    assert_clean_exit,
     build_zip,
-    crash_report,
     fresh_profile,
     prepare_template,
     require,
@@ -84,7 +84,7 @@ def assert_applied_in_one_undo(res: dict, name: str) -> None:
 
 def test_krita_runs_every_scenario_and_exits_cleanly(krita: Session) -> None:
     """One session, every scenario, no crash (a crash is never retried: see run_scenarios)."""
-    assert krita.run.rc == 0, f"{krita.notes}{crash_report(krita.run)}\n{krita.run.log[-3000:]}"
+    assert_clean_exit(krita.run, f"{krita.notes} ")
     assert krita.done and list(krita.done["scenarios"]) == SCENARIOS, krita.done
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from krita_harness import HOSTS, KritaRun, own_session, run_krita
+from krita_harness import HOSTS, KritaRun, assert_clean_exit, own_session, run_krita
 
 from server.samplers import schedules_for
 from tests.servers import ServeProcess
@@ -72,6 +72,10 @@ def live_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRe
     run = run_krita(host, base, home, base / "out", ["layout", "live", "schedule"], serve.url, 900)
     print(f"\n{host.name} live run: rc={run.rc} wall={run.wall:.1f}s", file=sys.stderr)
     return LiveRun(run, read_journal(serve))
+
+
+def test_the_live_session_exits_cleanly(live_run: LiveRun) -> None:
+    assert_clean_exit(live_run.run)
 
 
 def test_the_live_tab_fits_the_docker(live_run: LiveRun) -> None:

@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from krita_harness import HOSTS, Host, KritaRun, build_zip, fresh_profile, prepare_template, require, run_scenarios
+from krita_harness import HOSTS, KritaRun, assert_clean_exit, own_session, run_scenarios
 
 from tests.plugins.region_checks import assert_own_quarters_change
 from tests.server.jobs.edit_helpers import photo
-from tests.servers import ServeProcess
 
 # The first test of a host also waits for its whole Krita session (every scenario, ~3 min on an idle
 # 2-core machine, 10+ min on a loaded one): more than the suite's 600 s default per test.
@@ -36,20 +35,19 @@ PROMPT = "a red fox in the snow"
 
 @pytest.fixture(scope="module", params=HOSTS, ids=[h.name for h in HOSTS])
 def regions_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> KritaRun:
-    host: Host = request.param
-    require(host)
-    serve: ServeProcess = request.getfixturevalue("sdb_serve")
-    base = tmp_path_factory.mktemp(f"{host.name}-regions")
-    template, _importer, _notes = prepare_template(host, base, build_zip(base / "build"))
+    host, serve, base, home = own_session(request, tmp_path_factory, "regions")
     out = base / "out"
     out.mkdir()
     rgba = photo("chelsea", SIZE, SIZE)
     (out / "regions.photo.bgra").write_bytes(rgba[..., [2, 1, 0, 3]].tobytes())  # Krita's byte order
-    notes: list[str] = []  # a Krita crash between scenarios: reported, the rest rerun (krita_harness.run_scenarios)
-    home = fresh_profile(template, base / "home")
+    notes: list[str] = []  # a Krita crash: reported with its stacks (krita_harness.run_scenarios)
     run = run_scenarios(host, base, home, out, ["regions", "region_list"], serve.url, notes)
     print(f"\n{host.name} regions run: rc={run.rc} wall={run.wall:.1f}s {notes}", file=sys.stderr)
     return run
+
+
+def test_the_regions_session_exits_cleanly(regions_run: KritaRun) -> None:
+    assert_clean_exit(regions_run)
 
 
 def variant(run: KritaRun, name: str) -> dict:

@@ -7,26 +7,20 @@ from __future__ import annotations
 import sys
 
 import pytest
-from krita_harness import HOSTS, Host, build_zip, crash_report, fresh_profile, prepare_template, require, run_krita
-
-from tests.servers import ServeProcess
+from krita_harness import HOSTS, assert_clean_exit, own_session, run_krita
 
 pytestmark = [pytest.mark.krita, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="module", params=HOSTS, ids=[h.name for h in HOSTS])
 def sessions(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> tuple[dict, dict]:
-    host: Host = request.param
-    require(host)
-    serve: ServeProcess = request.getfixturevalue("sdb_serve")
-    base = tmp_path_factory.mktemp(f"{host.name}-restart")
-    template, _importer, _notes = prepare_template(host, base, build_zip(base / "build"))
-    home, out = fresh_profile(template, base / "home"), base / "out"
+    host, serve, base, home = own_session(request, tmp_path_factory, "restart")
+    out = base / "out"
     results = []
     for scenario in ("restart_submit", "restart_fetch"):  # two Krita sessions, one profile
         run = run_krita(host, base, home, out, [scenario], serve.url, timeout=600)
         print(f"\n{host.name} {scenario}: rc={run.rc} wall={run.wall:.1f}s", file=sys.stderr)
-        assert run.rc == 0, f"{scenario}: Krita ended with rc {run.rc}{crash_report(run)}\n{run.log[-3000:]}"
+        assert_clean_exit(run, f"{scenario}: ")
         res = run.result(scenario)
         assert res["ok"] and not res["uncaught"], res.get("error") or res["uncaught"]
         results.append(res)
