@@ -142,6 +142,9 @@ def test_live_and_normal_jobs_of_two_clients_take_turns(patient) -> None:
     async def go() -> list[str]:
         order: list[str] = []
         normal, painter = await connect(patient.url), await connect(patient.url)
+        # The painter's first frame goes first: were a normal job to start (and end) before any frame
+        # was waiting, the next normal job would rightly follow it with no frame between.
+        first = await frame(painter, dab=0)
         jobs = [
             await normal.submit("generate", LIVE | {"steps": 20, "prompt": f"n{i}"}, {"init": canvas()})
             for i in range(3)
@@ -153,8 +156,7 @@ def test_live_and_normal_jobs_of_two_clients_take_turns(patient) -> None:
                     order.append(name)
 
         async def paint() -> None:
-            dab = 0
-            jid = await frame(painter, dab=dab)
+            dab, jid = 0, first
             while True:  # a new frame as soon as the last one starts: one is always pending
                 evs = await until(painter, jid, "started")
                 if evs[-1]["type"] == "started":
