@@ -194,6 +194,9 @@ class RegionPanel(W.QWidget):  # type: ignore[misc,name-defined]
             self.masks.blockSignals(True)
             self.masks.setChecked(overlay)
             self.masks.blockSignals(False)
+        label = "Hide masks" if overlay else "Show masks"  # a pressed button alone is easy to miss
+        if self.masks.text() != label:
+            self.masks.setText(label)
         if entries == self._shown:
             return
         before, self._shown = self._shown, entries  # set first: redrawing the preview notifies listeners (us)

@@ -171,7 +171,7 @@ def test_the_list_follows_layers_renamed_or_deleted_by_hand(regions_run: KritaRu
 
 def test_show_masks_tints_each_region_and_is_never_sent(regions_run: KritaRun) -> None:
     res = region_list(regions_run)
-    assert res["overlay"] == {"locked": True, "visible": True} and res["masks_checked"]
+    assert res["overlay"] == {"locked": True, "visible": True} and res["masks_checked"] == [True, "Hide masks"]
     overlay = dumped(regions_run, "overlay.bgra")
     left, right = overlay[:, : QUARTER - FEATHER], overlay[:, SIZE - QUARTER :]
     assert (left[..., 3] > 0).all() and (right[..., 3] > 0).all()
@@ -181,7 +181,7 @@ def test_show_masks_tints_each_region_and_is_never_sent(regions_run: KritaRun) -
     assert np.abs(left[64, 8, :3] - dumped(regions_run, "left.bgra")[64, 8, :3]).max() <= 2
     assert res["masked"]["sent"] == res["two"]["sent"]
     assert np.array_equal(dumped(regions_run, "masked.bgra"), dumped(regions_run, "two.bgra"))
-    assert res["overlay_after_job"] and res["overlay_off"]
+    assert res["overlay_after_job"] and res["overlay_off"] and res["masks_text_off"] == "Show masks"
     assert "[sdbridge region masks]" not in res["layers_off"]
     assert Path(res["shot"]).stat().st_size > 1000  # the Regions tab at 1280x800, for people reviewing it
 

@@ -164,7 +164,7 @@ def sc_region_list(res):
     res["overlay"] = None if overlay is None else {"locked": overlay.locked(), "visible": overlay.visible()}
     if overlay is not None:
         kit.dump("region_list.overlay.bgra", kit.pixels(doc, overlay))
-    res["masks_checked"] = panel.masks.isChecked()
+    res["masks_checked"] = (panel.masks.isChecked(), panel.masks.text())
     res["shot"] = shot(d, "docker-regions-1280x800.png")
     win.grab().save(os.path.join(kit.OUT, "window-regions-1280x800.png"), "PNG")
     res["masked"] = yield from generate(doc, "region_list.masked")
@@ -172,6 +172,7 @@ def sc_region_list(res):
     kit.click(panel.masks)
     yield
     res["overlay_off"] = regions.overlay(doc) is None and not panel.masks.isChecked()
+    res["masks_text_off"] = panel.masks.text()
     res["layers_off"] = [x["name"] for x in kit.layers(doc)]
 
     # 6. saved as .kra and opened again: the rows come back from the layers and the annotation
