@@ -13,16 +13,18 @@ from typing import Any
 
 from krita import DockWidget, DockWidgetFactoryBase, Krita  # type: ignore[import-not-found]
 
-from ._common import actions, choices, geometry
+from ._common import actions, choices, geometry, settings
 from .control_panel import ControlPanel
 from .controller import Controller, read_settings, write_setting
 from .live_panel import LivePanel
-from .qt import Qt, QtWidgets
+from .qt import Qt, QTimer, QtWidgets
 from .region_panel import RegionPanel
 from .review_panel import ReviewPanel
 from .widgets import Form, Picker, row, scroll_page
 
 W = QtWidgets
+SIZED_KEY = "docker_sized"  # set once the docker has claimed its first height in this profile
+SHARE_OF_WINDOW = 0.6  # the most of the main window's height that first claim takes
 ACTION_BUTTONS = {
     "generate": ("Generate", "Generate: txt2img, img2img below 100 %, inpaint with a selection"),
     "outpaint": ("Outpaint", "Extend the canvas on the chosen side, or fill a selection at an edge"),
@@ -102,6 +104,35 @@ class SDBridgeDocker(DockWidget):
         self.load_settings()
         self.controller.listeners.append(self.refresh)
         self.refresh()
+        self.visibilityChanged.connect(self._shown)
+
+    def _shown(self, visible: bool) -> None:
+        """In Krita's default workspace the docker lands under three others, about 160 px high (Krita 5
+        shows it so on the first start, Krita 6 when it is turned on in Settings ▸ Dockers): one line
+        of prompt, the progress bar and the results out of sight. The first time it is seen docked
+        (once per profile, so a layout the user made is never undone) it takes the height its content
+        wants, up to 60 % of the window, from its neighbours — what dragging the splitter would do;
+        they keep at least their minimum height."""
+        if visible and Krita.instance().readSetting(settings.GROUP, SIZED_KEY, "") != "true":
+            QTimer.singleShot(0, self._claim_height)  # once Krita has placed the dock it just showed
+
+    def _claim_height(self) -> None:
+        win = self.parentWidget()
+        if not self.isVisible() or self.isFloating() or not isinstance(win, W.QMainWindow):
+            return
+        write_setting(SIZED_KEY, True)
+        title = self.height() - self.widget().height()
+        want = min(self.widget().widget().sizeHint().height() + title, int(win.height() * SHARE_OF_WINDOW))
+        self._grow(win, want, tries=4)
+
+    def _grow(self, win: Any, want: int, tries: int) -> None:
+        """Qt takes the height from one neighbour per call (Krita 6 gave 276 px, then 311 px): ask again
+        while it still gives."""
+        before = self.height()
+        if before >= want or tries == 0:
+            return
+        win.resizeDocks([self], [want], Qt.Orientation.Vertical)
+        QTimer.singleShot(0, lambda: self.height() > before and self._grow(win, want, tries - 1))
 
     # --- tabs -------------------------------------------------------------------------------
 

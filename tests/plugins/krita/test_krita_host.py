@@ -31,9 +31,9 @@ from tests.servers import ServeProcess
 pytestmark = [pytest.mark.krita, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 SIZE = 128
-SCENARIOS = ["layout", "generate", "img2img", "inpaint_batch", "apply_selection", "discard_reuse", "outpaint",
-             "upscale", "face", "restore", "noface", "offline", "cancel", "persist", "preview_error", "control",
-             "quiet_result"]  # fmt: skip
+SCENARIOS = ["workspace", "layout", "generate", "img2img", "inpaint_batch", "apply_selection", "discard_reuse",
+             "outpaint", "upscale", "face", "restore", "noface", "offline", "cancel", "persist", "preview_error",
+             "control", "quiet_result"]  # fmt: skip
 PREVIEW = "[sdbridge preview]"
 
 
@@ -112,6 +112,23 @@ def test_docker_controls_all_lie_in_the_visible_viewport(krita: Session, size: s
     assert geo["tabs_fit"], geo
     for kind in ("generate", "outpaint", "face", "restore", "upscale", "connect", "cancel", "apply", "discard"):
         assert any(name.endswith(f"sdbridge_{kind}") for name in geo["checked"]), kind
+
+
+def test_seen_first_in_the_default_workspace_the_docker_takes_a_usable_height(krita: Session) -> None:
+    """In Krita's default workspace the docker is stacked under three others (~160 px at 1280x800).
+    The first time it is seen docked it grows to what its content wants, up to 60 % of the window, or
+    as far as its neighbours' minimum heights let it; once: a height the user set by hand is kept."""
+    res = krita.ok("workspace")
+    start = res["at_start"]  # Krita 5 showed it at the profile's first start and sized it then
+    assert start["sized"] == ("true" if start["visible"] else ""), start
+    shown = res["shown"]
+    assert shown["visible"] and not shown["floating"] and shown["sized"] == "true", shown
+    assert shown["column"], shown  # the default workspace: it shares its side with other dockers
+    assert shown["height"] >= min(shown["want"], res["pushed"]) - 2, res  # all that Qt would give it
+    assert shown["height"] >= res["unclaimed"] + 60, res  # ~160 → ~260 px on both Kritas
+    assert Path(shown["shot"]).stat().st_size > 1000
+    assert res["shrunk"] < shown["height"] - 20, res
+    assert res["again"]["visible"] and abs(res["again"]["height"] - res["shrunk"]) <= 2, res
 
 
 def test_pickers_are_fed_by_welcome_and_strength_reads_generate(krita: Session) -> None:

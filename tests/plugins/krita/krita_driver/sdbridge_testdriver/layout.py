@@ -154,4 +154,59 @@ def sc_layout(res):
     res["strength_label"] = d.strength_text.text()
 
 
-SCENARIOS = {"layout": sc_layout}
+def _column(win, d):
+    """The other dockers sharing `d`'s side of the window, on screen (not a hidden tab): height, and the
+    least they can have."""
+    QDockWidget = kit.qt().QtWidgets.QDockWidget
+    area = win.dockWidgetArea(d)
+    return [{"name": o.objectName(), "height": o.height(), "min": max(o.minimumHeight(), o.minimumSizeHint().height())}
+            for o in win.findChildren(QDockWidget)
+            if o is not d and o.isVisible() and not o.visibleRegion().isEmpty() and not o.isFloating()
+            and win.dockWidgetArea(o) == area]  # fmt: skip
+
+
+def sc_workspace(res):
+    """The docker in Krita's default workspace (1280x800), seen for the first time: Krita 5 shows it at
+    the first start (the test profile's warm-up start was that), Krita 6 when a person turns it on in
+    Settings > Dockers. Here it is turned on from that menu in a profile where it has claimed its height
+    already (the height Krita gives it), then as if for the first time; then the person shrinks it by
+    hand and turns it off and on again."""
+    kit.settings()
+    kit.new_doc("workspace")
+    app, d = Krita.instance(), kit.docker()
+    win = app.activeWindow().qwindow()
+    toggle = d.toggleViewAction().trigger  # what the Settings > Dockers > sdbridge menu entry does
+    res["at_start"] = {"visible": d.isVisible(), "sized": app.readSetting("sdbridge", "docker_sized", "")}
+    if d.isVisible():
+        toggle()
+    win.showNormal()
+    win.resize(*SHOT)
+    yield from _settle(10)
+    app.writeSetting("sdbridge", "docker_sized", "true")
+    toggle()
+    yield from _settle(10)
+    res["unclaimed"] = d.height()
+    toggle()
+    app.writeSetting("sdbridge", "docker_sized", "")  # a profile that never showed it
+    yield from _settle(3)
+    toggle()
+    yield from _settle(10)
+    root = d.widget().widget()
+    want = min(root.sizeHint().height() + d.height() - d.widget().height(), int(win.height() * 0.6))
+    res["shown"] = {"visible": d.isVisible(), "floating": d.isFloating(), "height": d.height(), "want": want,
+                    "column": _column(win, d), "sized": app.readSetting("sdbridge", "docker_sized", ""),
+                    "shot": _shot(win, "window-workspace-1280x800.png")}  # fmt: skip
+    win.resizeDocks([d], [want], kit.qt().Qt.Orientation.Vertical)  # would Qt give it more?
+    yield from _settle(5)
+    res["pushed"] = d.height()
+    win.resizeDocks([d], [150], kit.qt().Qt.Orientation.Vertical)  # the user drags the splitter up
+    yield from _settle(5)
+    res["shrunk"] = d.height()
+    toggle()
+    yield from _settle(3)
+    toggle()
+    yield from _settle(10)
+    res["again"] = {"visible": d.isVisible(), "height": d.height()}
+
+
+SCENARIOS = {"layout": sc_layout, "workspace": sc_workspace}
