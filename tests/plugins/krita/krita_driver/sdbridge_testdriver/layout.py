@@ -155,12 +155,10 @@ def sc_layout(res):
 
 
 def _column(win, d):
-    """The other dockers sharing `d`'s side of the window, on screen (not a hidden tab): height, and the
-    least they can have."""
+    """The other dockers sharing `d`'s side of the window, on screen (not a hidden tab), and their heights."""
     QDockWidget = kit.qt().QtWidgets.QDockWidget
     area = win.dockWidgetArea(d)
-    return [{"name": o.objectName(), "height": o.height(), "min": max(o.minimumHeight(), o.minimumSizeHint().height())}
-            for o in win.findChildren(QDockWidget)
+    return [[o.objectName(), o.height()] for o in win.findChildren(QDockWidget)
             if o is not d and o.isVisible() and not o.visibleRegion().isEmpty() and not o.isFloating()
             and win.dockWidgetArea(o) == area]  # fmt: skip
 
