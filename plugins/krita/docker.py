@@ -126,7 +126,7 @@ class SDBridgeDocker(DockWidget):
         self._grow(win, want, tries=4)
 
     def _grow(self, win: Any, want: int, tries: int) -> None:
-        """Qt takes the height from one neighbour per call (Krita 6 gave 276 px, then 311 px): ask again
+        """Qt hands over only part of the height per call (Krita 6 gave 276 px, then 311 px): ask again
         while it still gives."""
         before = self.height()
         if before >= want or tries == 0:
