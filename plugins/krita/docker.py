@@ -121,9 +121,12 @@ class SDBridgeDocker(DockWidget):
         if not self.isVisible() or self.isFloating() or not isinstance(win, W.QMainWindow):
             return
         write_setting(SIZED_KEY, True)
+        self._grow(win, self.wanted_height(win), tries=4)
+
+    def wanted_height(self, win: Any) -> int:
+        """All of the content without scrolling, title bar included, but at most 60 % of the window."""
         title = self.height() - self.widget().height()
-        want = min(self.widget().widget().sizeHint().height() + title, int(win.height() * SHARE_OF_WINDOW))
-        self._grow(win, want, tries=4)
+        return min(self.widget().widget().sizeHint().height() + title, int(win.height() * SHARE_OF_WINDOW))
 
     def _grow(self, win: Any, want: int, tries: int) -> None:
         """Qt hands over only part of the height per call (Krita 6 gave 276 px, then 311 px): ask again

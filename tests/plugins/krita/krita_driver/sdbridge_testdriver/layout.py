@@ -169,30 +169,31 @@ def sc_workspace(res):
     Settings > Dockers. Here it is turned on from that menu in a profile where it has claimed its height
     already (the height Krita gives it), then as if for the first time; then the person shrinks it by
     hand and turns it off and on again."""
+    from sdbridge.docker import SIZED_KEY
+
     kit.settings()
     kit.new_doc("workspace")
     app, d = Krita.instance(), kit.docker()
     win = app.activeWindow().qwindow()
     toggle = d.toggleViewAction().trigger  # what the Settings > Dockers > sdbridge menu entry does
-    res["at_start"] = {"visible": d.isVisible(), "sized": app.readSetting("sdbridge", "docker_sized", "")}
+    res["at_start"] = {"visible": d.isVisible(), "sized": app.readSetting("sdbridge", SIZED_KEY, "")}
     if d.isVisible():
         toggle()
     win.showNormal()
     win.resize(*SHOT)
     yield from _settle(10)
-    app.writeSetting("sdbridge", "docker_sized", "true")
+    app.writeSetting("sdbridge", SIZED_KEY, "true")
     toggle()
     yield from _settle(10)
     res["unclaimed"] = d.height()
     toggle()
-    app.writeSetting("sdbridge", "docker_sized", "")  # a profile that never showed it
+    app.writeSetting("sdbridge", SIZED_KEY, "")  # a profile that never showed it
     yield from _settle(3)
     toggle()
     yield from _settle(10)
-    root = d.widget().widget()
-    want = min(root.sizeHint().height() + d.height() - d.widget().height(), int(win.height() * 0.6))
+    want = d.wanted_height(win)
     res["shown"] = {"visible": d.isVisible(), "floating": d.isFloating(), "height": d.height(), "want": want,
-                    "column": _column(win, d), "sized": app.readSetting("sdbridge", "docker_sized", ""),
+                    "column": _column(win, d), "sized": app.readSetting("sdbridge", SIZED_KEY, ""),
                     "shot": _shot(win, "window-workspace-1280x800.png")}  # fmt: skip
     win.resizeDocks([d], [want], kit.qt().Qt.Orientation.Vertical)  # would Qt give it more?
     yield from _settle(5)
